@@ -1,0 +1,67 @@
+// Package provision creates and deletes the AWS resources of a pipeline stage,
+// idempotently, and stores the agent's inventory of what it owns.
+package provision
+
+import "time"
+
+// Tag keys carried by every resource cloudpipe creates.
+const (
+	TagManaged  = "cloudpipe:managed"  // always "true"
+	TagWorkflow = "cloudpipe:workflow" // the workflow name
+	TagStage    = "cloudpipe:stage"    // the stage index, "0", "1", ...
+)
+
+// StageSpec is everything needed to build one stage of a pipeline. It is built
+// by package sync from a validated workflow; provision knows nothing of JSON.
+type StageSpec struct {
+	Workflow  string // workflow name: lowercase letters, digits, hyphens, <= 32 chars
+	Stage     int    // 0-based index in process.algorithms
+	Region    string // AWS region of the workflow
+	AccountID string // account the agent runs in (from STS)
+	// StateBucket is the agent's state bucket; the stage's runner records the
+	// outcome of each run under runs/<workflow>/ there.
+	StateBucket string
+
+	InputBucket  string // bucket the stage reads from (user-named, or intermediate)
+	OutputBucket string // bucket the stage writes to
+	// InputOwned / OutputOwned say the bucket is cloudpipe's own (an intermediate
+	// bucket of a sequence_run, named by IntermediateBucketName): it must carry
+	// our tags if it exists. A user-named bucket is created (and tagged) when
+	// missing, but a pre-existing user bucket is used as it is and never deleted.
+	InputOwned, OutputOwned bool
+	// Trigger says the stage's input bucket notifies the stage's Lambda; true for
+	// every stage (stage i+1 is triggered by stage i's output bucket).
+	RetainBuckets bool // keep buckets on delete even when empty (default true)
+
+	Algorithm AlgorithmSpec
+	Variables map[string]string // literal env values for the algorithm container
+	Secrets   map[string]string // env name -> Secrets Manager ARN (optionally with :jsonkey::)
+	// TaskCredentialsSecret, when set, is a secret holding AWS_ACCESS_KEY_ID and
+	// AWS_SECRET_ACCESS_KEY, mapped into the container by valueFrom.
+	TaskCredentialsSecret string
+	MaxTasks              int  // most tasks running at once for this stage; 0 = DefaultMaxTasks
+	Suspend               bool // notification removed: uploads are not processed
+}
+
+// AlgorithmSpec is the container side of a stage.
+type AlgorithmSpec struct {
+	Name           string
+	Image          string // container_name
+	RunCommand     string // with $input / $output
+	InputFilePath  string
+	OutputFilePath string
+	CPU            float64 // as written in the algorithm file
+	MemoryMiB      int     // memory.suggested
+	Ports          []PortSpec
+	// ExpectedRunTime bounds one run; the queue's visibility timeout is set above it.
+	ExpectedRunTime time.Duration
+}
+
+// PortSpec is a container port.
+type PortSpec struct {
+	Port     int
+	Protocol string // "tcp" or "udp"
+}
+
+// DefaultMaxTasks is the running-task cap of a stage whose workflow sets none.
+const DefaultMaxTasks = 10

@@ -1,0 +1,174 @@
+package sync
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cloudpipe/cloudpipe/provision"
+	"github.com/cloudpipe/cloudpipe/workflow"
+)
+
+// Action is what a pass does with one workflow.
+type Action string
+
+// Actions of a plan.
+const (
+	Create    Action = "create"
+	Update    Action = "update"
+	Delete    Action = "delete"
+	Unchanged Action = "unchanged"
+	// Skip: another agent holds the workflow's lease; it is left to that agent.
+	Skip Action = "skip"
+	// Invalid: the workflow's file has problems. Nothing is changed; a
+	// deployed version keeps running until the file is fixed.
+	Invalid Action = "invalid"
+)
+
+// writes reports whether the action changes AWS resources.
+func (a Action) writes() bool { return a == Create || a == Update || a == Delete }
+
+// Change is the plan for one workflow, with the reason for it.
+type Change struct {
+	Workflow string
+	File     string // repository-relative path of the workflow file
+	Action   Action
+	Reason   string
+	Desired  *workflow.Workflow   // nil for Delete
+	Entry    *provision.IndexEntry // nil if the inventory has none
+	Problems workflow.Problems    // for Invalid
+}
+
+// Plan is what a pass would do at one commit.
+type Plan struct {
+	Commit   string
+	Changes  []Change // sorted by workflow name
+	Problems workflow.Problems
+}
+
+// Counts returns how many workflows the plan creates, updates and deletes.
+func (p *Plan) Counts() (create, update, del int) {
+	for _, c := range p.Changes {
+		switch c.Action {
+		case Create:
+			create++
+		case Update:
+			update++
+		case Delete:
+			del++
+		}
+	}
+	return create, update, del
+}
+
+// Summary is the plan in one line: "+2 create ~1 update -0 delete".
+func (p *Plan) Summary() string {
+	c, u, d := p.Counts()
+	return fmt.Sprintf("+%d create ~%d update -%d delete", c, u, d)
+}
+
+// HasWrites reports whether applying the plan changes anything in AWS.
+func (p *Plan) HasWrites() bool {
+	for _, c := range p.Changes {
+		if c.Action.writes() {
+			return true
+		}
+	}
+	return false
+}
+
+// ComputePlan compares the desired state with the inventory's index. It is
+// pure: the same inputs always give the same plan.
+func ComputePlan(d *Desired, idx *provision.Index, agentID string, now time.Time) *Plan {
+	plan := &Plan{Commit: d.Commit, Problems: d.Problems}
+	seen := map[string]bool{}
+	for _, w := range d.Workflows {
+		seen[w.Name] = true
+		c := Change{Workflow: w.Name, File: w.File, Desired: w}
+		if e, ok := idx.Workflows[w.Name]; ok {
+			c.Entry = &e
+		}
+		c.Action, c.Reason = planDesired(w, c.Entry, agentID, now)
+		plan.Changes = append(plan.Changes, c)
+	}
+	for name, problems := range d.Invalid {
+		seen[name] = true
+		c := Change{Workflow: name, File: "workflows/" + name + ".json", Action: Invalid, Problems: problems}
+		if e, ok := idx.Workflows[name]; ok {
+			c.Entry = &e
+			c.Reason = fmt.Sprintf("%s: deployed version kept until the file is fixed", firstProblem(problems))
+		} else {
+			c.Reason = fmt.Sprintf("%s: not deployed", firstProblem(problems))
+		}
+		plan.Changes = append(plan.Changes, c)
+	}
+	for name, e := range idx.Workflows {
+		if seen[name] {
+			continue
+		}
+		c := Change{Workflow: name, File: "workflows/" + name + ".json", Entry: &e}
+		if holder, held := e.HeldBy(agentID, now); held {
+			c.Action, c.Reason = Skip, leaseReason(holder, e.LeaseExpires)
+		} else {
+			c.Action, c.Reason = Delete, c.File+" removed"
+		}
+		plan.Changes = append(plan.Changes, c)
+	}
+	sort.Slice(plan.Changes, func(i, j int) bool { return plan.Changes[i].Workflow < plan.Changes[j].Workflow })
+	return plan
+}
+
+func planDesired(w *workflow.Workflow, e *provision.IndexEntry, agentID string, now time.Time) (Action, string) {
+	if e == nil {
+		return Create, "new file " + w.File
+	}
+	if holder, held := e.HeldBy(agentID, now); held {
+		return Skip, leaseReason(holder, e.LeaseExpires)
+	}
+	// Create until a first apply succeeded, so the plan says what the user
+	// will see; the apply itself is the same idempotent ensure either way.
+	act := Update
+	if e.SpecHash == "" {
+		act = Create
+	}
+	switch {
+	case e.State == provision.StateApplying:
+		return act, "resuming an interrupted apply"
+	case e.State == provision.StateDeleting:
+		return act, "resuming: file restored while its pipeline was being deleted"
+	case e.State == provision.StateFailed:
+		return act, "retrying after failure: " + e.Error
+	case e.Region != w.Region:
+		return Update, fmt.Sprintf("region changed from %s to %s: pipeline moves", e.Region, w.Region)
+	case e.SpecHash != w.SpecHash:
+		return Update, fmt.Sprintf("%s changed since commit %s", w.File, short(e.Commit))
+	}
+	return Unchanged, "deployed at commit " + short(e.Commit)
+}
+
+func leaseReason(holder string, until time.Time) string {
+	return fmt.Sprintf("being applied by agent %s (lease until %s)", holder, until.UTC().Format(time.RFC3339))
+}
+
+func firstProblem(ps workflow.Problems) string {
+	if len(ps) == 0 {
+		return "invalid"
+	}
+	s := ps[0].String()
+	if len(ps) > 1 {
+		s += fmt.Sprintf(" (and %d more)", len(ps)-1)
+	}
+	return s
+}
+
+// short abbreviates a commit hash for messages.
+func short(commit string) string {
+	if commit == "" {
+		return "(none)"
+	}
+	if len(commit) > 7 && !strings.ContainsAny(commit[:7], "/ ") {
+		return commit[:7]
+	}
+	return commit
+}

@@ -1,0 +1,160 @@
+package sync_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloudpipe/cloudpipe/provision"
+	pipesync "github.com/cloudpipe/cloudpipe/sync"
+	"github.com/cloudpipe/cloudpipe/workflow"
+)
+
+func TestComputePlan(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	wf := func(name, hash string) *workflow.Workflow {
+		return &workflow.Workflow{Name: name, File: "workflows/" + name + ".json", Region: "us-east-1", SpecHash: hash}
+	}
+	ready := func(hash string) provision.IndexEntry {
+		return provision.IndexEntry{Region: "us-east-1", SpecHash: hash, Commit: "c0ffee0000", State: provision.StateReady}
+	}
+	problem := workflow.Problem{File: "workflows/broken.json", Line: 3, Col: 5, Path: "region", Msg: "unknown region"}
+
+	tests := []struct {
+		name       string
+		desired    *pipesync.Desired
+		index      map[string]provision.IndexEntry
+		want       map[string]pipesync.Action
+		wantReason map[string]string // substring of the reason
+	}{
+		{
+			name:       "new file is created",
+			desired:    &pipesync.Desired{Workflows: []*workflow.Workflow{wf("a", "h1")}},
+			want:       map[string]pipesync.Action{"a": pipesync.Create},
+			wantReason: map[string]string{"a": "new file workflows/a.json"},
+		},
+		{
+			name:    "same hash is unchanged",
+			desired: &pipesync.Desired{Workflows: []*workflow.Workflow{wf("a", "h1")}},
+			index:   map[string]provision.IndexEntry{"a": ready("h1")},
+			want:    map[string]pipesync.Action{"a": pipesync.Unchanged},
+		},
+		{
+			name:       "changed hash is updated",
+			desired:    &pipesync.Desired{Workflows: []*workflow.Workflow{wf("a", "h2")}},
+			index:      map[string]provision.IndexEntry{"a": ready("h1")},
+			want:       map[string]pipesync.Action{"a": pipesync.Update},
+			wantReason: map[string]string{"a": "changed since commit c0ffee0"},
+		},
+		{
+			name:       "removed file is deleted",
+			desired:    &pipesync.Desired{},
+			index:      map[string]provision.IndexEntry{"gone": ready("h1")},
+			want:       map[string]pipesync.Action{"gone": pipesync.Delete},
+			wantReason: map[string]string{"gone": "workflows/gone.json removed"},
+		},
+		{
+			name: "invalid file keeps the deployed version",
+			desired: &pipesync.Desired{
+				Invalid:  map[string]workflow.Problems{"broken": {problem}},
+				Problems: workflow.Problems{problem},
+			},
+			index:      map[string]provision.IndexEntry{"broken": ready("h1")},
+			want:       map[string]pipesync.Action{"broken": pipesync.Invalid},
+			wantReason: map[string]string{"broken": "deployed version kept"},
+		},
+		{
+			name: "invalid new file is not deployed",
+			desired: &pipesync.Desired{
+				Invalid: map[string]workflow.Problems{"broken": {problem}},
+			},
+			want:       map[string]pipesync.Action{"broken": pipesync.Invalid},
+			wantReason: map[string]string{"broken": "workflows/broken.json:3:5: region: unknown region: not deployed"},
+		},
+		{
+			name:    "interrupted create resumes as create",
+			desired: &pipesync.Desired{Workflows: []*workflow.Workflow{wf("a", "h1")}},
+			index: map[string]provision.IndexEntry{"a": {Region: "us-east-1", State: provision.StateApplying,
+				Holder: "me", LeaseExpires: now.Add(time.Minute)}},
+			want:       map[string]pipesync.Action{"a": pipesync.Create},
+			wantReason: map[string]string{"a": "resuming an interrupted apply"},
+		},
+		{
+			name:    "another agent's live lease is skipped",
+			desired: &pipesync.Desired{Workflows: []*workflow.Workflow{wf("a", "h2")}},
+			index: map[string]provision.IndexEntry{"a": {Region: "us-east-1", SpecHash: "h1", State: provision.StateApplying,
+				Holder: "other", LeaseExpires: now.Add(time.Minute)}},
+			want:       map[string]pipesync.Action{"a": pipesync.Skip},
+			wantReason: map[string]string{"a": "being applied by agent other"},
+		},
+		{
+			name:    "another agent's expired lease is taken over",
+			desired: &pipesync.Desired{Workflows: []*workflow.Workflow{wf("a", "h2")}},
+			index: map[string]provision.IndexEntry{"a": {Region: "us-east-1", SpecHash: "h1", State: provision.StateApplying,
+				Holder: "other", LeaseExpires: now.Add(-time.Second)}},
+			want: map[string]pipesync.Action{"a": pipesync.Update},
+		},
+		{
+			name:    "a lease on a removed file held by another agent is skipped",
+			desired: &pipesync.Desired{},
+			index: map[string]provision.IndexEntry{"a": {Region: "us-east-1", State: provision.StateDeleting,
+				Holder: "other", LeaseExpires: now.Add(time.Minute)}},
+			want: map[string]pipesync.Action{"a": pipesync.Skip},
+		},
+		{
+			name:       "failed apply is retried",
+			desired:    &pipesync.Desired{Workflows: []*workflow.Workflow{wf("a", "h1")}},
+			index:      map[string]provision.IndexEntry{"a": {Region: "us-east-1", SpecHash: "h1", State: provision.StateFailed, Error: "boom"}},
+			want:       map[string]pipesync.Action{"a": pipesync.Update},
+			wantReason: map[string]string{"a": "retrying after failure: boom"},
+		},
+		{
+			name: "region change moves the pipeline",
+			desired: &pipesync.Desired{Workflows: []*workflow.Workflow{
+				{Name: "a", File: "workflows/a.json", Region: "eu-west-1", SpecHash: "h2"}}},
+			index:      map[string]provision.IndexEntry{"a": ready("h1")},
+			want:       map[string]pipesync.Action{"a": pipesync.Update},
+			wantReason: map[string]string{"a": "region changed from us-east-1 to eu-west-1"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			idx := &provision.Index{Workflows: tt.index}
+			if idx.Workflows == nil {
+				idx.Workflows = map[string]provision.IndexEntry{}
+			}
+			plan := pipesync.ComputePlan(tt.desired, idx, "me", now)
+			got := map[string]pipesync.Action{}
+			for _, c := range plan.Changes {
+				got[c.Workflow] = c.Action
+				if want, ok := tt.wantReason[c.Workflow]; ok && !strings.Contains(c.Reason, want) {
+					t.Errorf("%s: reason %q, want it to contain %q", c.Workflow, c.Reason, want)
+				}
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("plan %v, want %v", got, tt.want)
+			}
+			for name, want := range tt.want {
+				if got[name] != want {
+					t.Errorf("%s: action %q, want %q", name, got[name], want)
+				}
+			}
+		})
+	}
+}
+
+func TestPlanSummary(t *testing.T) {
+	plan := &pipesync.Plan{Changes: []pipesync.Change{
+		{Workflow: "a", Action: pipesync.Create}, {Workflow: "b", Action: pipesync.Create},
+		{Workflow: "c", Action: pipesync.Update}, {Workflow: "d", Action: pipesync.Unchanged},
+	}}
+	if got, want := plan.Summary(), "+2 create ~1 update -0 delete"; got != want {
+		t.Errorf("Summary() = %q, want %q", got, want)
+	}
+	if !plan.HasWrites() {
+		t.Error("HasWrites() = false for a plan with creates")
+	}
+	if (&pipesync.Plan{Changes: []pipesync.Change{{Action: pipesync.Unchanged}}}).HasWrites() {
+		t.Error("HasWrites() = true for an all-unchanged plan")
+	}
+}

@@ -1,0 +1,297 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/cloudpipe/cloudpipe/provision"
+)
+
+// Options configure a Reconciler. Provisioner and Inventory are required.
+type Options struct {
+	Provisioner *provision.Provisioner
+	Inventory   *provision.Inventory
+	// StateBucket is where runners record their runs; defaults to the
+	// inventory's bucket.
+	StateBucket string
+	// AgentID names this agent in inventory leases. Two agents sharing a
+	// state bucket need different IDs; a restarted agent with the same ID
+	// resumes its own interrupted work at once. Default: the host name.
+	AgentID string
+	// Concurrency is how many workflows are applied at once. Default 8.
+	Concurrency int
+	// LeaseTTL is how long another agent keeps off a workflow this agent is
+	// applying, in case this one dies mid-apply. Default 15 minutes, above
+	// the longest apply (IAM propagation retries stop after about 2).
+	LeaseTTL time.Duration
+	// ApplyTimeout bounds the apply of one workflow. Default 10 minutes.
+	ApplyTimeout time.Duration
+	Logger       *slog.Logger
+	// OnEvent, if set, is called as each workflow starts and finishes, from
+	// the applying goroutines; it must be safe for concurrent use.
+	OnEvent func(Event)
+	Now     func() time.Time
+}
+
+// Event reports progress of one workflow during Apply.
+type Event struct {
+	Workflow string
+	Action   Action
+	Done     bool // false: started; true: finished, Err says how
+	Err      error
+}
+
+// Reconciler plans and applies desired state against the inventory.
+type Reconciler struct {
+	opts Options
+	log  *slog.Logger
+
+	mu      sync.Mutex // guards account
+	account string     // from STS, asked once: the credentials' account never changes
+}
+
+// New returns a Reconciler with defaults filled in.
+func New(opts Options) *Reconciler {
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 8
+	}
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = 15 * time.Minute
+	}
+	if opts.ApplyTimeout <= 0 {
+		opts.ApplyTimeout = 10 * time.Minute
+	}
+	if opts.AgentID == "" {
+		opts.AgentID, _ = os.Hostname()
+		if opts.AgentID == "" {
+			opts.AgentID = "cloudpipe-agent"
+		}
+	}
+	if opts.StateBucket == "" && opts.Inventory != nil {
+		opts.StateBucket = opts.Inventory.Bucket()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Reconciler{opts: opts, log: opts.Logger.With("component", "sync")}
+}
+
+// Plan reads the inventory and returns what a pass would do. It makes no
+// writes.
+func (r *Reconciler) Plan(ctx context.Context, d *Desired) (*Plan, error) {
+	idx, err := r.opts.Inventory.ReadIndex(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return ComputePlan(d, idx, r.opts.AgentID, r.opts.Now()), nil
+}
+
+// errReplan says the index changed under us: another agent wrote it first.
+var errReplan = errors.New("inventory index changed by another agent")
+
+// maxReplans bounds how often one pass re-reads the index after losing a race.
+const maxReplans = 8
+
+// Reconcile runs one pass: plan against the inventory, record the intent,
+// apply, and record the outcome. A workflow's failure is in its Result; the
+// returned error is for what stops the whole pass (the inventory cannot be
+// read or written, ctx cancelled).
+func (r *Reconciler) Reconcile(ctx context.Context, d *Desired) (*Report, error) {
+	start := r.opts.Now()
+	for attempt := 0; ; attempt++ {
+		idx, err := r.opts.Inventory.ReadIndex(ctx)
+		if err != nil {
+			return nil, err
+		}
+		plan := ComputePlan(d, idx, r.opts.AgentID, r.opts.Now())
+		rep, err := r.apply(ctx, plan, idx)
+		if errors.Is(err, errReplan) && attempt < maxReplans {
+			r.log.Debug("inventory race lost, re-planning", "attempt", attempt+1)
+			continue
+		}
+		if rep != nil {
+			rep.Duration = r.opts.Now().Sub(start)
+		}
+		return rep, err
+	}
+}
+
+// apply carries out plan, whose index idx was read at the start of the pass.
+func (r *Reconciler) apply(ctx context.Context, plan *Plan, idx *provision.Index) (*Report, error) {
+	rep := &Report{Commit: plan.Commit, Plan: plan, Results: make([]Result, len(plan.Changes))}
+	var todo []int
+	for i, c := range plan.Changes {
+		rep.Results[i] = Result{Workflow: c.Workflow, File: c.File, Action: c.Action, Reason: c.Reason}
+		if c.Action == Invalid {
+			rep.Results[i].Err = c.Problems
+		}
+		if c.Action.writes() {
+			todo = append(todo, i)
+		}
+	}
+	if len(todo) == 0 {
+		return rep, r.recordCommit(ctx, idx, plan.Commit)
+	}
+
+	// Build every stage spec before any write, so an account mismatch or an
+	// STS failure stops a workflow before it touches anything.
+	specs := make(map[int][]provision.StageSpec)
+	var ready []int
+	for _, i := range todo {
+		c := plan.Changes[i]
+		if c.Action == Delete {
+			ready = append(ready, i)
+			continue
+		}
+		s, err := r.stageSpecs(ctx, c)
+		if err != nil {
+			rep.Results[i].Err = err
+			continue
+		}
+		specs[i] = s
+		ready = append(ready, i)
+	}
+
+	// Record the intent, and take the leases, in one conditional write: if
+	// another agent wrote the index since we read it, re-plan.
+	now := r.opts.Now()
+	for _, i := range ready {
+		c := plan.Changes[i]
+		e := provision.IndexEntry{}
+		if c.Entry != nil {
+			e = *c.Entry
+		}
+		e.State = provision.StateApplying
+		if c.Action == Delete {
+			e.State = provision.StateDeleting
+		} else {
+			e.PendingHash = c.Desired.SpecHash
+			if e.Region == "" {
+				e.Region = c.Desired.Region
+			}
+		}
+		e.Holder, e.LeaseExpires, e.UpdatedAt = r.opts.AgentID, now.Add(r.opts.LeaseTTL), now
+		idx.Workflows[c.Workflow] = e
+	}
+	if len(ready) > 0 {
+		if err := r.opts.Inventory.WriteIndex(ctx, idx); err != nil {
+			if errors.Is(err, provision.ErrConflict) {
+				return nil, errReplan
+			}
+			return rep, err
+		}
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.opts.Concurrency)
+	for _, i := range ready {
+		g.Go(func() error {
+			rep.Results[i] = r.applyOne(gctx, plan.Commit, plan.Changes[i], specs[i], rep.Results[i])
+			return gctx.Err() // only cancellation stops the pass
+		})
+	}
+	waitErr := g.Wait()
+
+	// Save the outcome even if the pass was cancelled (SIGTERM): a half-done
+	// apply must be on record. The lease of an interrupted workflow is kept,
+	// so its next pass resumes it.
+	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := r.recordResults(saveCtx, idx, plan.Commit, rep.Results, ready); err != nil {
+		return rep, err
+	}
+	return rep, waitErr
+}
+
+// stageSpecs checks the workflow's account and builds its stage specs.
+func (r *Reconciler) stageSpecs(ctx context.Context, c Change) ([]provision.StageSpec, error) {
+	account, err := r.callerAccount(ctx, c.Desired.Region)
+	if err != nil {
+		return nil, err
+	}
+	if want := c.Desired.AccountID; want != "" && want != account {
+		return nil, fmt.Errorf("%s: account_id: the workflow is for account %s but the agent's credentials are for account %s; nothing was changed", c.File, want, account)
+	}
+	return StageSpecs(c.Desired, account, r.opts.StateBucket), nil
+}
+
+func (r *Reconciler) callerAccount(ctx context.Context, region string) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.account != "" {
+		return r.account, nil
+	}
+	account, err := r.opts.Provisioner.CallerAccount(ctx, region)
+	if err != nil {
+		return "", fmt.Errorf("find the agent's AWS account: %w", err)
+	}
+	r.account = account
+	return account, nil
+}
+
+// recordCommit notes the commit of a pass that changed nothing. It costs one
+// write only when the commit moved; losing that race is harmless (the
+// winner's pass saw a commit at least as new).
+func (r *Reconciler) recordCommit(ctx context.Context, idx *provision.Index, commit string) error {
+	if commit == "" || idx.Commit == commit {
+		return nil
+	}
+	idx.Commit, idx.UpdatedAt = commit, r.opts.Now()
+	if err := r.opts.Inventory.WriteIndex(ctx, idx); err != nil && !errors.Is(err, provision.ErrConflict) {
+		return err
+	}
+	return nil
+}
+
+// recordResults writes the pass's outcome to the index. Between our intent
+// write and now, other agents may have written entries of other workflows:
+// on conflict re-read and re-apply only our own entries, which our leases
+// protect.
+func (r *Reconciler) recordResults(ctx context.Context, idx *provision.Index, commit string, results []Result, ours []int) error {
+	for attempt := 0; ; attempt++ {
+		now := r.opts.Now()
+		for _, i := range ours {
+			res := results[i]
+			e := idx.Workflows[res.Workflow]
+			switch {
+			case errors.Is(res.Err, context.Canceled) || errors.Is(res.Err, context.DeadlineExceeded):
+				// Interrupted: keep the intent and our lease so the next pass
+				// resumes it.
+				continue
+			case res.Err != nil:
+				e.State, e.Error = provision.StateFailed, res.Err.Error()
+			case res.Action == Delete:
+				delete(idx.Workflows, res.Workflow)
+				continue
+			default:
+				e.State, e.Error = provision.StateReady, ""
+				e.SpecHash, e.Region, e.Commit = res.SpecHash, res.Region, commit
+			}
+			e.PendingHash, e.Holder, e.LeaseExpires, e.UpdatedAt = "", "", time.Time{}, now
+			idx.Workflows[res.Workflow] = e
+		}
+		if commit != "" {
+			idx.Commit = commit
+		}
+		idx.UpdatedAt = now
+		err := r.opts.Inventory.WriteIndex(ctx, idx)
+		if !errors.Is(err, provision.ErrConflict) || attempt >= maxReplans {
+			return err
+		}
+		fresh, rerr := r.opts.Inventory.ReadIndex(ctx)
+		if rerr != nil {
+			return rerr
+		}
+		*idx = *fresh
+	}
+}

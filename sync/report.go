@@ -1,0 +1,126 @@
+package sync
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cloudpipe/cloudpipe/provision"
+)
+
+// Report is the outcome of one pass.
+type Report struct {
+	Commit   string
+	Plan     *Plan
+	Results  []Result // one per planned change, in the plan's order
+	Duration time.Duration
+}
+
+// Result is the outcome for one workflow.
+type Result struct {
+	Workflow string
+	File     string
+	Action   Action
+	Reason   string
+	Err      error // nil on success; for Invalid, the file's problems
+	// Where to upload and where results appear (set after a create or update).
+	InputBucket, OutputBucket string
+	// SpecHash and Region are those of the spec that was applied.
+	SpecHash, Region string
+	// KeptBuckets are buckets a delete or a replaced stage left in place
+	// because they hold data (or retain_buckets asks to keep them).
+	KeptBuckets []provision.KeptBucket
+	Duration    time.Duration
+}
+
+// Failed counts the workflows whose apply failed. Invalid files count: their
+// pipeline could not be brought to what the repository says.
+func (r *Report) Failed() int {
+	n := 0
+	for _, res := range r.Results {
+		if res.Err != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// WriteTable prints one line per workflow and a summary line.
+func (r *Report) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "WORKFLOW\tACTION\tRESULT\tDETAIL")
+	for _, res := range r.Results {
+		outcome, detail := "ok", res.Reason
+		switch {
+		case res.Err != nil:
+			outcome, detail = "failed", res.Err.Error()
+		case res.Action == Create || res.Action == Update:
+			detail = fmt.Sprintf("upload to s3://%s · results in s3://%s", res.InputBucket, res.OutputBucket)
+		case res.Action == Delete:
+			detail = "torn down"
+		case res.Action == Skip:
+			outcome = "skipped"
+		}
+		for _, kb := range res.KeptBuckets {
+			detail += fmt.Sprintf("; kept s3://%s (%s)", kb.Name, kb.Reason)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", res.Workflow, res.Action, outcome, oneLine(detail))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%s: %s, %d failed, in %s\n", commitLabel(r.Commit), r.Plan.Summary(), r.Failed(), r.Duration.Round(time.Millisecond))
+	return err
+}
+
+// WritePlan prints the plan: a header line, then one line per workflow.
+func (p *Plan) WritePlan(w io.Writer) error {
+	unchanged := 0
+	for _, c := range p.Changes {
+		if c.Action == Unchanged {
+			unchanged++
+		}
+	}
+	fmt.Fprintf(w, "plan for %s: %s, %d unchanged\n", commitLabel(p.Commit), p.Summary(), unchanged)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, c := range p.Changes {
+		fmt.Fprintf(tw, "  %s %s\t%s\t%s\n", actionSign(c.Action), c.Workflow, c.Action, oneLine(c.Reason))
+	}
+	return tw.Flush()
+}
+
+func actionSign(a Action) string {
+	switch a {
+	case Create:
+		return "+"
+	case Update:
+		return "~"
+	case Delete:
+		return "-"
+	case Invalid:
+		return "!"
+	case Skip:
+		return "?"
+	}
+	return "="
+}
+
+func commitLabel(commit string) string {
+	if commit == "" {
+		return "working tree"
+	}
+	return "commit " + short(commit)
+}
+
+// oneLine keeps a table row on one line: multi-line errors are joined.
+func oneLine(s string) string {
+	out := make([]rune, 0, len(s))
+	for _, r := range s {
+		if r == '\n' || r == '\t' {
+			r = ' '
+		}
+		out = append(out, r)
+	}
+	return string(out)
+}

@@ -1,0 +1,143 @@
+// Package workflow is cloudpipe's domain core: the model of workflow and
+// algorithm files in the original cloud_pipe formats, their strict parsing and
+// validation, and the spec hash that tells whether a deployed pipeline is current.
+//
+// Load reads a whole config repository and returns the valid workflows together
+// with every problem found; ParseWorkflow and ParseAlgorithm check one file.
+// Problems print in the CLI contract's format
+// (file:line:col: json.path: message) and say what to change.
+package workflow
+
+import (
+	"bytes"
+	"encoding/json"
+)
+
+// Process types.
+const (
+	SingleRun   = "single_run"
+	SequenceRun = "sequence_run"
+)
+
+// Workflow is one workflows/<name>.json file. Field names follow the original
+// cloud_pipe format; the optional fields after Process are cloudpipe additions.
+type Workflow struct {
+	Name string `json:"-"` // the file's base name without .json: the pipeline's identity
+	File string `json:"-"` // repository-relative path, e.g. workflows/foo.json
+
+	InputBucket  string  `json:"input_s3_name"`
+	OutputBucket string  `json:"output_s3_name"`
+	KeyPair      string  `json:"key_pair,omitempty"` // accepted, unused on Fargate
+	AccountID    string  `json:"account_id,omitempty"`
+	Region       string  `json:"region"`
+	Process      Process `json:"process"`
+
+	Secrets               map[string]string `json:"secrets,omitempty"`                 // env name -> Secrets Manager ARN
+	TaskCredentialsSecret string            `json:"task_credentials_secret,omitempty"` // secret ARN holding AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
+	RetainBuckets         *bool             `json:"retain_buckets,omitempty"`          // default true
+	MaxTasks              int               `json:"max_tasks,omitempty"`               // 0: default
+	Suspend               bool              `json:"suspend,omitempty"`
+
+	// Stages are the resolved steps, one per process.algorithms entry, in
+	// order. Load fills them for valid workflows only.
+	Stages []Stage `json:"-"`
+	// SpecHash is the hex SHA-256 of the workflow's content and the content
+	// of every algorithm it uses (see hash.go). Load fills it for valid
+	// workflows only; sync compares it with the deployed hash to decide on an
+	// update, so it ignores file layout (whitespace, key order) and paths.
+	SpecHash string `json:"-"`
+}
+
+// RetainsBuckets reports whether the workflow's buckets are kept when the
+// workflow is deleted. Absent means true: deleting data is never a default.
+func (w *Workflow) RetainsBuckets() bool {
+	return w.RetainBuckets == nil || *w.RetainBuckets
+}
+
+// Process is the "process" object of a workflow.
+type Process struct {
+	Type       string `json:"type"`
+	Algorithms []Step `json:"algorithms"`
+}
+
+// Step is one entry of process.algorithms: which algorithm runs at this stage
+// and with which settings.
+type Step struct {
+	Name string `json:"name"`
+	// Port lists the algorithm ports this step uses. The file may give plain
+	// numbers ([9090]) or {port, protocol} objects; the protocol defaults to
+	// tcp, so after parsing every entry has one.
+	Port      []Port            `json:"port,omitempty"`
+	Variables map[string]string `json:"variables,omitempty"`
+}
+
+// Stage is one resolved step of a valid workflow.
+type Stage struct {
+	Index     int        // 0-based position in process.algorithms
+	Step      Step       // the step as written (ports normalized)
+	Algorithm *Algorithm // the algorithm the step names; never nil
+}
+
+// Algorithm is one algorithms/<name>.json file, the original `wrap` format.
+type Algorithm struct {
+	File string `json:"-"` // repository-relative path
+
+	ContainerName                     string   `json:"container_name"`
+	System                            string   `json:"system,omitempty"`
+	InputFilePath                     string   `json:"input_file_path"`
+	OutputFilePath                    string   `json:"output_file_path"`
+	ExecutablePath                    string   `json:"executable_path,omitempty"`
+	RunCommand                        string   `json:"run_command"`
+	Name                              string   `json:"name"`
+	InstanceType                      string   `json:"instance_type,omitempty"` // accepted, unused on Fargate
+	Memory                            Memory   `json:"memory"`
+	CPU                               float64  `json:"CPU"`
+	UserSpecifiedEnvironmentVariables []EnvVar `json:"user_specified_environment_variables,omitempty"`
+	Port                              []Port   `json:"port,omitempty"`
+}
+
+// Memory is an algorithm's memory need in MiB.
+type Memory struct {
+	Minimal   int `json:"minimal"`
+	Suggested int `json:"suggested"`
+}
+
+// EnvVar declares a variable an algorithm reads.
+type EnvVar struct {
+	Name     string `json:"name"`
+	Required bool   `json:"required"`
+}
+
+// Port is a container port.
+type Port struct {
+	Port     int    `json:"port"`
+	Protocol string `json:"protocol"`
+}
+
+// UnmarshalJSON accepts a bare number (9090) as well as the object form
+// ({"port": 9090, "protocol": "tcp"}), because workflow steps have been
+// written both ways. Which form a file may use is enforced by the schema pass
+// (parse.go) before decoding, with positions; this only converts.
+func (p *Port) UnmarshalJSON(data []byte) error {
+	data = bytes.TrimSpace(data)
+	if string(data) == "null" {
+		return nil // encoding/json convention: null leaves the value alone
+	}
+	if len(data) > 0 && data[0] != '{' {
+		var n int
+		if err := json.Unmarshal(data, &n); err != nil {
+			return err
+		}
+		*p = Port{Port: n}
+		return nil
+	}
+	type plain Port // no UnmarshalJSON method, so no recursion
+	var v plain
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		return err
+	}
+	*p = Port(v)
+	return nil
+}
