@@ -35,9 +35,9 @@ type Change struct {
 	File     string // repository-relative path of the workflow file
 	Action   Action
 	Reason   string
-	Desired  *workflow.Workflow   // nil for Delete
+	Desired  *workflow.Workflow    // nil for Delete
 	Entry    *provision.IndexEntry // nil if the inventory has none
-	Problems workflow.Problems    // for Invalid
+	Problems workflow.Problems     // for Invalid
 }
 
 // Plan is what a pass would do at one commit.

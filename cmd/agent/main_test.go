@@ -1,0 +1,156 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// binDir holds the agent built for tests of what only a real process shows:
+// exit codes and the split of stdout and stderr. It is built once, on first
+// use, so fuzz workers (which run TestMain too) do not each build it.
+var (
+	binDir    string
+	buildOnce = sync.OnceValues(func() (string, error) {
+		bin := filepath.Join(binDir, "agent")
+		out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("build agent: %v\n%s", err, out)
+		}
+		return bin, nil
+	})
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "cloudpipe-agent-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// runAgent runs the built binary with a clean CLOUDPIPE_ environment and
+// returns its exit code and output.
+func runAgent(t *testing.T, dir string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(t.Context(), bin, args...)
+	cmd.Dir = dir
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CLOUDPIPE_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	case err != nil:
+		t.Fatalf("run agent %q: %v", args, err)
+	}
+	return code, out.String(), errOut.String()
+}
+
+func TestExitCodes(t *testing.T) {
+	tests := []struct {
+		args []string
+		want int
+	}{
+		{nil, exitUsage},
+		{[]string{"help"}, exitOK},
+		{[]string{"-h"}, exitOK},
+		{[]string{"--help"}, exitOK},
+		{[]string{"help", "validate"}, exitOK},
+		{[]string{"help", "nope"}, exitUsage},
+		{[]string{"nope"}, exitUsage},
+		{[]string{"validate"}, exitUsage},
+		{[]string{"validate", "--bogus", "testdata/seed"}, exitUsage},
+		{[]string{"validate", "testdata/does-not-exist"}, exitUsage},
+		{[]string{"validate", "testdata"}, exitUsage},
+		{[]string{"validate", "main.go"}, exitUsage},
+		{[]string{"validate", "testdata/seed"}, exitFailure},
+		{[]string{"validate", "--json", "testdata/seed"}, exitFailure},
+		{[]string{"validate", "testdata/bad/workflows/good.json"}, exitOK},
+		{[]string{"validate", "../.."}, exitOK},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, stdout, stderr := runAgent(t, ".", tt.args...)
+			if code != tt.want {
+				t.Errorf("agent %q exit = %d, want %d\nstdout:\n%s\nstderr:\n%s", tt.args, code, tt.want, stdout, stderr)
+			}
+			if code == exitUsage && stderr == "" {
+				t.Errorf("agent %q: usage error with nothing on stderr", tt.args)
+			}
+		})
+	}
+}
+
+// TestHelp checks that `agent help` lists exactly the commands in the table and
+// that every command's --help exits 0 and names each flag with its variable.
+func TestHelp(t *testing.T) {
+	code, stdout, _ := runAgent(t, ".", "help")
+	if code != exitOK {
+		t.Fatalf("agent help exit = %d", code)
+	}
+	for _, c := range commands {
+		if !strings.Contains(stdout, "\n  "+c.name+" ") {
+			t.Errorf("agent help does not list %s:\n%s", c.name, stdout)
+		}
+	}
+	for _, c := range commands {
+		t.Run(c.name, func(t *testing.T) {
+			code, stdout, stderr := runAgent(t, ".", c.name, "--help")
+			if code != exitOK || stderr != "" {
+				t.Fatalf("agent %s --help: exit %d, stderr %q", c.name, code, stderr)
+			}
+			if !strings.HasPrefix(stdout, "Usage: agent "+c.name+" ") {
+				t.Errorf("help does not start with the usage line:\n%s", stdout)
+			}
+			for _, name := range c.flags {
+				if !strings.Contains(stdout, "--"+name) || !strings.Contains(stdout, envName(name)) {
+					t.Errorf("help of %s lacks --%s or %s:\n%s", c.name, name, envName(name), stdout)
+				}
+			}
+		})
+	}
+}
+
+func TestPrintFlags(t *testing.T) {
+	var buf bytes.Buffer
+	printFlags(&buf, []string{"repo", "concurrency", "subnets", "json", "log-format"})
+	want := `  --repo string
+    	config repository: a Git URL or a local path (env CLOUDPIPE_REPO, required)
+  --concurrency int
+    	workflows applied at once (env CLOUDPIPE_CONCURRENCY, default "8")
+  --subnets list
+    	comma-separated subnet IDs for Fargate tasks (env CLOUDPIPE_SUBNETS, default chosen by bootstrap)
+  --json
+    	print results as JSON (env CLOUDPIPE_JSON)
+  --log-format string
+    	log format: text or json (env CLOUDPIPE_LOG_FORMAT, default text on a terminal, else json)
+`
+	if got := buf.String(); got != want {
+		t.Errorf("printFlags:\n got:\n%s\nwant:\n%s", got, want)
+	}
+}
