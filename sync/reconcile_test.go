@@ -123,11 +123,11 @@ func TestReconcileLifecycle(t *testing.T) {
 	// Create: every resource exists.
 	rep := e.sync(r, repo(files), "c1")
 	wantActions(t, rep, map[string]string{single: "create", chain: "create"})
-	if got := e.existing(single, 1); len(got) != 7 {
-		t.Fatalf("single_run resources after create: %v (want 7)", got)
+	if got := e.existing(single, 1); len(got) != 8 {
+		t.Fatalf("single_run resources after create: %v (want 8)", got)
 	}
-	if got := e.existing(chain, 3); len(got) != 19 {
-		t.Fatalf("sequence_run resources after create: %v (want 19)", got)
+	if got := e.existing(chain, 3); len(got) != 22 {
+		t.Fatalf("sequence_run resources after create: %v (want 22)", got)
 	}
 	for _, b := range []string{e.name("in"), e.name("out"), e.name("chain-in"), e.name("chain-out"),
 		provision.IntermediateBucketName(chain, 0, "000000000000", "us-east-1"),
@@ -178,7 +178,7 @@ func TestReconcileLifecycle(t *testing.T) {
 	wantActions(t, rep, map[string]string{single: "update", chain: "unchanged"})
 	writes := e.calls.WriteOps()
 	for op := range writes {
-		if op != "ECS.RegisterTaskDefinition" && op != "Lambda.UpdateFunctionConfiguration" && op != "S3.PutObject" {
+		if op != "ECS.RegisterTaskDefinition" && op != "ECS.DeregisterTaskDefinition" && op != "Lambda.UpdateFunctionConfiguration" && op != "S3.PutObject" {
 			t.Errorf("variable change wrote %s (writes: %v)", op, writes)
 		}
 	}
@@ -249,7 +249,7 @@ func TestReconcileBrokenFileDoesNotBlockOthers(t *testing.T) {
 	if got := actions(rep)[good]; !strings.HasPrefix(got, "invalid") {
 		t.Errorf("deployed workflow with a broken file: %s, want invalid", got)
 	}
-	if got := e.existing(good, 1); len(got) != 7 {
+	if got := e.existing(good, 1); len(got) != 8 {
 		t.Errorf("a broken edit tore resources down: %v", got)
 	}
 }
@@ -265,8 +265,17 @@ func TestReconcileAccountMismatchWritesNothing(t *testing.T) {
 	if !strings.Contains(got, "account_id") || !strings.Contains(got, "111122223333") || !strings.Contains(got, "000000000000") {
 		t.Errorf("result %q, want an account_id mismatch naming both accounts", got)
 	}
-	if w := e.calls.Writes(); w != 0 {
-		t.Errorf("account mismatch made %d writes: %v", w, e.calls.WriteOps())
+	// Only the index may be written (to record the pass's commit).
+	for op, n := range e.calls.WriteOps() {
+		if op != "S3.PutObject" || n > 1 {
+			t.Errorf("account mismatch wrote %s %d times (writes: %v)", op, n, e.calls.WriteOps())
+		}
+	}
+	if _, err := e.inv.ReadRecord(t.Context(), wf); !errors.Is(err, provision.ErrNotFound) {
+		t.Errorf("account mismatch left an inventory record: %v", err)
+	}
+	if got := e.existing(wf, 1); len(got) != 0 {
+		t.Errorf("account mismatch created %v", got)
 	}
 }
 
@@ -341,8 +350,8 @@ func TestReconcileCrashResume(t *testing.T) {
 			t.Fatalf("crash after %d calls: resume pass failed: %v", n, actions(rep))
 		}
 		got := e.existing(name, 3)
-		if files != nil && len(got) != 19 {
-			t.Fatalf("crash after %d calls: after resume %d resources (want 19): %v", n, len(got), got)
+		if files != nil && len(got) != 22 {
+			t.Fatalf("crash after %d calls: after resume %d resources (want 22): %v", n, len(got), got)
 		}
 		if files == nil && len(got) != 0 {
 			t.Fatalf("crash after %d calls in teardown: left behind %v", n, got)

@@ -35,6 +35,10 @@ type Config struct {
 	LogFormat      string   // --log-format: "text", "json", or "" for text on a terminal and json otherwise
 	LogLevel       string   // --log-level: debug, info, warn or error
 	JSON           bool     // --json: machine-readable output (validate)
+	Once           bool     // --once: one pass, then exit (sync)
+	AgentID        string   // --agent-id: this agent's name in inventory leases; "" is the host name
+	RunnerImage    string   // --runner-image: image of the init container that installs the runner
+	CacheDir       string   // --cache-dir: where remote repositories are cloned; "" is the user cache dir
 }
 
 // DefaultConfig returns the defaults of DESIGN.md's table. Fields whose default
@@ -49,6 +53,7 @@ func DefaultConfig() Config {
 		GitHubAPI:   "https://api.github.com/",
 		Listen:      ":8080",
 		LogLevel:    "info",
+		RunnerImage: "ghcr.io/cloudpipe/agent:latest",
 	}
 }
 
@@ -162,6 +167,14 @@ var options = []option{
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.LogLevel) }},
 	{name: "json", usage: "print results as JSON",
 		value: func(c *Config) flag.Value { return (*boolValue)(&c.JSON) }},
+	{name: "once", usage: "run one pass, then exit",
+		value: func(c *Config) flag.Value { return (*boolValue)(&c.Once) }},
+	{name: "agent-id", usage: "this agent's name in inventory leases (unique per agent sharing a state bucket)", defText: "the host name",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.AgentID) }},
+	{name: "runner-image", usage: "image of the task's init container that installs the runner (this agent's image)",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.RunnerImage) }},
+	{name: "cache-dir", usage: "where clones of remote repositories are kept", defText: "the user cache directory",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.CacheDir) }},
 }
 
 // envName is the environment variable of a flag: --state-bucket reads

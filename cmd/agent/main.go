@@ -71,6 +71,9 @@ type streams struct {
 // itself defined in its own file (plan.go defines planCommand, and so on).
 var commands = []*command{
 	validateCommand,
+	planCommand,
+	syncCommand,
+	bootstrapCommand,
 }
 
 func main() {

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+
+	"github.com/cloudpipe/cloudpipe/gitsource"
+	"github.com/cloudpipe/cloudpipe/provision"
+	pipesync "github.com/cloudpipe/cloudpipe/sync"
+)
+
+// awsSession is the AWS side of a command: the SDK's default chain loaded
+// once, and the state bucket it resolves to.
+type awsSession struct {
+	cfg         aws.Config
+	pathStyle   bool // an emulator behind AWS_ENDPOINT_URL needs path-style S3
+	stateBucket string
+}
+
+// loadAWS loads the SDK's default configuration chain (AWS_REGION,
+// credentials, AWS_ENDPOINT_URL...) and resolves the state bucket, asking STS
+// for the account only when --state-bucket is not given.
+func loadAWS(ctx context.Context, cfg Config) (*awsSession, error) {
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	if awsCfg.Region == "" {
+		return nil, errors.New("no AWS region: set AWS_REGION (the region of the state bucket and the cluster)")
+	}
+	s := &awsSession{
+		cfg:         awsCfg,
+		pathStyle:   os.Getenv("AWS_ENDPOINT_URL") != "" || os.Getenv("AWS_ENDPOINT_URL_S3") != "",
+		stateBucket: cfg.StateBucket,
+	}
+	if s.stateBucket == "" {
+		account, err := provision.New(awsCfg, provision.Options{}).CallerAccount(ctx, awsCfg.Region)
+		if err != nil {
+			return nil, fmt.Errorf("find the AWS account for the default state bucket (or pass --state-bucket): %w", err)
+		}
+		s.stateBucket = fmt.Sprintf("cloudpipe-state-%s-%s", account, awsCfg.Region)
+	}
+	return s, nil
+}
+
+// provisioner returns a Provisioner for the agent. withCode zips the agent's
+// own executable as the stage functions' code (see DESIGN.md "One binary");
+// commands that never create a function skip that work.
+func (s *awsSession) provisioner(ctx context.Context, cfg Config, log *slog.Logger, withCode bool) (*provision.Provisioner, error) {
+	opts := provision.Options{
+		Cluster:        cfg.Cluster,
+		StateBucket:    s.stateBucket,
+		RunnerImage:    cfg.RunnerImage,
+		S3UsePathStyle: s.pathStyle,
+		Logger:         log.With("component", "provision"),
+	}
+	if len(cfg.Subnets) > 0 {
+		opts.Network = provision.Network{Subnets: cfg.Subnets, SecurityGroups: cfg.SecurityGroups}
+	} else {
+		// Bootstrap stored its choice of network in the state bucket, so every
+		// pass and every stage function uses the same one.
+		network, err := provision.New(s.cfg, opts).LoadNetwork(ctx, s.cfg.Region, s.stateBucket)
+		if errors.Is(err, provision.ErrNotFound) {
+			return nil, fmt.Errorf("no network settings in s3://%s: run 'agent bootstrap' first, or pass --subnets and --security-groups", s.stateBucket)
+		}
+		if err != nil {
+			return nil, err
+		}
+		opts.Network = network
+	}
+	if withCode {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find the agent's executable for the Lambda code: %w", err)
+		}
+		if opts.LambdaZip, err = provision.LambdaZipFromFile(exe); err != nil {
+			return nil, err
+		}
+	}
+	return provision.New(s.cfg, opts), nil
+}
+
+// openRepo opens --repo: a local directory (a Git repository or a plain
+// directory) or a remote URL cloned into the cache directory.
+func openRepo(ctx context.Context, cfg Config) (*pipesync.Repo, error) {
+	cache := cfg.CacheDir
+	if cache == "" {
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			dir = os.TempDir()
+		}
+		cache = filepath.Join(dir, "cloudpipe", "git")
+	}
+	return pipesync.OpenRepo(ctx, gitsource.Options{URL: cfg.Repo, Branch: cfg.Branch, CacheDir: cache})
+}

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+
+	pipesync "github.com/cloudpipe/cloudpipe/sync"
+)
+
+var planCommand = &command{
+	name:     "plan",
+	synopsis: "--repo R [--ref REF]",
+	summary:  "show what a sync would create, update and delete",
+	help: `Read the config repository at the branch head (or --ref), validate it, compare
+it with the inventory in the state bucket and print the plan: one line per
+workflow with its action (+ create, ~ update, - delete, = unchanged,
+! invalid, ? held by another agent) and the reason. Nothing is written.
+
+Exit status: 0 the plan was made (even if files are invalid: they are shown
+as "!" lines), 1 the repository or the inventory could not be read.`,
+	flags: []string{"repo", "branch", "ref", "state-bucket", "agent-id", "cache-dir", "log-format", "log-level"},
+	run:   runPlan,
+}
+
+func runPlan(ctx context.Context, cfg Config, _ []string, out streams) error {
+	log := newLogger(out.stderr, cfg.LogFormat, cfg.LogLevel)
+	repo, err := openRepo(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	desired, err := repo.Load(ctx, cfg.Ref)
+	if err != nil {
+		return err
+	}
+	sess, err := loadAWS(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	r := pipesync.New(pipesync.Options{
+		Inventory: newInventory(sess),
+		AgentID:   cfg.AgentID,
+		Logger:    log,
+	})
+	plan, err := r.Plan(ctx, desired)
+	if err != nil {
+		return err
+	}
+	return plan.WritePlan(out.stdout)
+}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/cloudpipe/cloudpipe/provision"
+	pipesync "github.com/cloudpipe/cloudpipe/sync"
+)
+
+var syncCommand = &command{
+	name:     "sync",
+	synopsis: "--once --repo R",
+	summary:  "run one reconcile pass and print a summary",
+	help: `Run one reconcile pass: read the config repository at the branch head,
+validate it, plan against the inventory, apply the plan (several workflows at
+a time, --concurrency) and print one line per workflow. Progress goes to
+stderr as each workflow starts and finishes. The continuous daemon is
+'agent run'; sync always does exactly one pass.
+
+Exit status: 0 every workflow is as the repository says, 1 a workflow failed
+or a file is invalid (its deployed version, if any, is kept).`,
+	flags: []string{"once", "repo", "branch", "state-bucket", "cluster", "subnets", "security-groups",
+		"concurrency", "agent-id", "runner-image", "cache-dir", "log-format", "log-level"},
+	run: runSync,
+}
+
+func runSync(ctx context.Context, cfg Config, _ []string, out streams) error {
+	log := newLogger(out.stderr, cfg.LogFormat, cfg.LogLevel)
+	repo, err := openRepo(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	desired, err := repo.Load(ctx, "")
+	if err != nil {
+		return err
+	}
+	sess, err := loadAWS(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	prov, err := sess.provisioner(ctx, cfg, log, true)
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex // progress lines come from the applying goroutines
+	r := pipesync.New(pipesync.Options{
+		Provisioner: prov,
+		Inventory:   newInventory(sess),
+		AgentID:     cfg.AgentID,
+		Concurrency: cfg.Concurrency,
+		Logger:      log,
+		OnEvent: func(e pipesync.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case !e.Done:
+				fmt.Fprintf(out.stderr, "%s: %s...\n", e.Workflow, e.Action)
+			case e.Err != nil:
+				fmt.Fprintf(out.stderr, "%s: %s failed\n", e.Workflow, e.Action)
+			default:
+				fmt.Fprintf(out.stderr, "%s: %s done\n", e.Workflow, e.Action)
+			}
+		},
+	})
+	rep, err := r.Reconcile(ctx, desired)
+	if rep != nil {
+		if werr := rep.WriteTable(out.stdout); werr != nil {
+			return werr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if rep.Failed() > 0 {
+		return errReported
+	}
+	return nil
+}
+
+func newInventory(s *awsSession) *provision.Inventory {
+	return provision.NewInventory(s.cfg, s.stateBucket, s.pathStyle)
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+
+	"github.com/cloudpipe/cloudpipe/internal/testenv"
+)
+
+// gitRepo makes a Git repository holding the checkout's own examples and
+// returns its path.
+func gitRepo(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, sub := range []string{"workflows", "algorithms"} {
+		if err := os.CopyFS(filepath.Join(dir, sub), os.DirFS(filepath.Join("..", "..", sub))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	git(t, dir, "init", "-q", "-b", "main")
+	git(t, dir, "add", ".")
+	git(t, dir, "commit", "-q", "-m", "examples")
+	return dir
+}
+
+func git(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
+		"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// kumoEnv points the agent processes at the in-process emulator.
+func kumoEnv(t *testing.T) {
+	t.Helper()
+	t.Setenv("AWS_ENDPOINT_URL", testenv.KumoURL(t))
+	t.Setenv("AWS_REGION", "us-east-1")
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+}
+
+var hexCommit = regexp.MustCompile(`\b[0-9a-f]{7}\b`)
+
+// TestBootstrapPlanSync runs the agent binary against the emulator: bootstrap
+// twice, plan, sync, plan again, then remove a workflow and sync again.
+func TestBootstrapPlanSync(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the agent and provisions the examples")
+	}
+	kumoEnv(t)
+	subnets, sgs := testenv.NewNetwork(t, testenv.Kumo(t))
+	repo := gitRepo(t)
+	state := "cloudpipe-cli-test-state"
+	common := []string{"--state-bucket", state, "--log-format", "json", "--log-level", "warn"}
+
+	code, out, errOut := runAgent(t, repo, append([]string{"bootstrap",
+		"--subnets", strings.Join(subnets, ","), "--security-groups", strings.Join(sgs, ",")}, common...)...)
+	if code != exitOK || !strings.Contains(out, "created  s3 bucket "+state) {
+		t.Fatalf("bootstrap: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = runAgent(t, repo, append([]string{"bootstrap",
+		"--subnets", strings.Join(subnets, ","), "--security-groups", strings.Join(sgs, ",")}, common...)...)
+	if code != exitOK || strings.Contains(out, "created") || !strings.Contains(out, "found    s3 bucket "+state) {
+		t.Fatalf("second bootstrap should find everything: exit %d\n%s%s", code, out, errOut)
+	}
+
+	head := git(t, repo, "rev-parse", "--short=7", "HEAD")
+	code, out, errOut = runAgent(t, repo, append([]string{"plan", "--repo", "."}, common...)...)
+	want := "plan for commit " + head + ": +2 create ~0 update -0 delete, 0 unchanged\n" +
+		"  + hello-sort  create  new file workflows/hello-sort.json\n" +
+		"  + text-chain  create  new file workflows/text-chain.json\n"
+	if code != exitOK || out != want {
+		t.Fatalf("plan: exit %d\n got:\n%s\nwant:\n%s\nstderr: %s", code, out, want, errOut)
+	}
+
+	code, out, errOut = runAgent(t, repo, append([]string{"sync", "--once", "--repo", "."}, common...)...)
+	if code != exitOK {
+		t.Fatalf("sync: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, line := range []string{
+		"hello-sort  create  ok      upload to s3://cloudpipe-example-hello-in · results in s3://cloudpipe-example-hello-out",
+		"commit " + head + ": +2 create ~0 update -0 delete, 0 failed",
+	} {
+		if !strings.Contains(out, line) {
+			t.Errorf("sync output lacks %q:\n%s", line, out)
+		}
+	}
+	if !strings.Contains(errOut, "hello-sort: create...") || !strings.Contains(errOut, "hello-sort: create done") {
+		t.Errorf("sync shows no progress on stderr:\n%s", errOut)
+	}
+	// The stage functions hold the agent's own binary (DESIGN.md "One binary").
+	fn, err := lambda.NewFromConfig(testenv.Kumo(t)).GetFunction(t.Context(), &lambda.GetFunctionInput{FunctionName: aws.String("cp-hello-sort-0")})
+	if err != nil {
+		t.Fatalf("stage function: %v", err)
+	}
+	if fn.Configuration.CodeSize < 1<<20 || fn.Configuration.Runtime != "provided.al2023" {
+		t.Errorf("stage function code is %d bytes, want the zipped agent", fn.Configuration.CodeSize)
+	}
+
+	code, out, _ = runAgent(t, repo, append([]string{"plan", "--repo", "."}, common...)...)
+	if code != exitOK || !strings.Contains(out, "+0 create ~0 update -0 delete, 2 unchanged") {
+		t.Fatalf("plan after sync: exit %d\n%s", code, out)
+	}
+
+	git(t, repo, "rm", "-q", "workflows/hello-sort.json")
+	git(t, repo, "commit", "-q", "-m", "remove hello-sort")
+	code, out, errOut = runAgent(t, repo, append([]string{"sync", "--once", "--repo", "."}, common...)...)
+	if code != exitOK || !regexp.MustCompile(`hello-sort\s+delete\s+ok\s+torn down`).MatchString(out) {
+		t.Fatalf("sync after removal: exit %d\n%s%s", code, out, errOut)
+	}
+	if hexCommit.FindString(out) == "" {
+		t.Errorf("sync summary names no commit:\n%s", out)
+	}
+}
