@@ -117,7 +117,7 @@ type Port struct {
 // UnmarshalJSON accepts a bare number (9090) as well as the object form
 // ({"port": 9090, "protocol": "tcp"}), because workflow steps have been
 // written both ways. Which form a file may use is enforced by the schema pass
-// (parse.go) before decoding, with positions; this only converts.
+// (check.go, schema.go) before decoding, with positions; this only converts.
 func (p *Port) UnmarshalJSON(data []byte) error {
 	data = bytes.TrimSpace(data)
 	if string(data) == "null" {
@@ -131,11 +131,12 @@ func (p *Port) UnmarshalJSON(data []byte) error {
 		*p = Port{Port: n}
 		return nil
 	}
+	// Unknown fields are not refused here: the schema pass has reported
+	// them with a position already, and decoding must go on so the rest of
+	// the file can still be checked.
 	type plain Port // no UnmarshalJSON method, so no recursion
 	var v plain
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&v); err != nil {
+	if err := json.Unmarshal(data, &v); err != nil {
 		return err
 	}
 	*p = Port(v)
