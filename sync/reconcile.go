@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,7 +38,10 @@ type Options struct {
 	// OnEvent, if set, is called as each workflow starts and finishes, from
 	// the applying goroutines; it must be safe for concurrent use.
 	OnEvent func(Event)
-	Now     func() time.Time
+	// OnPlan, if set, is called with each plan before it is applied (to post
+	// pending statuses).
+	OnPlan func(*Plan)
+	Now    func() time.Time
 }
 
 // Event reports progress of one workflow during Apply.
@@ -107,6 +111,19 @@ const maxReplans = 8
 // returned error is for what stops the whole pass (the inventory cannot be
 // read or written, ctx cancelled).
 func (r *Reconciler) Reconcile(ctx context.Context, d *Desired) (*Report, error) {
+	return r.reconcile(ctx, d, false)
+}
+
+// Repair is Reconcile plus a drift check: every workflow the plan leaves
+// unchanged is compared with what exists in AWS, and one whose resources
+// were deleted behind the agent's back is re-applied, with the missing
+// resources named in its Reason. It reads every record and many resources,
+// so it runs on its own, slower schedule.
+func (r *Reconciler) Repair(ctx context.Context, d *Desired) (*Report, error) {
+	return r.reconcile(ctx, d, true)
+}
+
+func (r *Reconciler) reconcile(ctx context.Context, d *Desired, drift bool) (*Report, error) {
 	start := r.opts.Now()
 	for attempt := 0; ; attempt++ {
 		idx, err := r.opts.Inventory.ReadIndex(ctx)
@@ -114,6 +131,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *Desired) (*Report, error)
 			return nil, err
 		}
 		plan := ComputePlan(d, idx, r.opts.AgentID, r.opts.Now())
+		if drift {
+			if err := r.findDrift(ctx, plan); err != nil {
+				return nil, err
+			}
+		}
+		if r.opts.OnPlan != nil {
+			r.opts.OnPlan(plan)
+		}
 		rep, err := r.apply(ctx, plan, idx)
 		if errors.Is(err, errReplan) && attempt < maxReplans {
 			r.log.Debug("inventory race lost, re-planning", "attempt", attempt+1)
@@ -124,6 +149,37 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *Desired) (*Report, error)
 		}
 		return rep, err
 	}
+}
+
+// findDrift turns each unchanged workflow whose resources are missing into an
+// update that re-creates them.
+func (r *Reconciler) findDrift(ctx context.Context, plan *Plan) error {
+	for i, c := range plan.Changes {
+		if c.Action != Unchanged {
+			continue
+		}
+		rec, err := r.opts.Inventory.ReadRecord(ctx, c.Workflow)
+		if errors.Is(err, provision.ErrNotFound) {
+			plan.Changes[i].Action, plan.Changes[i].Reason = Update, "drift: inventory record missing, re-applying"
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		var missing []string
+		for _, st := range rec.Stages {
+			m, err := r.opts.Provisioner.MissingResources(ctx, st.Spec, st.Resources)
+			if err != nil {
+				return fmt.Errorf("drift check of %s: %w", c.Workflow, err)
+			}
+			missing = append(missing, m...)
+		}
+		if len(missing) > 0 {
+			plan.Changes[i].Action = Update
+			plan.Changes[i].Reason = "drift: re-creating " + strings.Join(missing, ", ") + " (deleted outside cloudpipe)"
+		}
+	}
+	return nil
 }
 
 // apply carries out plan, whose index idx was read at the start of the pass.
@@ -192,15 +248,23 @@ func (r *Reconciler) apply(ctx context.Context, plan *Plan, idx *provision.Index
 		}
 	}
 
-	g, gctx := errgroup.WithContext(ctx)
+	// Cancelling ctx (SIGTERM) starts no further workflow, but one already
+	// being applied finishes its current step list: its AWS calls run on a
+	// context that is not cancelled, bounded by ApplyTimeout.
+	var g errgroup.Group
 	g.SetLimit(r.opts.Concurrency)
 	for _, i := range ready {
 		g.Go(func() error {
-			rep.Results[i] = r.applyOne(gctx, plan.Commit, plan.Changes[i], specs[i], rep.Results[i])
-			return gctx.Err() // only cancellation stops the pass
+			if err := ctx.Err(); err != nil {
+				rep.Results[i].Err = fmt.Errorf("not started: %w", err)
+				return nil
+			}
+			rep.Results[i] = r.applyOne(context.WithoutCancel(ctx), plan.Commit, plan.Changes[i], specs[i], rep.Results[i])
+			return nil
 		})
 	}
-	waitErr := g.Wait()
+	_ = g.Wait() // each workflow's error is in its result
+	waitErr := ctx.Err()
 
 	// Save the outcome even if the pass was cancelled (SIGTERM): a half-done
 	// apply must be on record. The lease of an interrupted workflow is kept,
