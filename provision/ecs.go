@@ -1,0 +1,248 @@
+package provision
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
+)
+
+// fargateSizes lists, for each Fargate task CPU size (CPU units, 1024 = one
+// vCPU), the memory sizes (MiB) it may be combined with, smallest first:
+// https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html#fargate-tasks-size
+var fargateSizes = []struct {
+	cpu      int
+	memories []int
+}{
+	{256, []int{512, 1024, 2048}},
+	{512, steps(1024, 4096, 1024)},
+	{1024, steps(2048, 8192, 1024)},
+	{2048, steps(4096, 16384, 1024)},
+	{4096, steps(8192, 30720, 1024)},
+	{8192, steps(16384, 61440, 4096)},
+	{16384, steps(32768, 122880, 8192)},
+}
+
+func steps(from, to, step int) []int {
+	var out []int
+	for m := from; m <= to; m += step {
+		out = append(out, m)
+	}
+	return out
+}
+
+// vCPUUnitsThreshold separates the two ways algorithm files state CPU: the
+// original format gives a count of vCPUs (1, 2, 0.5), ECS gives CPU units
+// (256, 1024). No task has 64 vCPUs and none has fewer than 64 units, so a
+// value below 64 is read as vCPUs and anything else as units.
+const vCPUUnitsThreshold = 64
+
+// fargateSize returns the smallest valid Fargate (cpu, memory) combination
+// that gives at least cpu (vCPUs below 64, else CPU units; see
+// vCPUUnitsThreshold) and memoryMiB. Zero values ask for the minimum. It
+// fails when the request exceeds the largest Fargate task.
+func fargateSize(cpu float64, memoryMiB int) (cpuUnits, memory int, err error) {
+	units := cpu
+	if cpu > 0 && cpu < vCPUUnitsThreshold {
+		units = cpu * 1024
+	}
+	wantCPU := int(math.Ceil(units))
+	for _, s := range fargateSizes {
+		if s.cpu < wantCPU {
+			continue
+		}
+		for _, m := range s.memories {
+			if m >= memoryMiB {
+				return s.cpu, m, nil
+			}
+		}
+	}
+	return 0, 0, fmt.Errorf("cpu %v and memory %d MiB exceed the largest Fargate task (16 vCPU, 120 GiB)", cpu, memoryMiB)
+}
+
+// taskDefinitionInput builds the RegisterTaskDefinition request of a stage:
+// an init container copies the runner from RunnerImage into the shared
+// volume, then the algorithm's unmodified image runs with the runner as its
+// entry point. Secrets are passed by valueFrom only, so no credential is
+// ever part of the task definition.
+func (p *Provisioner) taskDefinitionInput(spec StageSpec, ids StageResources) (*ecs.RegisterTaskDefinitionInput, error) {
+	cpu, memory, err := fargateSize(spec.Algorithm.CPU, spec.Algorithm.MemoryMiB)
+	if err != nil {
+		return nil, fmt.Errorf("size task of stage %s: %w", ResourceName(spec.Workflow, spec.Stage), err)
+	}
+	logs := &ecstypes.LogConfiguration{
+		LogDriver: ecstypes.LogDriverAwslogs,
+		Options: map[string]string{
+			"awslogs-group":         workflowLogGroup(spec.Workflow),
+			"awslogs-region":        spec.Region,
+			"awslogs-stream-prefix": logStreamPrefix(spec.Stage),
+		},
+	}
+	initContainer := ecstypes.ContainerDefinition{
+		Name:             aws.String(initContainerName),
+		Image:            aws.String(p.opts.RunnerImage),
+		Essential:        aws.Bool(false),
+		Command:          []string{"runner", "install", runnerMount},
+		MountPoints:      []ecstypes.MountPoint{{SourceVolume: aws.String(volumeName), ContainerPath: aws.String(runnerMount), ReadOnly: aws.Bool(false)}},
+		LogConfiguration: logs,
+	}
+	algorithm := ecstypes.ContainerDefinition{
+		Name:       aws.String(spec.Algorithm.Name),
+		Image:      aws.String(spec.Algorithm.Image),
+		Essential:  aws.Bool(true),
+		EntryPoint: []string{runnerMount + "/agent", "runner"},
+		DependsOn: []ecstypes.ContainerDependency{{
+			ContainerName: aws.String(initContainerName),
+			Condition:     ecstypes.ContainerConditionSuccess,
+		}},
+		MountPoints:      []ecstypes.MountPoint{{SourceVolume: aws.String(volumeName), ContainerPath: aws.String(runnerMount), ReadOnly: aws.Bool(true)}},
+		Environment:      containerEnvironment(spec, ids, p.opts.StateBucket),
+		Secrets:          containerSecrets(spec),
+		PortMappings:     portMappings(spec.Algorithm.Ports),
+		LogConfiguration: logs,
+	}
+	return &ecs.RegisterTaskDefinitionInput{
+		Family:                  aws.String(ResourceName(spec.Workflow, spec.Stage)),
+		RequiresCompatibilities: []ecstypes.Compatibility{ecstypes.CompatibilityFargate},
+		NetworkMode:             ecstypes.NetworkModeAwsvpc,
+		Cpu:                     aws.String(strconv.Itoa(cpu)),
+		Memory:                  aws.String(strconv.Itoa(memory)),
+		ExecutionRoleArn:        aws.String(ids.ExecutionRoleARN),
+		TaskRoleArn:             aws.String(ids.TaskRoleARN),
+		Volumes:                 []ecstypes.Volume{{Name: aws.String(volumeName)}},
+		ContainerDefinitions:    []ecstypes.ContainerDefinition{initContainer, algorithm},
+		Tags:                    ecsTags(stageTags(spec.Workflow, spec.Stage)),
+	}, nil
+}
+
+// containerEnvironment returns the algorithm container's environment: the
+// workflow's variables, then the runner's settings, which win on a clash.
+// Sorted, so the same spec always gives the same request and hash.
+func containerEnvironment(spec StageSpec, ids StageResources, stateBucket string) []ecstypes.KeyValuePair {
+	env := maps.Clone(spec.Variables)
+	if env == nil {
+		env = map[string]string{}
+	}
+	maps.Copy(env, map[string]string{
+		"CLOUDPIPE_QUEUE_URL":     ids.QueueURL,
+		"CLOUDPIPE_INPUT_BUCKET":  spec.InputBucket,
+		"CLOUDPIPE_OUTPUT_BUCKET": spec.OutputBucket,
+		"CLOUDPIPE_RUN_COMMAND":   spec.Algorithm.RunCommand,
+		"CLOUDPIPE_INPUT_PATH":    spec.Algorithm.InputFilePath,
+		"CLOUDPIPE_OUTPUT_PATH":   spec.Algorithm.OutputFilePath,
+		"CLOUDPIPE_ALGORITHM":     spec.Algorithm.Name,
+		"CLOUDPIPE_STATE_BUCKET":  stateBucket,
+		"CLOUDPIPE_WORKFLOW":      spec.Workflow,
+		"CLOUDPIPE_STAGE":         strconv.Itoa(spec.Stage),
+	})
+	out := make([]ecstypes.KeyValuePair, 0, len(env))
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		out = append(out, ecstypes.KeyValuePair{Name: aws.String(k), Value: aws.String(env[k])})
+	}
+	return out
+}
+
+// containerSecrets maps spec.Secrets and the task-credentials secret into
+// the container by valueFrom: ECS reads them with the execution role at
+// start, and their values never appear in the task definition.
+func containerSecrets(spec StageSpec) []ecstypes.Secret {
+	from := maps.Clone(spec.Secrets)
+	if from == nil {
+		from = map[string]string{}
+	}
+	if arn := spec.TaskCredentialsSecret; arn != "" {
+		// "<arn>:<json key>::" selects one key of a JSON secret.
+		from["AWS_ACCESS_KEY_ID"] = arn + ":AWS_ACCESS_KEY_ID::"
+		from["AWS_SECRET_ACCESS_KEY"] = arn + ":AWS_SECRET_ACCESS_KEY::"
+	}
+	if len(from) == 0 {
+		return nil
+	}
+	out := make([]ecstypes.Secret, 0, len(from))
+	for _, k := range slices.Sorted(maps.Keys(from)) {
+		out = append(out, ecstypes.Secret{Name: aws.String(k), ValueFrom: aws.String(from[k])})
+	}
+	return out
+}
+
+// secretARNs returns the distinct secrets a stage reads, as IAM resources.
+func secretARNs(spec StageSpec) []string {
+	var out []string
+	add := func(valueFrom string) {
+		if arn := secretARN(valueFrom); !slices.Contains(out, arn) {
+			out = append(out, arn)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(spec.Secrets)) {
+		add(spec.Secrets[k])
+	}
+	if spec.TaskCredentialsSecret != "" {
+		add(spec.TaskCredentialsSecret)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func portMappings(ports []PortSpec) []ecstypes.PortMapping {
+	var out []ecstypes.PortMapping
+	for _, p := range ports {
+		out = append(out, ecstypes.PortMapping{
+			ContainerPort: aws.Int32(int32(p.Port)),
+			Protocol:      ecstypes.TransportProtocol(strings.ToLower(p.Protocol)),
+		})
+	}
+	return out
+}
+
+func ecsTags(tags map[string]string) []ecstypes.Tag {
+	out := make([]ecstypes.Tag, 0, len(tags))
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
+		out = append(out, ecstypes.Tag{Key: aws.String(k), Value: aws.String(tags[k])})
+	}
+	return out
+}
+
+// taskDefinitionHash identifies a RegisterTaskDefinition request. It is
+// recorded with the revision, and a new revision is registered only when
+// the hash changes: comparing with what we sent, not with what ECS echoes,
+// since emulators drop fields and ECS adds defaults.
+func taskDefinitionHash(in *ecs.RegisterTaskDefinitionInput) (string, error) {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return "", fmt.Errorf("hash task definition: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// registerTaskDefinition registers a new revision of the stage's family.
+func registerTaskDefinition(ctx context.Context, c *clients, in *ecs.RegisterTaskDefinitionInput) (string, error) {
+	out, err := c.ecs.RegisterTaskDefinition(ctx, in)
+	if err != nil {
+		return "", fmt.Errorf("register task definition %s: %w", aws.ToString(in.Family), err)
+	}
+	return aws.ToString(out.TaskDefinition.TaskDefinitionArn), nil
+}
+
+// deregisterTaskDefinition deregisters one revision; a revision that does
+// not exist counts as done. Tasks already running keep running.
+func deregisterTaskDefinition(ctx context.Context, c *clients, arn string) (outcome, error) {
+	_, err := c.ecs.DeregisterTaskDefinition(ctx, &ecs.DeregisterTaskDefinitionInput{TaskDefinition: &arn})
+	if isTaskDefinitionNotFound(err) {
+		return outcomeGone, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("deregister task definition %s: %w", arn, err)
+	}
+	return outcomeDeleted, nil
+}

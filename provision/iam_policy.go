@@ -1,0 +1,249 @@
+package provision
+
+import (
+	"encoding/json"
+	"net/url"
+	"reflect"
+	"slices"
+	"strings"
+)
+
+// policyDocument is an IAM policy. Documents are compared by value
+// (policiesEqual), never as text: AWS returns them URL-encoded and
+// reformatted, and single values may come back as one-element lists.
+type policyDocument struct {
+	Version   string            `json:"Version"`
+	Statement []policyStatement `json:"Statement"`
+}
+
+type policyStatement struct {
+	Sid       string                           `json:"Sid,omitempty"`
+	Effect    string                           `json:"Effect"`
+	Principal map[string]stringList            `json:"Principal,omitempty"`
+	Action    stringList                       `json:"Action"`
+	Resource  stringList                       `json:"Resource,omitempty"`
+	Condition map[string]map[string]stringList `json:"Condition,omitempty"`
+}
+
+// stringList is an IAM value that may be written as "x" or ["x", "y"].
+type stringList []string
+
+func (l *stringList) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*l = stringList{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return err
+	}
+	*l = many
+	return nil
+}
+
+func (l stringList) MarshalJSON() ([]byte, error) {
+	if len(l) == 1 {
+		return json.Marshal(l[0])
+	}
+	return json.Marshal([]string(l))
+}
+
+const policyVersion = "2012-10-17"
+
+func (d policyDocument) String() string {
+	b, _ := json.Marshal(d)
+	return string(b)
+}
+
+// parsePolicy decodes a policy document as IAM returns it: URL-encoded by
+// AWS, raw by kumo (unescaping raw JSON changes nothing unless it holds a
+// '%' or '+', which no cloudpipe policy does).
+func parsePolicy(doc string) (policyDocument, error) {
+	if unescaped, err := url.QueryUnescape(doc); err == nil {
+		doc = unescaped
+	}
+	var d policyDocument
+	err := json.Unmarshal([]byte(doc), &d)
+	return d, err
+}
+
+// policiesEqual reports whether the policy document have (as returned by
+// IAM) grants what want grants, ignoring formatting and the order of actions
+// and resources.
+func policiesEqual(have string, want policyDocument) bool {
+	h, err := parsePolicy(have)
+	if err != nil {
+		return false
+	}
+	return reflect.DeepEqual(normalizePolicy(h), normalizePolicy(want))
+}
+
+// normalizePolicy returns a copy of d with every list sorted and empty maps
+// nil, so that equal grants compare equal with reflect.DeepEqual.
+func normalizePolicy(d policyDocument) policyDocument {
+	out := policyDocument{Version: d.Version}
+	for _, s := range d.Statement {
+		n := policyStatement{Sid: s.Sid, Effect: s.Effect, Action: sortedList(s.Action), Resource: sortedList(s.Resource)}
+		for k, v := range s.Principal {
+			if n.Principal == nil {
+				n.Principal = map[string]stringList{}
+			}
+			n.Principal[k] = sortedList(v)
+		}
+		for op, kv := range s.Condition {
+			if n.Condition == nil {
+				n.Condition = map[string]map[string]stringList{}
+			}
+			n.Condition[op] = map[string]stringList{}
+			for k, v := range kv {
+				n.Condition[op][k] = sortedList(v)
+			}
+		}
+		out.Statement = append(out.Statement, n)
+	}
+	return out
+}
+
+func sortedList(l stringList) stringList {
+	if len(l) == 0 {
+		return nil
+	}
+	l = slices.Clone(l)
+	slices.Sort(l)
+	return l
+}
+
+// trustPolicy lets service ("lambda.amazonaws.com", "ecs-tasks.amazonaws.com")
+// assume a role.
+func trustPolicy(service string) policyDocument {
+	return policyDocument{Version: policyVersion, Statement: []policyStatement{{
+		Effect:    "Allow",
+		Principal: map[string]stringList{"Service": {service}},
+		Action:    stringList{"sts:AssumeRole"},
+	}}}
+}
+
+// stageARNs are the identifiers a stage's policies are scoped to.
+type stageARNs struct {
+	Region, Account  string
+	Cluster          string // cluster name
+	Family           string // task-definition family
+	QueueARN, DLQARN string
+	ExecRoleARN      string
+	TaskRoleARN      string
+	InputBucket      string
+	OutputBucket     string
+	StateBucket      string // may be empty
+	Workflow         string
+	Stage            int
+	SecretARNs       []string // referenced secrets, without :jsonkey suffixes
+	Images           []string // images the execution role pulls
+}
+
+// lambdaPolicy is the inline policy of the stage's Lambda role: queue a
+// message per upload, start tasks of this stage's family on the cluster, see
+// those tasks, pass the stage's two task roles and write its own logs.
+func lambdaPolicy(a stageARNs) policyDocument {
+	cluster := clusterARN(a.Region, a.Account, a.Cluster)
+	onCluster := map[string]map[string]stringList{"ArnEquals": {"ecs:cluster": {cluster}}}
+	return policyDocument{Version: policyVersion, Statement: []policyStatement{
+		{Sid: "Queue", Effect: "Allow", Action: stringList{"sqs:SendMessage", "sqs:GetQueueAttributes"},
+			Resource: stringList{a.QueueARN, a.DLQARN}},
+		{Sid: "RunTask", Effect: "Allow", Action: stringList{"ecs:RunTask"},
+			Resource: stringList{taskFamilyARN(a.Region, a.Account, a.Family)}, Condition: onCluster},
+		// ListTasks is authorized on container instances and DescribeTasks on
+		// tasks, both named by cluster; the condition pins the cluster again.
+		{Sid: "WatchTasks", Effect: "Allow", Action: stringList{"ecs:ListTasks", "ecs:DescribeTasks"},
+			Resource: stringList{
+				ecsARN(a.Region, a.Account, "container-instance/"+a.Cluster+"/*"),
+				ecsARN(a.Region, a.Account, "task/"+a.Cluster+"/*"),
+			}, Condition: onCluster},
+		{Sid: "PassTaskRoles", Effect: "Allow", Action: stringList{"iam:PassRole"},
+			Resource:  stringList{a.ExecRoleARN, a.TaskRoleARN},
+			Condition: map[string]map[string]stringList{"StringEquals": {"iam:PassedToService": {"ecs-tasks.amazonaws.com"}}}},
+		{Sid: "Logs", Effect: "Allow", Action: stringList{"logs:CreateLogStream", "logs:PutLogEvents"},
+			Resource: stringList{logGroupARN(a.Region, a.Account, lambdaLogGroup(a.Workflow, a.Stage)) + ":*"}},
+	}}
+}
+
+// execPolicy is the inline policy of the ECS task execution role: write the
+// stage's log streams, read the referenced secrets (statement left out when
+// there are none) and pull private ECR images.
+func execPolicy(a stageARNs) policyDocument {
+	group := logGroupARN(a.Region, a.Account, workflowLogGroup(a.Workflow))
+	stmts := []policyStatement{
+		{Sid: "Logs", Effect: "Allow", Action: stringList{"logs:CreateLogStream", "logs:PutLogEvents"},
+			Resource: stringList{group + ":log-stream:" + logStreamPrefix(a.Stage) + "/*"}},
+	}
+	if len(a.SecretARNs) > 0 {
+		stmts = append(stmts, policyStatement{Sid: "Secrets", Effect: "Allow",
+			Action: stringList{"secretsmanager:GetSecretValue"}, Resource: stringList(a.SecretARNs)})
+	}
+	var repos stringList
+	for _, img := range a.Images {
+		if arn, ok := ecrRepositoryARN(img, partition(a.Region)); ok && !slices.Contains(repos, arn) {
+			repos = append(repos, arn)
+		}
+	}
+	if len(repos) > 0 {
+		stmts = append(stmts,
+			// GetAuthorizationToken is not resource-scoped in IAM: "*" is the
+			// only form AWS accepts, and the token alone reads nothing; the
+			// pulls below are limited to the stage's repositories.
+			policyStatement{Sid: "EcrAuth", Effect: "Allow", Action: stringList{"ecr:GetAuthorizationToken"}, Resource: stringList{"*"}},
+			policyStatement{Sid: "EcrPull", Effect: "Allow",
+				Action:   stringList{"ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"},
+				Resource: repos})
+	}
+	return policyDocument{Version: policyVersion, Statement: stmts}
+}
+
+// taskPolicy is the inline policy of the ECS task role, i.e. of the runner:
+// read inputs, write results and run records, and work its queue.
+func taskPolicy(a stageARNs) policyDocument {
+	stmts := []policyStatement{
+		{Sid: "ReadInput", Effect: "Allow", Action: stringList{"s3:GetObject"},
+			Resource: stringList{bucketARN(a.Region, a.InputBucket) + "/*"}},
+		{Sid: "WriteOutput", Effect: "Allow", Action: stringList{"s3:PutObject"},
+			Resource: stringList{bucketARN(a.Region, a.OutputBucket) + "/*"}},
+	}
+	if a.StateBucket != "" {
+		stmts = append(stmts, policyStatement{Sid: "WriteRunRecords", Effect: "Allow", Action: stringList{"s3:PutObject"},
+			Resource: stringList{bucketARN(a.Region, a.StateBucket) + "/runs/" + a.Workflow + "/*"}})
+	}
+	stmts = append(stmts, policyStatement{Sid: "Queue", Effect: "Allow",
+		Action:   stringList{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"},
+		Resource: stringList{a.QueueARN}})
+	return policyDocument{Version: policyVersion, Statement: stmts}
+}
+
+// secretARN strips what a valueFrom may add after a secret's ARN
+// (":jsonkey:version-stage:version-id"): IAM authorizes the secret itself.
+func secretARN(valueFrom string) string {
+	parts := strings.SplitN(valueFrom, ":", 8) // arn:aws:secretsmanager:region:account:secret:name[:...]
+	if len(parts) < 7 {
+		return valueFrom
+	}
+	return strings.Join(parts[:7], ":")
+}
+
+// ecrRepositoryARN returns the repository ARN of a private ECR image
+// reference ("<account>.dkr.ecr.<region>.amazonaws.com/<repo>[:tag|@digest]").
+func ecrRepositoryARN(image, partition string) (string, bool) {
+	host, path, ok := strings.Cut(image, "/")
+	if !ok {
+		return "", false
+	}
+	labels := strings.Split(host, ".")
+	if len(labels) < 6 || labels[1] != "dkr" || labels[2] != "ecr" {
+		return "", false
+	}
+	if i := strings.IndexByte(path, '@'); i >= 0 {
+		path = path[:i]
+	}
+	if i := strings.LastIndexByte(path, ':'); i >= 0 {
+		path = path[:i]
+	}
+	return "arn:" + partition + ":ecr:" + labels[3] + ":" + labels[0] + ":repository/" + path, true
+}

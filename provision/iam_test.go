@@ -1,0 +1,171 @@
+package provision_test
+
+import (
+	"encoding/json"
+	"maps"
+	"net/url"
+	"slices"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+
+	"github.com/cloudpipe/cloudpipe/provision"
+)
+
+// statement is the part of an IAM policy statement the tests look at.
+type statement struct {
+	Sid       string
+	Effect    string
+	Action    any
+	Resource  any
+	Principal map[string]any
+	Condition map[string]map[string]any
+}
+
+func list(v any) []string {
+	switch v := v.(type) {
+	case string:
+		return []string{v}
+	case []any:
+		var out []string
+		for _, s := range v {
+			out = append(out, s.(string))
+		}
+		return out
+	}
+	return nil
+}
+
+func parseStatements(t *testing.T, doc string) []statement {
+	t.Helper()
+	if u, err := url.QueryUnescape(doc); err == nil {
+		doc = u
+	}
+	var p struct{ Statement []statement }
+	if err := json.Unmarshal([]byte(doc), &p); err != nil {
+		t.Fatalf("policy %s: %v", doc, err)
+	}
+	return p.Statement
+}
+
+func TestRolesTaggedAndScopedToTheStage(t *testing.T) {
+	e := newEnv(t)
+	spec := e.spec()
+	res := e.ensure(spec, provision.StageResources{})
+	name := provision.ResourceName(spec.Workflow, spec.Stage)
+	ecsARN := "arn:aws:ecs:us-east-1:" + kumoAccount + ":"
+
+	tests := []struct {
+		role, arn, service string
+		resources          []string // exactly these, and nothing else
+	}{
+		{name + "-lambda", res.LambdaRoleARN, "lambda.amazonaws.com", []string{
+			res.QueueARN, res.DLQARN,
+			ecsARN + "task-definition/" + name + ":*",
+			ecsARN + "container-instance/" + e.opts.Cluster + "/*",
+			ecsARN + "task/" + e.opts.Cluster + "/*",
+			res.ExecutionRoleARN, res.TaskRoleARN,
+			"arn:aws:logs:us-east-1:" + kumoAccount + ":log-group:/aws/lambda/" + name + ":*",
+		}},
+		{name + "-exec", res.ExecutionRoleARN, "ecs-tasks.amazonaws.com", []string{
+			"arn:aws:logs:us-east-1:" + kumoAccount + ":log-group:/cloudpipe/" + spec.Workflow + ":log-stream:stage-0/*",
+			testSecretARN, testCredsARN,
+			"arn:aws:ecr:us-east-1:123456789012:repository/change123",
+			"*", // ecr:GetAuthorizationToken only, checked below
+		}},
+		{name + "-task", res.TaskRoleARN, "ecs-tasks.amazonaws.com", []string{
+			"arn:aws:s3:::" + spec.InputBucket + "/*",
+			"arn:aws:s3:::" + spec.OutputBucket + "/*",
+			"arn:aws:s3:::" + e.opts.StateBucket + "/runs/" + spec.Workflow + "/*",
+			res.QueueARN,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.role, func(t *testing.T) {
+			role, err := e.iam.GetRole(t.Context(), &iam.GetRoleInput{RoleName: &tt.role})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := aws.ToString(role.Role.Arn); got != tt.arn || got == "" {
+				t.Errorf("recorded ARN %s, IAM says %s", tt.arn, got)
+			}
+			tags := map[string]string{}
+			for _, tag := range role.Role.Tags {
+				tags[aws.ToString(tag.Key)] = aws.ToString(tag.Value)
+			}
+			if want := map[string]string{provision.TagManaged: "true", provision.TagWorkflow: spec.Workflow, provision.TagStage: "0"}; !maps.Equal(tags, want) {
+				t.Errorf("tags = %v, want %v", tags, want)
+			}
+			trust := parseStatements(t, aws.ToString(role.Role.AssumeRolePolicyDocument))
+			if len(trust) != 1 || !slices.Equal(list(trust[0].Principal["Service"]), []string{tt.service}) {
+				t.Errorf("trust policy %+v, want only %s", trust, tt.service)
+			}
+
+			pol, err := e.iam.GetRolePolicy(t.Context(), &iam.GetRolePolicyInput{RoleName: &tt.role, PolicyName: aws.String("cloudpipe")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var resources []string
+			for _, st := range parseStatements(t, aws.ToString(pol.PolicyDocument)) {
+				if st.Effect != "Allow" {
+					t.Errorf("statement %s: effect %s", st.Sid, st.Effect)
+				}
+				for _, r := range list(st.Resource) {
+					if r == "*" && !slices.Equal(list(st.Action), []string{"ecr:GetAuthorizationToken"}) {
+						t.Errorf("statement %s grants %v on *: only ecr:GetAuthorizationToken may", st.Sid, list(st.Action))
+					}
+					if r == "" {
+						t.Errorf("statement %s has an empty resource", st.Sid)
+					}
+					resources = append(resources, r)
+				}
+				for _, a := range list(st.Action) {
+					if a == "*" || a[len(a)-1] == '*' {
+						t.Errorf("statement %s: wildcard action %s", st.Sid, a)
+					}
+				}
+				if slices.Contains(list(st.Action), "ecs:RunTask") {
+					if got := list(st.Condition["ArnEquals"]["ecs:cluster"]); !slices.Equal(got, []string{ecsARN + "cluster/" + e.opts.Cluster}) {
+						t.Errorf("RunTask condition on cluster %v, want %s", got, e.opts.Cluster)
+					}
+				}
+			}
+			slices.Sort(resources)
+			want := slices.Sorted(slices.Values(tt.resources))
+			if !slices.Equal(resources, want) {
+				t.Errorf("policy resources\n%v\nwant exactly\n%v", resources, want)
+			}
+		})
+	}
+}
+
+func TestRolePolicyRewrittenOnlyWhenItDiffers(t *testing.T) {
+	e := newEnv(t)
+	spec := e.spec()
+	res := e.ensure(spec, provision.StageResources{})
+	role := provision.ResourceName(spec.Workflow, spec.Stage) + "-task"
+
+	// Someone widens the task role by hand: the next pass puts it back.
+	_, err := e.iam.PutRolePolicy(t.Context(), &iam.PutRolePolicyInput{
+		RoleName: &role, PolicyName: aws.String("cloudpipe"),
+		PolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}`),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.calls.Reset()
+	e.ensure(spec, res)
+	if got, want := e.calls.WriteOps(), map[string]int{"IAM.PutRolePolicy": 1}; !maps.Equal(got, want) {
+		t.Errorf("writes = %v, want %v", got, want)
+	}
+	pol, err := e.iam.GetRolePolicy(t.Context(), &iam.GetRolePolicyInput{RoleName: &role, PolicyName: aws.String("cloudpipe")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range parseStatements(t, aws.ToString(pol.PolicyDocument)) {
+		if slices.Contains(list(st.Resource), "*") {
+			t.Errorf("hand-made statement survived: %+v", st)
+		}
+	}
+}

@@ -1,0 +1,287 @@
+package provision
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
+)
+
+func isLambdaNotFound(err error) bool {
+	var rnf *lambdatypes.ResourceNotFoundException
+	return errors.As(err, &rnf) || hasCode(err, "ResourceNotFoundException")
+}
+
+// codeSHA256 returns a deployment package's hash as Lambda reports it
+// (CodeSha256: base64 of the SHA-256).
+func codeSHA256(zip []byte) string {
+	sum := sha256.Sum256(zip)
+	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// functionConfig is the part of a function's configuration cloudpipe sets.
+type functionConfig struct {
+	Role        string
+	Environment map[string]string
+}
+
+// functionEnvironment returns the stage function's environment: everything
+// the handler needs to queue an upload and start a task for it.
+func (p *Provisioner) functionEnvironment(spec StageSpec, ids StageResources) map[string]string {
+	maxTasks := spec.MaxTasks
+	if maxTasks <= 0 {
+		maxTasks = DefaultMaxTasks
+	}
+	return map[string]string{
+		"CLOUDPIPE_QUEUE_URL":        ids.QueueURL,
+		"CLOUDPIPE_DLQ_URL":          ids.DLQURL,
+		"CLOUDPIPE_CLUSTER":          p.opts.Cluster,
+		"CLOUDPIPE_TASK_DEFINITION":  ids.TaskDefinitionARN,
+		"CLOUDPIPE_SUBNETS":          strings.Join(p.opts.Network.Subnets, ","),
+		"CLOUDPIPE_SECURITY_GROUPS":  strings.Join(p.opts.Network.SecurityGroups, ","),
+		"CLOUDPIPE_ASSIGN_PUBLIC_IP": strconv.FormatBool(p.opts.Network.AssignPublicIP),
+		"CLOUDPIPE_MAX_TASKS":        strconv.Itoa(maxTasks),
+		"CLOUDPIPE_CONTAINER":        spec.Algorithm.Name,
+		"CLOUDPIPE_WORKFLOW":         spec.Workflow,
+		"CLOUDPIPE_STAGE":            strconv.Itoa(spec.Stage),
+	}
+}
+
+// configDiffers reports whether a function's configuration differs from what
+// cloudpipe sets.
+func (p *Provisioner) configDiffers(have *lambdatypes.FunctionConfiguration, want functionConfig) bool {
+	var env map[string]string
+	if have.Environment != nil {
+		env = have.Environment.Variables
+	}
+	return aws.ToString(have.Role) != want.Role ||
+		have.Runtime != lambdatypes.Runtime(lambdaRuntime) ||
+		aws.ToString(have.Handler) != lambdaHandler ||
+		aws.ToInt32(have.Timeout) != lambdaTimeoutSec ||
+		aws.ToInt32(have.MemorySize) != lambdaMemoryMiB ||
+		!maps.Equal(env, want.Environment)
+}
+
+// codeDiffers reports whether a function runs other code, or on another
+// architecture, than Options.LambdaZip.
+func (p *Provisioner) codeDiffers(have *lambdatypes.FunctionConfiguration) bool {
+	arch := lambdatypes.ArchitectureX8664
+	if len(have.Architectures) > 0 {
+		arch = have.Architectures[0]
+	}
+	return aws.ToString(have.CodeSha256) != codeSHA256(p.opts.LambdaZip) ||
+		arch != lambdatypes.Architecture(p.opts.LambdaArchitecture)
+}
+
+// ensureFunction creates the stage function, or brings an existing one of
+// ours up to date: configuration and code are updated only when they
+// differ. A function without our tags gives a *NotOwnedError. It returns
+// the function ARN.
+func (p *Provisioner) ensureFunction(ctx context.Context, c *clients, name string, want functionConfig, tags map[string]string) (string, error) {
+	cur, err := c.lambda.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: &name})
+	if isLambdaNotFound(err) {
+		return p.createFunction(ctx, c, name, want, tags)
+	}
+	if err != nil {
+		return "", fmt.Errorf("get function %s: %w", name, err)
+	}
+	if !ownedBy(cur.Tags, tags[TagWorkflow]) {
+		return "", &NotOwnedError{Kind: "lambda function", Name: name}
+	}
+	cfg := cur.Configuration
+	arn := aws.ToString(cfg.FunctionArn)
+	if p.configDiffers(cfg, want) {
+		in := &lambda.UpdateFunctionConfigurationInput{
+			FunctionName: &name,
+			Role:         aws.String(want.Role),
+			Runtime:      lambdatypes.Runtime(lambdaRuntime),
+			Handler:      aws.String(lambdaHandler),
+			Timeout:      aws.Int32(lambdaTimeoutSec),
+			MemorySize:   aws.Int32(lambdaMemoryMiB),
+			Environment:  &lambdatypes.Environment{Variables: want.Environment},
+		}
+		err := p.retryPropagation(ctx, "update function configuration", isLambdaRoleNotReady, func(ctx context.Context) error {
+			_, err := c.lambda.UpdateFunctionConfiguration(ctx, in)
+			return err
+		})
+		if err != nil {
+			return arn, fmt.Errorf("update function configuration %s: %w", name, err)
+		}
+		// A function accepts one update at a time: wait before the next.
+		if err := p.waitFunctionUpdated(ctx, c, name); err != nil {
+			return arn, err
+		}
+	}
+	if p.codeDiffers(cfg) {
+		_, err := c.lambda.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{
+			FunctionName:  &name,
+			ZipFile:       p.opts.LambdaZip,
+			Architectures: []lambdatypes.Architecture{lambdatypes.Architecture(p.opts.LambdaArchitecture)},
+		})
+		if err != nil {
+			return arn, fmt.Errorf("update function code %s: %w", name, err)
+		}
+		if err := p.waitFunctionUpdated(ctx, c, name); err != nil {
+			return arn, err
+		}
+	}
+	return arn, nil
+}
+
+func (p *Provisioner) createFunction(ctx context.Context, c *clients, name string, want functionConfig, tags map[string]string) (string, error) {
+	in := &lambda.CreateFunctionInput{
+		FunctionName:  &name,
+		Role:          aws.String(want.Role),
+		Runtime:       lambdatypes.Runtime(lambdaRuntime),
+		Handler:       aws.String(lambdaHandler),
+		Code:          &lambdatypes.FunctionCode{ZipFile: p.opts.LambdaZip},
+		Architectures: []lambdatypes.Architecture{lambdatypes.Architecture(p.opts.LambdaArchitecture)},
+		Timeout:       aws.Int32(lambdaTimeoutSec),
+		MemorySize:    aws.Int32(lambdaMemoryMiB),
+		Environment:   &lambdatypes.Environment{Variables: want.Environment},
+		Description:   aws.String("cloudpipe " + tags[TagWorkflow] + " stage " + tags[TagStage] + ": queue uploads and start tasks"),
+		Tags:          tags,
+	}
+	var arn string
+	err := p.retryPropagation(ctx, "create function", isLambdaRoleNotReady, func(ctx context.Context) error {
+		out, err := c.lambda.CreateFunction(ctx, in)
+		if err == nil {
+			arn = aws.ToString(out.FunctionArn)
+		}
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("create function %s: %w", name, err)
+	}
+	return arn, p.waitFunctionUpdated(ctx, c, name)
+}
+
+// Bounds of waitFunctionUpdated.
+const (
+	functionWaitTimeout = 5 * time.Minute
+	functionPollFirst   = 500 * time.Millisecond
+	functionPollMax     = 5 * time.Second
+)
+
+// waitFunctionUpdated polls until the function is Active and no update is
+// in progress: Lambda rejects a second update (ResourceConflictException)
+// and S3 cannot invoke a Pending function.
+func (p *Provisioner) waitFunctionUpdated(ctx context.Context, c *clients, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, functionWaitTimeout)
+	defer cancel()
+	delay := functionPollFirst
+	for {
+		out, err := c.lambda.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: &name})
+		if err != nil {
+			return fmt.Errorf("wait for function %s: %w", name, err)
+		}
+		switch {
+		case out.State == lambdatypes.StateFailed || out.LastUpdateStatus == lambdatypes.LastUpdateStatusFailed:
+			return fmt.Errorf("wait for function %s: update failed: %s%s", name,
+				aws.ToString(out.StateReason), aws.ToString(out.LastUpdateStatusReason))
+		case out.State != lambdatypes.StatePending && out.LastUpdateStatus != lambdatypes.LastUpdateStatusInProgress:
+			return nil
+		}
+		if err := sleepCtx(ctx, delay); err != nil {
+			return fmt.Errorf("wait for function %s: %w", name, err)
+		}
+		delay = min(2*delay, functionPollMax)
+	}
+}
+
+// resourcePolicy is a function's resource policy as GetPolicy returns it.
+type resourcePolicy struct {
+	Statement []struct {
+		Sid       string
+		Principal map[string]any
+		Condition map[string]map[string]any
+	}
+}
+
+// ensurePermission lets S3 invoke the function for uploads to bucket in
+// account: statement "cloudpipe-s3" with SourceArn and SourceAccount (so no
+// other bucket or account can trigger it). An existing statement with other
+// conditions is replaced; a matching one is left alone.
+func ensurePermission(ctx context.Context, c *clients, function, bucketArn, account string) error {
+	out, err := c.lambda.GetPolicy(ctx, &lambda.GetPolicyInput{FunctionName: &function})
+	if err != nil && !isLambdaNotFound(err) {
+		return fmt.Errorf("get function policy %s: %w", function, err)
+	}
+	if err == nil {
+		var pol resourcePolicy
+		if err := json.Unmarshal([]byte(aws.ToString(out.Policy)), &pol); err != nil {
+			return fmt.Errorf("get function policy %s: %w", function, err)
+		}
+		for _, st := range pol.Statement {
+			if st.Sid != permissionSID {
+				continue
+			}
+			if fmt.Sprint(st.Condition["ArnLike"]["AWS:SourceArn"]) == bucketArn &&
+				fmt.Sprint(st.Condition["StringEquals"]["AWS:SourceAccount"]) == account &&
+				fmt.Sprint(st.Principal["Service"]) == "s3.amazonaws.com" {
+				return nil
+			}
+			_, err := c.lambda.RemovePermission(ctx, &lambda.RemovePermissionInput{FunctionName: &function, StatementId: aws.String(permissionSID)})
+			if err != nil && !isLambdaNotFound(err) {
+				return fmt.Errorf("remove permission %s: %w", function, err)
+			}
+		}
+	}
+	_, err = c.lambda.AddPermission(ctx, &lambda.AddPermissionInput{
+		FunctionName:  &function,
+		StatementId:   aws.String(permissionSID),
+		Action:        aws.String("lambda:InvokeFunction"),
+		Principal:     aws.String("s3.amazonaws.com"),
+		SourceArn:     aws.String(bucketArn),
+		SourceAccount: aws.String(account),
+	})
+	if err != nil {
+		return fmt.Errorf("add permission %s: %w", function, err)
+	}
+	return nil
+}
+
+// deleteFunction deletes the function name (its resource policy goes with
+// it) if it is ours.
+func deleteFunction(ctx context.Context, c *clients, name, workflow string) (outcome, error) {
+	cur, err := c.lambda.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: &name})
+	if isLambdaNotFound(err) {
+		return outcomeGone, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("get function %s: %w", name, err)
+	}
+	if !ownedBy(cur.Tags, workflow) {
+		return outcomeNotOwned, nil
+	}
+	_, err = c.lambda.DeleteFunction(ctx, &lambda.DeleteFunctionInput{FunctionName: &name})
+	if isLambdaNotFound(err) {
+		return outcomeGone, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("delete function %s: %w", name, err)
+	}
+	return outcomeDeleted, nil
+}
+
+// functionExists reports whether the function name exists.
+func functionExists(ctx context.Context, c *clients, name string) (bool, error) {
+	_, err := c.lambda.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: &name})
+	if isLambdaNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("get function %s: %w", name, err)
+	}
+	return true, nil
+}

@@ -1,0 +1,134 @@
+package provision_test
+
+import (
+	"encoding/json"
+	"maps"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+
+	"github.com/cloudpipe/cloudpipe/provision"
+)
+
+func TestFunction(t *testing.T) {
+	e := newEnv(t)
+	spec := e.spec()
+	res := e.ensure(spec, provision.StageResources{})
+	name := provision.ResourceName(spec.Workflow, spec.Stage)
+
+	fn, err := e.lambda.GetFunction(t.Context(), &lambda.GetFunctionInput{FunctionName: &name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := fn.Configuration
+	if aws.ToString(cfg.FunctionArn) != res.FunctionARN || aws.ToString(cfg.Role) != res.LambdaRoleARN ||
+		cfg.Runtime != "provided.al2023" || aws.ToString(cfg.Handler) != "bootstrap" {
+		t.Errorf("function %s role %s runtime %s handler %s", aws.ToString(cfg.FunctionArn), aws.ToString(cfg.Role), cfg.Runtime, aws.ToString(cfg.Handler))
+	}
+	if aws.ToString(cfg.CodeSha256) != res.FunctionCodeSHA256 || res.FunctionCodeSHA256 == "" {
+		t.Errorf("CodeSha256 %s, recorded %s", aws.ToString(cfg.CodeSha256), res.FunctionCodeSHA256)
+	}
+	if want := map[string]string{provision.TagManaged: "true", provision.TagWorkflow: spec.Workflow, provision.TagStage: "0"}; !maps.Equal(fn.Tags, want) {
+		t.Errorf("tags = %v, want %v", fn.Tags, want)
+	}
+	wantEnv := map[string]string{
+		"CLOUDPIPE_QUEUE_URL":        res.QueueURL,
+		"CLOUDPIPE_DLQ_URL":          res.DLQURL,
+		"CLOUDPIPE_CLUSTER":          e.opts.Cluster,
+		"CLOUDPIPE_TASK_DEFINITION":  res.TaskDefinitionARN,
+		"CLOUDPIPE_SUBNETS":          strings.Join(e.subnets, ","),
+		"CLOUDPIPE_SECURITY_GROUPS":  strings.Join(e.sgs, ","),
+		"CLOUDPIPE_ASSIGN_PUBLIC_IP": "false",
+		"CLOUDPIPE_MAX_TASKS":        "10",
+		"CLOUDPIPE_CONTAINER":        spec.Algorithm.Name,
+		"CLOUDPIPE_WORKFLOW":         spec.Workflow,
+		"CLOUDPIPE_STAGE":            "0",
+	}
+	if cfg.Environment == nil || !maps.Equal(cfg.Environment.Variables, wantEnv) {
+		t.Errorf("environment\n%v\nwant\n%v", cfg.Environment, wantEnv)
+	}
+
+	pol, err := e.lambda.GetPolicy(t.Context(), &lambda.GetPolicyInput{FunctionName: &name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Statement []struct {
+			Sid       string
+			Action    string
+			Principal map[string]string
+			Condition map[string]map[string]string
+		}
+	}
+	if err := json.Unmarshal([]byte(aws.ToString(pol.Policy)), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Statement) != 1 {
+		t.Fatalf("policy statements = %+v, want one", doc.Statement)
+	}
+	st := doc.Statement[0]
+	if st.Principal["Service"] != "s3.amazonaws.com" || st.Action != "lambda:InvokeFunction" ||
+		st.Condition["ArnLike"]["AWS:SourceArn"] != "arn:aws:s3:::"+spec.InputBucket ||
+		st.Condition["StringEquals"]["AWS:SourceAccount"] != kumoAccount {
+		t.Errorf("permission = %+v, want S3 invoking for %s in %s only", st, spec.InputBucket, kumoAccount)
+	}
+}
+
+func TestFunctionCodeUpdatedOnlyWhenItChanges(t *testing.T) {
+	e := newEnv(t)
+	spec := e.spec()
+	res := e.ensure(spec, provision.StageResources{})
+
+	// Same binary zipped again (as after an agent restart): same bytes.
+	cfg := e.cfg.Copy()
+	e.calls.Attach(&cfg)
+	again := provision.New(cfg, withZip(e.opts, tinyZip(t)))
+	e.calls.Reset()
+	if _, err := again.EnsureStage(t.Context(), spec, res); err != nil {
+		t.Fatal(err)
+	}
+	if w := e.calls.WriteOps(); len(w) != 0 || e.calls.Total() == 0 {
+		t.Errorf("re-zipped identical binary: writes %v in %d calls, want reads only", w, e.calls.Total())
+	}
+
+	e.calls.Reset()
+	upgraded := provision.New(cfg, withZip(e.opts, []byte("PK a new agent")))
+	res2, err := upgraded.EnsureStage(t.Context(), spec, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := e.calls.WriteOps(), map[string]int{"Lambda.UpdateFunctionCode": 1}; !maps.Equal(got, want) {
+		t.Errorf("new agent binary: writes %v, want %v", got, want)
+	}
+	if res2.FunctionCodeSHA256 == res.FunctionCodeSHA256 {
+		t.Error("FunctionCodeSHA256 did not change")
+	}
+}
+
+func withZip(o provision.Options, zip []byte) provision.Options {
+	o.LambdaZip = zip
+	return o
+}
+
+// TestFunctionRetriedWhileRolePropagates makes Lambda refuse the new role
+// twice, as it does for a few seconds after CreateRole.
+func TestFunctionRetriedWhileRolePropagates(t *testing.T) {
+	mod, seen := viaFaultProxy(t, func(r *http.Request) bool {
+		return r.Method == http.MethodPost && r.URL.Path == "/2015-03-31/functions"
+	}, 2, fault{
+		status: http.StatusBadRequest,
+		header: map[string]string{"Content-Type": "application/json", "X-Amzn-Errortype": "InvalidParameterValueException"},
+		body:   `{"Type":"User","message":"The role defined for the function cannot be assumed by Lambda."}`,
+	})
+	e := newEnv(t, mod)
+	res := e.ensure(e.spec(), provision.StageResources{})
+	if got := seen.Load(); got != 3 {
+		t.Errorf("%d CreateFunction requests, want 2 refused + 1 accepted", got)
+	}
+	if res.FunctionARN == "" {
+		t.Error("no function ARN recorded")
+	}
+}

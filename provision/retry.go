@@ -1,0 +1,132 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/aws/smithy-go"
+)
+
+// This file is the only place in cloudpipe that looks at AWS error messages.
+// Throttling is retried by the SDK's standard retryer (see New); what is
+// retried here are the named, eventually consistent conditions that AWS
+// reports as client errors, each quoted below, with backoff, jitter and a cap.
+
+// errorCode returns the AWS error code of err ("NoSuchEntity",
+// "AWS.SimpleQueueService.NonExistentQueue", ...), or "".
+func errorCode(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
+}
+
+// hasCode reports whether err is an AWS error with one of codes.
+func hasCode(err error, codes ...string) bool {
+	code := errorCode(err)
+	if code == "" {
+		return false
+	}
+	for _, c := range codes {
+		if code == c {
+			return true
+		}
+	}
+	return false
+}
+
+// hasCodeAndMessage reports whether err is an AWS error with code whose
+// message contains one of the fragments.
+func hasCodeAndMessage(err error, code string, fragments ...string) bool {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) || ae.ErrorCode() != code {
+		return false
+	}
+	for _, f := range fragments {
+		if strings.Contains(ae.ErrorMessage(), f) {
+			return true
+		}
+	}
+	return false
+}
+
+// isLambdaRoleNotReady reports the error CreateFunction and
+// UpdateFunctionConfiguration return while a newly created execution role
+// has not yet propagated through IAM:
+//
+//	InvalidParameterValueException: "The role defined for the function cannot be assumed by Lambda."
+func isLambdaRoleNotReady(err error) bool {
+	return hasCodeAndMessage(err, "InvalidParameterValueException",
+		"The role defined for the function cannot be assumed by Lambda")
+}
+
+// isNotificationDestinationNotReady reports the error
+// PutBucketNotificationConfiguration returns when S3 cannot yet invoke the
+// function, right after AddPermission granted it:
+//
+//	InvalidArgument: "Unable to validate the following destination configurations"
+func isNotificationDestinationNotReady(err error) bool {
+	return hasCodeAndMessage(err, "InvalidArgument",
+		"Unable to validate the following destination configurations")
+}
+
+// isTaskDefinitionNotFound reports that DeregisterTaskDefinition was given a
+// revision that does not exist. ECS has no dedicated code for it, only
+// ClientException with one of these messages:
+//
+//	"The specified task definition was not found" (kumo)
+//	"The specified task definition does not exist." (ECS)
+//	"Unable to describe task definition." (ECS)
+func isTaskDefinitionNotFound(err error) bool {
+	return hasCodeAndMessage(err, "ClientException",
+		"task definition was not found",
+		"task definition does not exist",
+		"Unable to describe task definition")
+}
+
+// Bounds of the propagation backoff: 0.5s, 1s, 2s ... 10s, each halved to
+// a random point in its upper half (jitter, so parallel stages waiting for
+// IAM do not retry in lockstep).
+const (
+	propagationFirstDelay = 500 * time.Millisecond
+	propagationMaxDelay   = 10 * time.Second
+)
+
+// retryPropagation calls fn until it succeeds, fails with an error retryable
+// does not accept, ctx ends, or the next wait would pass
+// Options.IAMPropagationTimeout; then it returns fn's last error.
+func (p *Provisioner) retryPropagation(ctx context.Context, op string, retryable func(error) bool, fn func(context.Context) error) error {
+	deadline := time.Now().Add(p.opts.IAMPropagationTimeout)
+	delay := propagationFirstDelay
+	for attempt := 1; ; attempt++ {
+		err := fn(ctx)
+		if err == nil || !retryable(err) {
+			return err
+		}
+		wait := delay/2 + rand.N(delay/2+1)
+		if time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		p.log.DebugContext(ctx, "retry after iam propagation error", "action", op, "attempt", attempt, "duration", wait, "err", err)
+		if err := sleepCtx(ctx, wait); err != nil {
+			return err
+		}
+		delay = min(2*delay, propagationMaxDelay)
+	}
+}
+
+// sleepCtx waits d or until ctx ends, whichever comes first.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
