@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -90,6 +91,11 @@ func (s *awsSession) provisioner(ctx context.Context, cfg Config, log *slog.Logg
 // openRepo opens --repo: a local directory (a Git repository or a plain
 // directory) or a remote URL cloned into the cache directory.
 func openRepo(ctx context.Context, cfg Config) (*pipesync.Repo, error) {
+	return openRepoWithToken(ctx, cfg, "")
+}
+
+// openRepoWithToken is openRepo with a token for HTTPS remotes.
+func openRepoWithToken(ctx context.Context, cfg Config, token string) (*pipesync.Repo, error) {
 	cache := cfg.CacheDir
 	if cache == "" {
 		dir, err := os.UserCacheDir()
@@ -98,5 +104,9 @@ func openRepo(ctx context.Context, cfg Config) (*pipesync.Repo, error) {
 		}
 		cache = filepath.Join(dir, "cloudpipe", "git")
 	}
-	return pipesync.OpenRepo(ctx, gitsource.Options{URL: cfg.Repo, Branch: cfg.Branch, CacheDir: cache})
+	o := gitsource.Options{URL: cfg.Repo, Branch: cfg.Branch, CacheDir: cache}
+	if token != "" && (strings.HasPrefix(cfg.Repo, "https://") || strings.HasPrefix(cfg.Repo, "http://")) {
+		o.Token = gitsource.Secret(token)
+	}
+	return pipesync.OpenRepo(ctx, o)
 }

@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/robfig/cron/v3"
 )
@@ -39,6 +40,7 @@ type Config struct {
 	AgentID        string   // --agent-id: this agent's name in inventory leases; "" is the host name
 	RunnerImage    string   // --runner-image: image of the init container that installs the runner
 	CacheDir       string   // --cache-dir: where remote repositories are cloned; "" is the user cache dir
+	DriftInterval  string   // --drift-interval: how often a pass also checks deployed resources still exist
 }
 
 // DefaultConfig returns the defaults of DESIGN.md's table. Fields whose default
@@ -46,14 +48,15 @@ type Config struct {
 // resolved where that is known.
 func DefaultConfig() Config {
 	return Config{
-		Branch:      "main",
-		Schedule:    "@every 1m",
-		Cluster:     "cloudpipe",
-		Concurrency: 8,
-		GitHubAPI:   "https://api.github.com/",
-		Listen:      ":8080",
-		LogLevel:    "info",
-		RunnerImage: "ghcr.io/cloudpipe/agent:latest",
+		Branch:        "main",
+		Schedule:      "@every 1m",
+		Cluster:       "cloudpipe",
+		Concurrency:   8,
+		GitHubAPI:     "https://api.github.com/",
+		Listen:        ":8080",
+		LogLevel:      "info",
+		RunnerImage:   "ghcr.io/cloudpipe/agent:latest",
+		DriftInterval: "10m",
 	}
 }
 
@@ -76,6 +79,9 @@ func (c Config) Validate() error {
 	}
 	if c.Cluster == "" {
 		bad("cluster", "must not be empty")
+	}
+	if d, err := time.ParseDuration(c.DriftInterval); err != nil || d < time.Minute {
+		bad("drift-interval", "%q is not a duration of at least 1m (e.g. 10m)", c.DriftInterval)
 	}
 	if c.Concurrency < 1 {
 		bad("concurrency", "must be at least 1, got %d", c.Concurrency)
@@ -173,6 +179,8 @@ var options = []option{
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.AgentID) }},
 	{name: "runner-image", usage: "image of the task's init container that installs the runner (this agent's image)",
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.RunnerImage) }},
+	{name: "drift-interval", usage: "how often a pass also re-creates resources deleted outside cloudpipe",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.DriftInterval) }},
 	{name: "cache-dir", usage: "where clones of remote repositories are kept", defText: "the user cache directory",
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.CacheDir) }},
 }

@@ -74,6 +74,7 @@ var commands = []*command{
 	planCommand,
 	syncCommand,
 	bootstrapCommand,
+	runCommand,
 }
 
 func main() {

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/cloudpipe/cloudpipe/status"
+	pipesync "github.com/cloudpipe/cloudpipe/sync"
+	"github.com/cloudpipe/cloudpipe/webhook"
+)
+
+var runCommand = &command{
+	name:     "run",
+	synopsis: "--repo R [flags]",
+	summary:  "run the agent: poll, webhook, reconcile, statuses",
+	help: `Run the agent as a daemon. It does one pass at start, then one on every
+--schedule tick and on every verified push to the tracked branch received at
+/hooks/github. A pass whose branch has not moved costs one ref listing and no
+AWS call; every --drift-interval a pass also re-creates resources deleted
+behind the agent's back. Open pull requests are validated and planned (never
+applied) and get a cloudpipe/plan status; applied workflows get
+cloudpipe/<workflow> on the commit that deployed them.
+
+Secrets come from the environment only, never from flags:
+  CLOUDPIPE_GITHUB_TOKEN, or CLOUDPIPE_GITHUB_TOKEN_SECRET (a Secrets Manager
+  ARN): statuses and HTTPS Git access; without one, statuses are skipped.
+  CLOUDPIPE_WEBHOOK_SECRET, or CLOUDPIPE_WEBHOOK_SECRET_ARN: without one,
+  /hooks/github is off.
+
+--listen serves /healthz, /readyz and /hooks/github. SIGTERM stops the agent
+after the workflows being applied finish and the inventory is saved.`,
+	flags: []string{"repo", "branch", "schedule", "drift-interval", "state-bucket", "cluster", "subnets",
+		"security-groups", "concurrency", "github-api", "github-repo", "listen", "agent-id",
+		"runner-image", "cache-dir", "log-format", "log-level"},
+	run: runRun,
+}
+
+func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
+	log := newLogger(out.stderr, cfg.LogFormat, cfg.LogLevel)
+	sess, err := loadAWS(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	sec := secretsFrom(sess.cfg)
+	token, err := sec.read(ctx, "CLOUDPIPE_GITHUB_TOKEN")
+	if err != nil {
+		return err
+	}
+	hookSecret, err := sec.read(ctx, "CLOUDPIPE_WEBHOOK_SECRET")
+	if err != nil {
+		return err
+	}
+
+	repo, err := openRepoWithToken(ctx, cfg, token)
+	if err != nil {
+		return err
+	}
+	prov, err := sess.provisioner(ctx, cfg, log, true)
+	if err != nil {
+		return err
+	}
+
+	var statuses pipesync.StatusPoster = &status.Discard{Logger: log}
+	var prs pipesync.PullRequestLister
+	if token != "" {
+		ghRepo := cfg.GitHubRepo
+		if ghRepo == "" {
+			if ghRepo, err = repoFromURL(cfg.Repo); err != nil {
+				return usagef("--github-repo: %v", err)
+			}
+		}
+		gh, err := status.New(status.Options{APIURL: cfg.GitHubAPI, Repo: ghRepo, Token: status.NewSecret(token),
+			Logger: log.With("component", "status")})
+		if err != nil {
+			return err
+		}
+		statuses, prs = gh, gh
+	}
+
+	var loop *pipesync.Loop
+	rec := pipesync.New(pipesync.Options{
+		Provisioner: prov,
+		Inventory:   newInventory(sess),
+		AgentID:     cfg.AgentID,
+		Concurrency: cfg.Concurrency,
+		Logger:      log,
+		OnPlan:      func(p *pipesync.Plan) { loop.PostPending(ctx, p) },
+	})
+	drift, _ := time.ParseDuration(cfg.DriftInterval) // checked by Config.Validate
+	loop, err = pipesync.NewLoop(pipesync.LoopOptions{
+		Repo: repo, Reconciler: rec, Statuses: statuses, PRs: prs,
+		Schedule: cfg.Schedule, DriftEvery: drift, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+
+	srv, err := newServer(cfg, loop, hookSecret, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	log.Info("agent started", "repo", redactURL(cfg.Repo), "branch", cfg.Branch, "listen", ln.Addr().String(),
+		"schedule", cfg.Schedule, "webhook", hookSecret != "", "statuses", token != "")
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.Serve(ln) }()
+
+	loopErr := loop.Run(ctx)
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("http server shutdown", "err", err)
+	}
+	if err := <-srvErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http server: %w", err)
+	}
+	log.Info("agent stopped")
+	return loopErr
+}
+
+// newServer serves health, readiness and the webhook.
+func newServer(cfg Config, loop *pipesync.Loop, hookSecret string, log *slog.Logger) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if ok, why := ready(loop.Last(), cfg); !ok {
+			http.Error(w, why, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	if hookSecret != "" {
+		branchRef := "refs/heads/" + cfg.Branch
+		h, err := webhook.New(webhook.Secret(hookSecret), func(ev webhook.Event) {
+			// A push to the tracked branch starts a pass at once; a pull
+			// request event does too, so its plan is posted without waiting
+			// for the next tick. Other pushes are only noted.
+			if ev.Kind == "pull_request" || ev.Ref == branchRef {
+				loop.Trigger()
+			}
+		}, log.With("component", "webhook"))
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle("POST /hooks/github", h)
+	}
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}, nil
+}
+
+// ready reports whether the last pass is recent and reached Git.
+func ready(last pipesync.PassResult, cfg Config) (bool, string) {
+	if last.Started.IsZero() {
+		return false, "no pass yet"
+	}
+	if last.Err != nil {
+		return false, "last pass failed: " + status.ErrorDescription(last.Err.Error())
+	}
+	// Three missed ticks mean the loop is stuck; the schedule is at least
+	// every minute by default, so allow a generous floor.
+	if age := time.Since(last.Started); age > 15*time.Minute {
+		return false, fmt.Sprintf("last pass %s ago", age.Round(time.Second))
+	}
+	return true, ""
+}
+
+// envSecrets reads a secret from NAME, or from Secrets Manager at the ARN in
+// NAME_ARN (CLOUDPIPE_GITHUB_TOKEN_SECRET for the token, as DESIGN.md names it).
+type envSecrets struct{ cfg aws.Config }
+
+func secretsFrom(cfg aws.Config) envSecrets { return envSecrets{cfg: cfg} }
+
+func (s envSecrets) read(ctx context.Context, name string) (string, error) {
+	if v := os.Getenv(name); v != "" {
+		return v, nil
+	}
+	arnVar := name + "_ARN"
+	if name == "CLOUDPIPE_GITHUB_TOKEN" {
+		arnVar = "CLOUDPIPE_GITHUB_TOKEN_SECRET"
+	}
+	arn := os.Getenv(arnVar)
+	if arn == "" {
+		return "", nil
+	}
+	out, err := secretsmanager.NewFromConfig(s.cfg).GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(arn)})
+	if err != nil {
+		return "", fmt.Errorf("read %s from Secrets Manager: %w", arnVar, err)
+	}
+	return strings.TrimSpace(aws.ToString(out.SecretString)), nil
+}
+
+// repoFromURL derives owner/name from a repository URL
+// (https://github.com/owner/name.git, git@github.com:owner/name.git).
+func repoFromURL(raw string) (string, error) {
+	p := raw
+	if u, err := url.Parse(raw); err == nil && u.Host != "" {
+		p = u.Path
+	} else if _, after, ok := strings.Cut(raw, ":"); ok && strings.Contains(raw, "@") {
+		p = after
+	} else {
+		return "", fmt.Errorf("cannot derive owner/name from %s: pass --github-repo", redactURL(raw))
+	}
+	p = strings.TrimSuffix(strings.Trim(p, "/"), ".git")
+	owner, name := path.Split(p)
+	owner = path.Base(strings.TrimSuffix(owner, "/"))
+	if owner == "" || owner == "." || name == "" {
+		return "", fmt.Errorf("cannot derive owner/name from %s: pass --github-repo", redactURL(raw))
+	}
+	return owner + "/" + name, nil
+}
+
+// redactURL hides credentials in a repository URL for logs and errors.
+func redactURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return raw
+}

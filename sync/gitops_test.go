@@ -1,0 +1,189 @@
+package sync_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/cloudpipe/cloudpipe/gitsource"
+	"github.com/cloudpipe/cloudpipe/internal/testenv"
+	"github.com/cloudpipe/cloudpipe/provision"
+	"github.com/cloudpipe/cloudpipe/status"
+	pipesync "github.com/cloudpipe/cloudpipe/sync"
+)
+
+func TestMain(m *testing.M) {
+	defer testenv.StopServers()
+	m.Run()
+}
+
+// gitops is one test's config repository on Gitea with an agent loop on it.
+type gitops struct {
+	*env
+	g     *testenv.GiteaServer
+	repo  string // repository name on Gitea
+	loop  *pipesync.Loop
+	clock *fakeClock
+}
+
+type fakeClock struct{ now time.Time }
+
+func (c *fakeClock) Now() time.Time { return c.now }
+
+func newGitOps(t *testing.T) *gitops {
+	t.Helper()
+	e := newEnv(t)
+	g := testenv.Gitea(t)
+	name := e.prefix + "-config"
+	cloneURL := g.CreateRepo(t, name)
+	alg := repo(nil)
+	write := map[string]string{}
+	for path, f := range alg {
+		write[path] = string(f.Data)
+	}
+	g.CommitFiles(t, name, testenv.ChangeFiles{Message: "algorithms", Write: write})
+
+	src, err := pipesync.OpenRepo(t.Context(), gitsource.Options{URL: cloneURL, CacheDir: t.TempDir(),
+		Token: gitsource.Secret(g.Token), Username: g.User})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gh, err := status.New(status.Options{APIURL: g.APIURL, Repo: g.RepoName(name), Token: status.NewSecret(g.Token)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := &fakeClock{now: time.Now()}
+	var loop *pipesync.Loop
+	rec := pipesync.New(pipesync.Options{Provisioner: e.prov, Inventory: e.inv, AgentID: "agent-a",
+		OnPlan: func(p *pipesync.Plan) { loop.PostPending(context.Background(), p) }})
+	loop, err = pipesync.NewLoop(pipesync.LoopOptions{Repo: src, Reconciler: rec, Statuses: gh, PRs: gh,
+		DriftEvery: time.Hour, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &gitops{env: e, g: g, repo: name, loop: loop, clock: clock}
+}
+
+// commitStatus is a status as Gitea returns it: Gitea names the state
+// "status" in its answers (go-github's RepoStatus reads "state").
+type commitStatus struct {
+	Context     string `json:"context"`
+	State       string `json:"status"`
+	Description string `json:"description"`
+}
+
+// statusOf returns the latest status of context on commit, from the
+// combined status (one entry per context, the latest).
+func (o *gitops) statusOf(commit, context string) *commitStatus {
+	o.t.Helper()
+	var combined struct {
+		Statuses []commitStatus `json:"statuses"`
+	}
+	o.g.API(o.t, "GET", "repos/"+o.g.RepoName(o.repo)+"/commits/"+commit+"/status", nil, &combined)
+	for _, s := range combined.Statuses {
+		if s.Context == context {
+			return &s
+		}
+	}
+	return nil
+}
+
+func (o *gitops) pass() pipesync.PassResult {
+	o.t.Helper()
+	res := o.loop.Pass(o.t.Context())
+	if res.Err != nil {
+		o.t.Fatalf("pass: %v", res.Err)
+	}
+	return res
+}
+
+func TestGitOpsPullRequestsMergeDriftDelete(t *testing.T) {
+	o := newGitOps(t)
+	o.pass()
+
+	wf := o.name("pipe")
+	file := "workflows/" + wf + ".json"
+	in, out := o.name("in"), o.name("out")
+
+	// A pull request adding a workflow is planned, not applied.
+	addHead := o.g.CommitFiles(t, o.repo, testenv.ChangeFiles{NewBranch: "add", Message: "add " + wf,
+		Write: map[string]string{file: singleRun(in, out, "x", `"retain_buckets": false`)}})
+	addPR := o.g.CreatePullRequest(t, o.repo, "add", "main", "add a pipeline")
+	// A pull request with a broken file gets a failure naming file and field.
+	brokenFile := "workflows/" + o.name("broken") + ".json"
+	brokenHead := o.g.CommitFiles(t, o.repo, testenv.ChangeFiles{NewBranch: "broken", Message: "broken",
+		Write: map[string]string{brokenFile: singleRun("Bad_Bucket", o.name("bout"), "x")}})
+	o.g.CreatePullRequest(t, o.repo, "broken", "main", "a broken pipeline")
+
+	o.pass()
+	if s := o.statusOf(addHead, "cloudpipe/plan"); s == nil || s.State != "success" || s.Description != "+1 create ~0 update -0 delete" {
+		t.Fatalf("plan status of the adding PR: %+v", s)
+	}
+	s := o.statusOf(brokenHead, "cloudpipe/plan")
+	if s == nil || s.State != "failure" || !strings.Contains(s.Description, brokenFile+":input_s3_name") {
+		t.Fatalf("plan status of the broken PR: %+v", s)
+	}
+	if got := o.existing(wf, 1); len(got) != 0 {
+		t.Fatalf("planning a pull request created %v", got)
+	}
+
+	// Merging deploys and says where to upload.
+	merge := o.g.MergePullRequest(t, o.repo, addPR)
+	res := o.pass()
+	if res.Commit != merge || res.Report == nil {
+		t.Fatalf("pass after merge: commit %s (merge %s), report %v", res.Commit, merge, res.Report)
+	}
+	s = o.statusOf(merge, "cloudpipe/"+wf)
+	if s == nil || s.State != "success" || !strings.Contains(s.Description, "s3://"+in) || !strings.Contains(s.Description, "s3://"+out) {
+		t.Fatalf("status on the merge commit: %+v", s)
+	}
+	if got := o.existing(wf, 1); len(got) != 8 {
+		t.Fatalf("resources after merge: %v", got)
+	}
+
+	// Nothing moved: the next pass is skipped.
+	if res := o.pass(); !res.Skipped {
+		t.Errorf("pass with an unchanged branch was not skipped: %+v", res)
+	}
+
+	// A queue deleted by hand comes back at the next drift check.
+	q, err := o.sqs.GetQueueUrl(t.Context(), &sqs.GetQueueUrlInput{QueueName: aws.String(provision.ResourceName(wf, 0))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.sqs.DeleteQueue(t.Context(), &sqs.DeleteQueueInput{QueueUrl: q.QueueUrl}); err != nil {
+		t.Fatal(err)
+	}
+	o.clock.now = o.clock.now.Add(2 * time.Hour)
+	res = o.pass()
+	if !res.Drift || res.Report == nil {
+		t.Fatalf("no drift check after the interval: %+v", res)
+	}
+	mended := false
+	for _, r := range res.Report.Results {
+		if r.Workflow == wf && r.Action == pipesync.Update && strings.Contains(r.Reason, "drift") && r.Err == nil {
+			mended = true
+		}
+	}
+	if !mended {
+		t.Errorf("drift pass did not report mending %s: %+v", wf, res.Report.Results)
+	}
+	if got := o.existing(wf, 1); len(got) != 8 {
+		t.Fatalf("resources after the drift check: %v", got)
+	}
+
+	// Deleting the file tears the pipeline down and says so.
+	del := o.g.CommitFiles(t, o.repo, testenv.ChangeFiles{Message: "remove " + wf, Delete: []string{file}})
+	o.pass()
+	s = o.statusOf(del, "cloudpipe/"+wf)
+	if s == nil || s.State != "success" || !strings.Contains(s.Description, "torn down") {
+		t.Fatalf("status after removal: %+v", s)
+	}
+	if got := o.existing(wf, 1); len(got) != 0 {
+		t.Fatalf("left after removal: %v", got)
+	}
+}

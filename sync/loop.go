@@ -1,0 +1,343 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	gosync "sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/cloudpipe/cloudpipe/gitsource"
+	"github.com/cloudpipe/cloudpipe/provision"
+	"github.com/cloudpipe/cloudpipe/status"
+)
+
+// StatusPoster posts commit statuses: status.GitHub, or status.Discard when
+// there is no token, or status.Console in the demo.
+type StatusPoster interface {
+	Post(ctx context.Context, s status.Status) (bool, error)
+}
+
+// PullRequestLister lists open pull requests; status.GitHub is one. Without
+// one, pull requests are not planned (there is nowhere to report the plan).
+type PullRequestLister interface {
+	OpenPullRequests(ctx context.Context) ([]status.PullRequest, error)
+}
+
+// LoopOptions configure the daemon loop. Repo and Reconciler are required.
+type LoopOptions struct {
+	Repo       *Repo
+	Reconciler *Reconciler
+	Statuses   StatusPoster      // nil: no statuses
+	PRs        PullRequestLister // nil: pull requests are not planned
+	// Schedule is when to poll, in cron syntax; default "@every 1m".
+	Schedule string
+	// DriftEvery is how often a pass also checks that deployed resources
+	// still exist; default 10 minutes.
+	DriftEvery time.Duration
+	// OnPass, if set, is called after every pass with what it did.
+	OnPass func(PassResult)
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// PassResult summarises one pass of the loop.
+type PassResult struct {
+	Commit  string
+	Skipped bool    // the branch had not moved and no drift check was due
+	Drift   bool    // the pass included a drift check
+	Report  *Report // nil when Skipped or on error
+	Err     error   // the pass could not run (Git or the inventory unreachable)
+	Started time.Time
+	Took    time.Duration
+}
+
+// Loop runs passes on a schedule and on demand, never two at once.
+type Loop struct {
+	opts    LoopOptions
+	log     *slog.Logger
+	trigger chan struct{}
+
+	mu        gosync.Mutex // guards the fields below
+	deployed  string       // commit of the last successful pass
+	lastDrift time.Time
+	prHeads   map[int]string // PR number -> head planned last
+	last      PassResult
+}
+
+// NewLoop checks opts and returns a Loop.
+func NewLoop(opts LoopOptions) (*Loop, error) {
+	if opts.Repo == nil || opts.Reconciler == nil {
+		return nil, errors.New("loop needs a repository and a reconciler")
+	}
+	if opts.Schedule == "" {
+		opts.Schedule = "@every 1m"
+	}
+	if opts.DriftEvery <= 0 {
+		opts.DriftEvery = 10 * time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if _, err := cron.ParseStandard(opts.Schedule); err != nil {
+		return nil, fmt.Errorf("schedule %q: %w", opts.Schedule, err)
+	}
+	return &Loop{
+		opts:    opts,
+		log:     opts.Logger.With("component", "loop"),
+		trigger: make(chan struct{}, 1),
+		prHeads: map[int]string{},
+	}, nil
+}
+
+// Trigger asks for a pass soon. It never blocks: triggers that arrive while
+// a pass runs coalesce into one more pass after it.
+func (l *Loop) Trigger() {
+	select {
+	case l.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Last returns the result of the most recent pass.
+func (l *Loop) Last() PassResult {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.last
+}
+
+// Run does one pass at once, then one per schedule tick or Trigger, until ctx
+// ends. The pass running when ctx ends finishes the workflows it started and
+// records them in the inventory before Run returns.
+func (l *Loop) Run(ctx context.Context) error {
+	c := cron.New()
+	if _, err := c.AddFunc(l.opts.Schedule, l.Trigger); err != nil {
+		return fmt.Errorf("schedule %q: %w", l.opts.Schedule, err)
+	}
+	c.Start()
+	defer func() { <-c.Stop().Done() }()
+	l.Trigger()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-l.trigger:
+			res := l.Pass(ctx)
+			if l.opts.OnPass != nil {
+				l.opts.OnPass(res)
+			}
+		}
+	}
+}
+
+// Pass runs one pass now. If the branch has not moved since the last
+// successful pass and no drift check is due, it stops after one ref
+// listing, with no AWS call.
+func (l *Loop) Pass(ctx context.Context) PassResult {
+	start := l.opts.Now()
+	res := l.pass(ctx, start)
+	res.Started, res.Took = start, l.opts.Now().Sub(start)
+	l.mu.Lock()
+	l.last = res
+	l.mu.Unlock()
+	switch {
+	case res.Err != nil:
+		l.log.Error("pass failed", "commit", res.Commit, "err", res.Err)
+	case res.Skipped:
+		l.log.Debug("branch unchanged", "commit", res.Commit)
+	default:
+		c, u, d := res.Report.Plan.Counts()
+		l.log.Info("pass done", "commit", res.Commit, "create", c, "update", u, "delete", d,
+			"failed", res.Report.Failed(), "drift_check", res.Drift, "duration", res.Took)
+	}
+	return res
+}
+
+func (l *Loop) pass(ctx context.Context, now time.Time) PassResult {
+	var head string
+	var prs []gitsource.PullRequest
+	if src := l.opts.Repo.Git(); src != nil {
+		refs, err := src.Refs(ctx)
+		if err != nil {
+			return PassResult{Err: fmt.Errorf("poll repository: %w", err)}
+		}
+		head, prs = refs.Head, refs.PullRequests
+	}
+	l.mu.Lock()
+	moved := head == "" || head != l.deployed
+	drift := now.Sub(l.lastDrift) >= l.opts.DriftEvery
+	l.mu.Unlock()
+
+	res := PassResult{Commit: head, Drift: drift}
+	if !moved && !drift {
+		res.Skipped = true
+	} else {
+		rep, err := l.apply(ctx, head, drift)
+		if err != nil {
+			res.Err = err
+			return res
+		}
+		res.Report = rep
+		l.mu.Lock()
+		if ctx.Err() == nil {
+			l.deployed = head
+		}
+		if drift {
+			l.lastDrift = now
+		}
+		l.mu.Unlock()
+	}
+	if err := l.planPullRequests(ctx, prs); err != nil {
+		l.log.Warn("pull request plans incomplete", "err", err)
+	}
+	return res
+}
+
+// apply loads the branch at head, reconciles and posts the statuses.
+func (l *Loop) apply(ctx context.Context, head string, drift bool) (*Report, error) {
+	d, err := l.opts.Repo.Load(ctx, head)
+	if err != nil {
+		return nil, err
+	}
+	rec := l.opts.Reconciler
+	var rep *Report
+	if drift {
+		rep, err = rec.Repair(ctx, d)
+	} else {
+		rep, err = rec.Reconcile(ctx, d)
+	}
+	if rep != nil {
+		l.postResults(context.WithoutCancel(ctx), rep)
+	}
+	return rep, err
+}
+
+// postResults posts each workflow's outcome on the commit it was applied at.
+func (l *Loop) postResults(ctx context.Context, rep *Report) {
+	if l.opts.Statuses == nil || rep.Commit == "" {
+		return
+	}
+	for _, r := range rep.Results {
+		s, ok := resultStatus(rep.Commit, r)
+		if !ok {
+			continue
+		}
+		l.post(ctx, s)
+	}
+}
+
+// resultStatus is the cloudpipe/<workflow> status a result calls for, if any.
+func resultStatus(commit string, r Result) (status.Status, bool) {
+	s := status.Status{Commit: commit, Context: status.WorkflowContext(r.Workflow)}
+	switch {
+	case r.Err != nil:
+		s.State, s.Description = status.Failure, status.ErrorDescription(r.Err.Error())
+	case r.Action == Create || r.Action == Update:
+		s.State = status.Success
+		s.Description = status.DeployedDescription(r.InputBucket, r.OutputBucket)
+		s.TargetURL = status.ConsoleURL(r.Region, r.OutputBucket)
+	case r.Action == Delete:
+		s.State, s.Description = status.Success, "torn down"
+		for _, kb := range r.KeptBuckets {
+			s.Description += fmt.Sprintf("; kept s3://%s (%s)", kb.Name, kb.Reason)
+		}
+		s.Description = status.ErrorDescription(s.Description)
+	default:
+		return s, false
+	}
+	return s, true
+}
+
+func (l *Loop) post(ctx context.Context, s status.Status) {
+	if _, err := l.opts.Statuses.Post(ctx, s); err != nil {
+		l.log.Warn("status not posted", "context", s.Context, "commit", s.Commit, "err", err)
+	}
+}
+
+// planPullRequests plans the head of every open pull request whose head
+// moved since it was last planned, and posts cloudpipe/plan on it. Nothing
+// is applied.
+func (l *Loop) planPullRequests(ctx context.Context, advertised []gitsource.PullRequest) error {
+	src := l.opts.Repo.Git()
+	if l.opts.PRs == nil || l.opts.Statuses == nil || src == nil || len(advertised) == 0 {
+		return nil
+	}
+	heads := map[int]string{}
+	for _, pr := range advertised {
+		heads[pr.Number] = pr.Head
+	}
+	l.mu.Lock()
+	var changed bool
+	for n, h := range heads {
+		if l.prHeads[n] != h {
+			changed = true
+		}
+	}
+	l.mu.Unlock()
+	if !changed {
+		return nil
+	}
+	// GitHub keeps refs/pull/N/head after a pull request closes: ask the API
+	// which are open.
+	open, err := l.opts.PRs.OpenPullRequests(ctx)
+	if err != nil {
+		return err
+	}
+	if err := src.Fetch(ctx); err != nil {
+		return err
+	}
+	var idx *provision.Index
+	for _, pr := range open {
+		head := pr.HeadSHA
+		l.mu.Lock()
+		done := l.prHeads[pr.Number] == head
+		l.mu.Unlock()
+		if done {
+			continue
+		}
+		fsys, err := src.FS(ctx, head)
+		if err != nil {
+			return fmt.Errorf("pull request #%d: %w", pr.Number, err)
+		}
+		d := LoadDesired(fsys, head)
+		if idx == nil {
+			if idx, err = l.opts.Reconciler.opts.Inventory.ReadIndex(ctx); err != nil {
+				return err
+			}
+		}
+		plan := ComputePlan(d, idx, l.opts.Reconciler.opts.AgentID, l.opts.Now())
+		s := status.Status{Commit: head, Context: status.PlanContext, State: status.Success,
+			Description: status.PlanDescription(plan.Counts())}
+		if len(d.Problems) > 0 {
+			p := d.Problems[0]
+			s.State = status.Failure
+			s.Description = status.ErrorDescription(fmt.Sprintf("%s:%s: %s", p.File, p.Path, p.Msg))
+		}
+		l.post(ctx, s)
+		l.mu.Lock()
+		l.prHeads[pr.Number] = head
+		l.mu.Unlock()
+	}
+	return nil
+}
+
+// PostPending is a Reconciler OnPlan hook: it posts "pending" on every
+// workflow the plan is about to change.
+func (l *Loop) PostPending(ctx context.Context, plan *Plan) {
+	if l.opts.Statuses == nil || plan.Commit == "" {
+		return
+	}
+	for _, c := range plan.Changes {
+		if !c.Action.writes() {
+			continue
+		}
+		l.post(ctx, status.Status{Commit: plan.Commit, Context: status.WorkflowContext(c.Workflow),
+			State: status.Pending, Description: status.ErrorDescription(string(c.Action) + ": " + c.Reason)})
+	}
+}
