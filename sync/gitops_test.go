@@ -2,7 +2,11 @@ package sync_test
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,11 +38,11 @@ type fakeClock struct{ now time.Time }
 
 func (c *fakeClock) Now() time.Time { return c.now }
 
-func newGitOps(t *testing.T) *gitops {
+func newGitOps(t testing.TB, httpClient *http.Client) *gitops {
 	t.Helper()
 	e := newEnv(t)
 	g := testenv.Gitea(t)
-	name := e.prefix + "-config"
+	name := testenv.UniqueName(t) + "-config"
 	cloneURL := g.CreateRepo(t, name)
 	alg := repo(nil)
 	write := map[string]string{}
@@ -48,7 +52,7 @@ func newGitOps(t *testing.T) *gitops {
 	g.CommitFiles(t, name, testenv.ChangeFiles{Message: "algorithms", Write: write})
 
 	src, err := pipesync.OpenRepo(t.Context(), gitsource.Options{URL: cloneURL, CacheDir: t.TempDir(),
-		Token: gitsource.Secret(g.Token), Username: g.User})
+		Token: gitsource.Secret(g.Token), Username: g.User, HTTPClient: httpClient})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +106,7 @@ func (o *gitops) pass() pipesync.PassResult {
 }
 
 func TestGitOpsPullRequestsMergeDriftDelete(t *testing.T) {
-	o := newGitOps(t)
+	o := newGitOps(t, nil)
 	o.pass()
 
 	wf := o.name("pipe")
@@ -185,5 +189,89 @@ func TestGitOpsPullRequestsMergeDriftDelete(t *testing.T) {
 	}
 	if got := o.existing(wf, 1); len(got) != 0 {
 		t.Fatalf("left after removal: %v", got)
+	}
+}
+
+// countingTransport counts HTTP requests, as the Git server sees them.
+type countingTransport struct {
+	n  atomic.Int64
+	rt http.RoundTripper
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return c.rt.RoundTrip(r)
+}
+
+// BenchmarkPollNoChange is the agent's steady state: a scheduled poll of a
+// branch that has not moved. It must cost one Git request and no AWS call.
+func BenchmarkPollNoChange(b *testing.B) {
+	gitReqs := &countingTransport{rt: http.DefaultTransport}
+	o := newGitOps(b, &http.Client{Transport: gitReqs})
+	o.g.CommitFiles(b, o.repo, testenv.ChangeFiles{Message: "one workflow", Write: map[string]string{
+		"workflows/" + o.name("poll") + ".json": singleRun(o.name("in"), o.name("out"), "x")}})
+	if res := o.loop.Pass(b.Context()); res.Err != nil || res.Report == nil || res.Report.Failed() != 0 {
+		b.Fatalf("first pass: %+v", res)
+	}
+	gitReqs.n.Store(0)
+	o.calls.Reset()
+	b.ReportAllocs()
+	cpu0 := processCPU(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if res := o.loop.Pass(b.Context()); !res.Skipped || res.Err != nil {
+			b.Fatalf("poll %d was not skipped: %+v", i, res)
+		}
+	}
+	b.StopTimer()
+	// Wall time is mostly Gitea forking git for the ref advertisement; the
+	// agent's own cost is the CPU this process used (Gitea is another one).
+	b.ReportMetric(float64((processCPU(b)-cpu0).Nanoseconds())/float64(b.N), "cpu_ns/op")
+	b.ReportMetric(float64(gitReqs.n.Load())/float64(b.N), "git_requests/op")
+	b.ReportMetric(float64(o.calls.Total())/float64(b.N), "aws_calls/op")
+}
+
+// processCPU is the user+system CPU time this process has used.
+func processCPU(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkPassOneChanged measures a pass after a commit that changes one
+// workflow, in a repository of 1 and of 1000 workflows (Gitea and kumo on
+// loopback). The goal is that the 1000-workflow pass takes at most 1.5 times
+// as long as the 1-workflow one: the other 999 cost a file read each and no
+// AWS call.
+func BenchmarkPassOneChanged(b *testing.B) {
+	for _, n := range []int{1, 1000} {
+		b.Run(fmt.Sprintf("workflows=%d", n), func(b *testing.B) {
+			o := newGitOps(b, nil)
+			files := map[string]string{}
+			for i := range n {
+				files["workflows/"+o.name(fmt.Sprintf("w%d", i))+".json"] = singleRun(o.name(fmt.Sprintf("i%d", i)), o.name(fmt.Sprintf("o%d", i)), "x")
+			}
+			o.g.CommitFiles(b, o.repo, testenv.ChangeFiles{Message: "workflows", Write: files})
+			if res := o.loop.Pass(b.Context()); res.Err != nil || res.Report.Failed() != 0 {
+				b.Fatalf("first pass: %+v", res)
+			}
+			target := "workflows/" + o.name("w0") + ".json"
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				o.g.CommitFiles(b, o.repo, testenv.ChangeFiles{Message: "change one", Write: map[string]string{
+					target: singleRun(o.name("i0"), o.name("o0"), fmt.Sprintf("mode-%d", i))}})
+				b.StartTimer()
+				res := o.loop.Pass(b.Context())
+				if res.Err != nil || res.Report == nil || res.Report.Failed() != 0 {
+					b.Fatalf("pass %d: %+v", i, res)
+				}
+				if c, u, d := res.Report.Plan.Counts(); c+u+d != 1 {
+					b.Fatalf("pass %d: plan %s, want one update", i, res.Report.Plan.Summary())
+				}
+			}
+		})
 	}
 }

@@ -141,6 +141,7 @@ func (l *Loop) Run(ctx context.Context) error {
 // listing, with no AWS call.
 func (l *Loop) Pass(ctx context.Context) PassResult {
 	start := l.opts.Now()
+	l.log.Debug("pass started")
 	res := l.pass(ctx, start)
 	res.Started, res.Took = start, l.opts.Now().Sub(start)
 	l.mu.Lock()
