@@ -126,6 +126,14 @@ func (inv *Inventory) ReadIndex(ctx context.Context) (*Index, error) {
 	idx := &Index{Workflows: map[string]IndexEntry{}}
 	etag, err := inv.get(ctx, indexKey, idx)
 	if errors.Is(err, ErrNotFound) {
+		// No index yet: a first pass, or the wrong bucket. Tell them apart
+		// now (once per agent, not per pass) rather than at the first write.
+		if _, herr := inv.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(inv.bucket)}); herr != nil {
+			if isInventoryObjectMissing(herr) {
+				return nil, fmt.Errorf("read inventory index: %w", inv.noBucket())
+			}
+			return nil, fmt.Errorf("read inventory index: check state bucket %s: %w", inv.bucket, herr)
+		}
 		return &Index{Workflows: map[string]IndexEntry{}}, nil
 	}
 	if err != nil {
@@ -208,12 +216,20 @@ func (inv *Inventory) ListRecords(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
+func (inv *Inventory) noBucket() error {
+	return fmt.Errorf("state bucket %s does not exist: run 'agent bootstrap' first, or pass the right --state-bucket", inv.bucket)
+}
+
 func (inv *Inventory) get(ctx context.Context, key string, v any) (etag string, err error) {
 	out, err := inv.client.GetObject(ctx, &s3.GetObjectInput{
 		Bucket: aws.String(inv.bucket),
 		Key:    aws.String(key),
 	})
 	if err != nil {
+		var nsb *s3types.NoSuchBucket
+		if errors.As(err, &nsb) {
+			return "", inv.noBucket()
+		}
 		if isInventoryObjectMissing(err) {
 			return "", ErrNotFound
 		}
