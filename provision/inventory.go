@@ -57,6 +57,7 @@ type Index struct {
 // IndexEntry is the inventory's summary of one workflow.
 type IndexEntry struct {
 	Region   string `json:"region"`
+	Stages   int    `json:"stages,omitempty"`    // how many stages the deployed spec has
 	SpecHash string `json:"spec_hash,omitempty"` // of the deployed spec; empty until a first apply succeeds
 	Commit   string `json:"commit,omitempty"`    // commit of the last successful apply
 	State    State  `json:"state"`
@@ -188,6 +189,40 @@ func (inv *Inventory) DeleteRecord(ctx context.Context, workflow string) error {
 	})
 	if err != nil && !isInventoryObjectMissing(err) {
 		return fmt.Errorf("delete inventory record %s: %w", workflow, err)
+	}
+	return nil
+}
+
+// ListRunKeys returns the keys of the run records of one stage written after
+// startAfter (a key returned before, or "" for all), oldest first. Runners
+// write them under runs/<workflow>/<stage>/ with the finishing time first in
+// the name, so the keys alone give counts and order.
+func (inv *Inventory) ListRunKeys(ctx context.Context, workflow string, stage int, startAfter string) ([]string, error) {
+	in := &s3.ListObjectsV2Input{
+		Bucket: aws.String(inv.bucket),
+		Prefix: aws.String(fmt.Sprintf("runs/%s/%d/", workflow, stage)),
+	}
+	if startAfter != "" {
+		in.StartAfter = aws.String(startAfter)
+	}
+	var keys []string
+	p := s3.NewListObjectsV2Paginator(inv.client, in)
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list run records of %s stage %d: %w", workflow, stage, err)
+		}
+		for _, o := range page.Contents {
+			keys = append(keys, aws.ToString(o.Key))
+		}
+	}
+	return keys, nil
+}
+
+// ReadRun decodes the run record at key into v.
+func (inv *Inventory) ReadRun(ctx context.Context, key string, v any) error {
+	if _, err := inv.get(ctx, key, v); err != nil {
+		return fmt.Errorf("read run record %s: %w", key, err)
 	}
 	return nil
 }

@@ -25,7 +25,7 @@ func (r *Reconciler) applyOne(ctx context.Context, commit string, c Change, spec
 	if c.Action == Delete {
 		res.Err = r.deleteWorkflow(ctx, c.Workflow, &res)
 	} else {
-		res.SpecHash, res.Region = c.Desired.SpecHash, c.Desired.Region
+		res.SpecHash, res.Region, res.Stages = c.Desired.SpecHash, c.Desired.Region, len(specs)
 		res.Err = r.ensureWorkflow(ctx, commit, c, specs, &res)
 	}
 	res.Duration = r.opts.Now().Sub(start)

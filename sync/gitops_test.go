@@ -3,19 +3,26 @@ package sync_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/cloudpipe/cloudpipe/gitsource"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
+	cplambda "github.com/cloudpipe/cloudpipe/lambda"
 	"github.com/cloudpipe/cloudpipe/provision"
+	"github.com/cloudpipe/cloudpipe/runner"
 	"github.com/cloudpipe/cloudpipe/status"
 	pipesync "github.com/cloudpipe/cloudpipe/sync"
 )
@@ -149,6 +156,17 @@ func TestGitOpsPullRequestsMergeDriftDelete(t *testing.T) {
 		t.Fatalf("resources after merge: %v", got)
 	}
 
+	// A file uploaded runs through the real handler and runner, and the run
+	// shows in cloudpipe/run/<workflow> on the merge commit.
+	o.runOneFile(wf, in)
+	if err := o.loop.UpdateRunStatuses(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	s = o.statusOf(merge, "cloudpipe/run/"+wf)
+	if s == nil || s.State != "success" || !strings.HasPrefix(s.Description, "1 done, 0 failed") || !strings.Contains(s.Description, "s3://"+out+"/") {
+		t.Fatalf("run status on the merge commit: %+v", s)
+	}
+
 	// Nothing moved: the next pass is skipped.
 	if res := o.pass(); !res.Skipped {
 		t.Errorf("pass with an unchanged branch was not skipped: %+v", res)
@@ -275,3 +293,63 @@ func BenchmarkPassOneChanged(b *testing.B) {
 		})
 	}
 }
+
+// runOneFile uploads a file to the workflow's input bucket and carries it
+// through stage 0 as AWS would, minus the delivery plumbing: the S3 event goes
+// to the real Lambda handler (which queues it and calls RunTask, which kumo
+// ignores), and the real runner, configured from the task definition the
+// agent registered, processes the queue in-process.
+func (o *gitops) runOneFile(wf, in string) {
+	t := o.t
+	ctx := t.Context()
+	key := "batch 1/unsorted+lines é.txt"
+	o.put(in, key, "pear\napple\nfig\n")
+
+	fn, err := o.lambda.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(provision.ResourceName(wf, 0))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc, err := cplambda.ConfigFromEnv(mapEnv(fn.Environment.Variables))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := events.S3Event{Records: []events.S3EventRecord{{
+		EventSource: "aws:s3", EventName: "ObjectCreated:Put", EventTime: time.Now(),
+		S3: events.S3Entity{Bucket: events.S3Bucket{Name: in}, Object: events.S3Object{Key: url.QueryEscape(key), Size: 16, ETag: "e1"}},
+	}}}
+	if err := cplambda.New(o.cfg, lc).Handle(ctx, ev); err != nil {
+		t.Fatalf("handler: %v", err)
+	}
+
+	var env map[string]string
+	for _, in := range o.calls.Inputs("ECS.RegisterTaskDefinition") {
+		td := in.(*ecs.RegisterTaskDefinitionInput)
+		if aws.ToString(td.Family) != provision.ResourceName(wf, 0) {
+			continue
+		}
+		env = map[string]string{}
+		for _, kv := range td.ContainerDefinitions[len(td.ContainerDefinitions)-1].Environment {
+			env[aws.ToString(kv.Name)] = aws.ToString(kv.Value)
+		}
+	}
+	if env == nil {
+		t.Fatal("no task definition registered for stage 0")
+	}
+	rc, err := runner.ConfigFromEnv(mapEnv(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The algorithm's paths are container paths; on this host, a temp dir.
+	dir := t.TempDir()
+	rc.InputPath, rc.OutputPath = dir+"/in/", dir+"/out/"
+	rc.S3UsePathStyle, rc.IdleTimeout, rc.WaitTime = true, time.Second, time.Second
+	if err := runner.Run(ctx, o.cfg, rc, slog.New(slog.NewTextHandler(testWriter{t}, nil))); err != nil {
+		t.Fatalf("runner: %v", err)
+	}
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+func mapEnv(m map[string]string) func(string) string { return func(k string) string { return m[k] } }

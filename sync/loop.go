@@ -38,6 +38,9 @@ type LoopOptions struct {
 	// DriftEvery is how often a pass also checks that deployed resources
 	// still exist; default 10 minutes.
 	DriftEvery time.Duration
+	// RunStatusEvery is how often cloudpipe/run/<workflow> statuses are
+	// brought up to date from the runners' records; default 1 minute.
+	RunStatusEvery time.Duration
 	// OnPass, if set, is called after every pass with what it did.
 	OnPass func(PassResult)
 	Logger *slog.Logger
@@ -65,6 +68,7 @@ type Loop struct {
 	deployed  string       // commit of the last successful pass
 	lastDrift time.Time
 	prHeads   map[int]string // PR number -> head planned last
+	runs      map[string]*runTally
 	last      PassResult
 }
 
@@ -78,6 +82,9 @@ func NewLoop(opts LoopOptions) (*Loop, error) {
 	}
 	if opts.DriftEvery <= 0 {
 		opts.DriftEvery = 10 * time.Minute
+	}
+	if opts.RunStatusEvery <= 0 {
+		opts.RunStatusEvery = time.Minute
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -93,6 +100,7 @@ func NewLoop(opts LoopOptions) (*Loop, error) {
 		log:     opts.Logger.With("component", "loop"),
 		trigger: make(chan struct{}, 1),
 		prHeads: map[int]string{},
+		runs:    map[string]*runTally{},
 	}, nil
 }
 
@@ -122,11 +130,19 @@ func (l *Loop) Run(ctx context.Context) error {
 	}
 	c.Start()
 	defer func() { <-c.Stop().Done() }()
+	// Run statuses have their own ticker so that a poll of an unmoved
+	// branch stays free of AWS calls.
+	runTicker := time.NewTicker(l.opts.RunStatusEvery)
+	defer runTicker.Stop()
 	l.Trigger()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-runTicker.C:
+			if err := l.UpdateRunStatuses(ctx); err != nil && ctx.Err() == nil {
+				l.log.Warn("run statuses not updated", "err", err)
+			}
 		case <-l.trigger:
 			res := l.Pass(ctx)
 			if l.opts.OnPass != nil {

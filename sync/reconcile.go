@@ -339,7 +339,7 @@ func (r *Reconciler) recordResults(ctx context.Context, idx *provision.Index, co
 				continue
 			default:
 				e.State, e.Error = provision.StateReady, ""
-				e.SpecHash, e.Region, e.Commit = res.SpecHash, res.Region, commit
+				e.SpecHash, e.Region, e.Commit, e.Stages = res.SpecHash, res.Region, commit, res.Stages
 			}
 			e.PendingHash, e.Holder, e.LeaseExpires, e.UpdatedAt = "", "", time.Time{}, now
 			idx.Workflows[res.Workflow] = e

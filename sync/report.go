@@ -26,8 +26,9 @@ type Result struct {
 	Err      error // nil on success; for Invalid, the file's problems
 	// Where to upload and where results appear (set after a create or update).
 	InputBucket, OutputBucket string
-	// SpecHash and Region are those of the spec that was applied.
+	// SpecHash, Region and Stages describe the spec that was applied.
 	SpecHash, Region string
+	Stages           int
 	// KeptBuckets are buckets a delete or a replaced stage left in place
 	// because they hold data (or retain_buckets asks to keep them).
 	KeptBuckets []provision.KeptBucket
