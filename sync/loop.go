@@ -27,6 +27,14 @@ type PullRequestLister interface {
 	OpenPullRequests(ctx context.Context) ([]status.PullRequest, error)
 }
 
+// Observer is told what the loop does, for metrics; metrics.Metrics is one.
+type Observer interface {
+	Pass(outcome string, took time.Duration)
+	Workflows(byState map[string]int)
+	GitPoll(outcome string)
+	Status(outcome string)
+}
+
 // LoopOptions configure the daemon loop. Repo and Reconciler are required.
 type LoopOptions struct {
 	Repo       *Repo
@@ -41,6 +49,8 @@ type LoopOptions struct {
 	// RunStatusEvery is how often cloudpipe/run/<workflow> statuses are
 	// brought up to date from the runners' records; default 1 minute.
 	RunStatusEvery time.Duration
+	// Observer, if set, is told about passes, polls and statuses.
+	Observer Observer
 	// OnPass, if set, is called after every pass with what it did.
 	OnPass func(PassResult)
 	Logger *slog.Logger
@@ -163,6 +173,7 @@ func (l *Loop) Pass(ctx context.Context) PassResult {
 	l.mu.Lock()
 	l.last = res
 	l.mu.Unlock()
+	l.observe(res)
 	switch {
 	case res.Err != nil:
 		l.log.Error("pass failed", "commit", res.Commit, "err", res.Err)
@@ -176,18 +187,57 @@ func (l *Loop) Pass(ctx context.Context) PassResult {
 	return res
 }
 
+// observe reports a pass to the Observer.
+func (l *Loop) observe(res PassResult) {
+	o := l.opts.Observer
+	if o == nil {
+		return
+	}
+	switch {
+	case res.Err != nil:
+		o.Pass("failed", res.Took)
+		return
+	case res.Skipped:
+		o.Pass("skipped", res.Took)
+		return
+	}
+	o.Pass("applied", res.Took)
+	states := map[string]int{"ready": 0, "failed": 0, "invalid": 0, "held": 0}
+	for _, r := range res.Report.Results {
+		switch {
+		case r.Action == Invalid:
+			states["invalid"]++
+		case r.Err != nil:
+			states["failed"]++
+		case r.Action == Skip:
+			states["held"]++
+		case r.Action != Delete:
+			states["ready"]++
+		}
+	}
+	o.Workflows(states)
+}
+
 func (l *Loop) pass(ctx context.Context, now time.Time) PassResult {
 	var head string
 	var prs []gitsource.PullRequest
 	if src := l.opts.Repo.Git(); src != nil {
 		refs, err := src.Refs(ctx)
 		if err != nil {
+			l.gitPoll("error")
 			return PassResult{Err: fmt.Errorf("poll repository: %w", err)}
 		}
 		head, prs = refs.Head, refs.PullRequests
 	}
 	l.mu.Lock()
 	moved := head == "" || head != l.deployed
+	if head != "" {
+		if moved {
+			l.gitPoll("moved")
+		} else {
+			l.gitPoll("unchanged")
+		}
+	}
 	drift := now.Sub(l.lastDrift) >= l.opts.DriftEvery
 	l.mu.Unlock()
 
@@ -272,8 +322,23 @@ func resultStatus(commit string, r Result) (status.Status, bool) {
 }
 
 func (l *Loop) post(ctx context.Context, s status.Status) {
-	if _, err := l.opts.Statuses.Post(ctx, s); err != nil {
+	posted, err := l.opts.Statuses.Post(ctx, s)
+	outcome := "unchanged"
+	switch {
+	case err != nil:
+		outcome = "error"
 		l.log.Warn("status not posted", "context", s.Context, "commit", s.Commit, "err", err)
+	case posted:
+		outcome = "posted"
+	}
+	if l.opts.Observer != nil {
+		l.opts.Observer.Status(outcome)
+	}
+}
+
+func (l *Loop) gitPoll(outcome string) {
+	if l.opts.Observer != nil {
+		l.opts.Observer.GitPoll(outcome)
 	}
 }
 

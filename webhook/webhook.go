@@ -48,6 +48,9 @@ type Handler struct {
 	// new push or pull_request delivery.
 	onEvent func(Event)
 	log     *slog.Logger
+	// OnOutcome, if set, is called with the outcome of every delivery (for
+	// metrics). Set it before serving.
+	OnOutcome func(Outcome)
 
 	mu   sync.Mutex // guards seen and order
 	seen map[string]bool
@@ -91,6 +94,9 @@ const (
 // requests get 401 and start nothing; accepted ones get 202 at once.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	outcome, code := h.serve(r)
+	if h.OnOutcome != nil {
+		h.OnOutcome(outcome)
+	}
 	h.log.Debug("webhook delivery", "outcome", outcome, "delivery", r.Header.Get("X-GitHub-Delivery"), "event", r.Header.Get("X-GitHub-Event"))
 	w.WriteHeader(code)
 	io.WriteString(w, string(outcome)+"\n")

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/cloudpipe/cloudpipe/metrics"
 	"github.com/cloudpipe/cloudpipe/status"
 	pipesync "github.com/cloudpipe/cloudpipe/sync"
 	"github.com/cloudpipe/cloudpipe/webhook"
@@ -39,7 +40,7 @@ Secrets come from the environment only, never from flags:
   CLOUDPIPE_WEBHOOK_SECRET, or CLOUDPIPE_WEBHOOK_SECRET_ARN: without one,
   /hooks/github is off.
 
---listen serves /healthz, /readyz and /hooks/github. SIGTERM stops the agent
+--listen serves /healthz, /readyz, /metrics and /hooks/github. SIGTERM stops the agent
 after the workflows being applied finish and the inventory is saved.`,
 	flags: []string{"repo", "branch", "schedule", "drift-interval", "state-bucket", "cluster", "subnets",
 		"security-groups", "concurrency", "github-api", "github-repo", "listen", "agent-id",
@@ -53,6 +54,8 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 	if err != nil {
 		return err
 	}
+	m := metrics.New()
+	sess.cfg.APIOptions = append(sess.cfg.APIOptions, m.AWSMiddleware)
 	sec := secretsFrom(sess.cfg)
 	token, err := sec.read(ctx, "CLOUDPIPE_GITHUB_TOKEN")
 	if err != nil {
@@ -101,13 +104,13 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 	drift, _ := time.ParseDuration(cfg.DriftInterval) // checked by Config.Validate
 	loop, err = pipesync.NewLoop(pipesync.LoopOptions{
 		Repo: repo, Reconciler: rec, Statuses: statuses, PRs: prs,
-		Schedule: cfg.Schedule, DriftEvery: drift, Logger: log,
+		Schedule: cfg.Schedule, DriftEvery: drift, Logger: log, Observer: m,
 	})
 	if err != nil {
 		return err
 	}
 
-	srv, err := newServer(cfg, loop, hookSecret, log)
+	srv, err := newServer(cfg, loop, m, hookSecret, log)
 	if err != nil {
 		return err
 	}
@@ -133,9 +136,10 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 	return loopErr
 }
 
-// newServer serves health, readiness and the webhook.
-func newServer(cfg Config, loop *pipesync.Loop, hookSecret string, log *slog.Logger) (*http.Server, error) {
+// newServer serves health, readiness, metrics and the webhook.
+func newServer(cfg Config, loop *pipesync.Loop, m *metrics.Metrics, hookSecret string, log *slog.Logger) (*http.Server, error) {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if ok, why := ready(loop.Last(), cfg); !ok {
@@ -157,6 +161,7 @@ func newServer(cfg Config, loop *pipesync.Loop, hookSecret string, log *slog.Log
 		if err != nil {
 			return nil, err
 		}
+		h.OnOutcome = func(o webhook.Outcome) { m.Webhook(string(o)) }
 		mux.Handle("POST /hooks/github", h)
 	}
 	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}, nil

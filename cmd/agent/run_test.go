@@ -8,17 +8,23 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
 	"github.com/cloudpipe/cloudpipe/webhook"
@@ -84,14 +90,17 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// TestRunWebhookAndStatuses runs `agent run` against Gitea and kumo with the
-// GitHub token in Secrets Manager: a badly signed push webhook is refused and
-// starts nothing, a signed one starts a pass at once, and the merge commit
-// gets its cloudpipe/<workflow> status. SIGTERM stops the agent cleanly.
-func TestRunWebhookAndStatuses(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts Gitea, kumo and the agent")
-	}
+// runEnv is a config repository on Gitea with the examples' algorithms, a
+// bootstrapped state bucket in kumo, and what an agent needs to run on them.
+type runEnv struct {
+	g        *testenv.GiteaServer
+	name     string // repository (and workflow) name
+	cloneURL string
+	state    string
+}
+
+func newRunEnv(t *testing.T) *runEnv {
+	t.Helper()
 	kumoEnv(t)
 	kumo := testenv.Kumo(t)
 	g := testenv.Gitea(t)
@@ -110,56 +119,103 @@ func TestRunWebhookAndStatuses(t *testing.T) {
 		algs["algorithms/"+e.Name()] = string(data)
 	}
 	g.CommitFiles(t, name, testenv.ChangeFiles{Message: "algorithms", Write: algs})
-
-	secret, err := secretsmanager.NewFromConfig(kumo).CreateSecret(t.Context(), &secretsmanager.CreateSecretInput{
-		Name: aws.String(name + "-github-token"), SecretString: aws.String(g.Token)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	const hookSecret = "hook-secret-for-run-test"
 	subnets, sgs := testenv.NewNetwork(t, kumo)
 	state := name + "-state"
 	if code, out, errOut := runAgent(t, ".", "bootstrap", "--state-bucket", state,
 		"--subnets", strings.Join(subnets, ","), "--security-groups", strings.Join(sgs, ",")); code != exitOK {
 		t.Fatalf("bootstrap: %d\n%s%s", code, out, errOut)
 	}
+	return &runEnv{g: g, name: name, cloneURL: cloneURL, state: state}
+}
 
+// agentProc is a running `agent run`.
+type agentProc struct {
+	cmd  *exec.Cmd
+	logs *logWatch
+	base string // http://addr
+	done chan struct{}
+}
+
+// startAgent starts `agent run` with args and extra environment, and waits
+// until it has served /healthz.
+func startAgent(t *testing.T, env []string, args ...string) *agentProc {
+	t.Helper()
 	bin, err := buildOnce()
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	cmd := exec.Command(bin, "run", "--repo", cloneURL, "--github-api", g.APIURL, "--github-repo", g.RepoName(name),
-		"--state-bucket", state, "--listen", addr, "--schedule", "@every 1h", "--cache-dir", t.TempDir(),
-		"--log-format", "json", "--log-level", "debug", "--agent-id", "run-test")
+	cmd := exec.Command(bin, append([]string{"run", "--listen", addr, "--cache-dir", t.TempDir(),
+		"--log-format", "json", "--log-level", "debug"}, args...)...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "CLOUDPIPE_") {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	cmd.Env = append(cmd.Env, "CLOUDPIPE_GITHUB_TOKEN_SECRET="+aws.ToString(secret.ARN), "CLOUDPIPE_WEBHOOK_SECRET="+hookSecret)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &logWatch{}
+	p := &agentProc{cmd: cmd, logs: &logWatch{}, base: "http://" + addr, done: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() { logs.consume(stderr); close(done) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done; _ = cmd.Wait() })
+	go func() { p.logs.consume(stderr); close(p.done) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-p.done; _ = cmd.Wait() })
+	if !waitFor(60*time.Second, func() bool { return p.get("/healthz") == http.StatusOK }) {
+		t.Fatalf("agent never served /healthz:\n%s", p.logs.text())
+	}
+	return p
+}
 
-	base := "http://" + addr
-	if !waitFor(60*time.Second, func() bool {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}) {
+// get returns the status code of GET path, or 0 if the agent is unreachable.
+func (p *agentProc) get(path string) int {
+	resp, err := http.Get(p.base + path)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *agentProc) stop(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+	if err := p.cmd.Wait(); err != nil {
+		t.Errorf("agent exit after SIGTERM: %v", err)
+	}
+	if p.logs.count("agent stopped") != 1 {
+		t.Errorf("agent did not log a clean stop:\n%s", p.logs.text())
+	}
+}
+
+// TestRunWebhookAndStatuses runs `agent run` against Gitea and kumo with the
+// GitHub token in Secrets Manager: a badly signed push webhook is refused and
+// starts nothing, a signed one starts a pass at once, and the merge commit
+// gets its cloudpipe/<workflow> status. SIGTERM stops the agent cleanly.
+func TestRunWebhookAndStatuses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Gitea, kumo and the agent")
+	}
+	re := newRunEnv(t)
+	g, name := re.g, re.name
+	secret, err := secretsmanager.NewFromConfig(testenv.Kumo(t)).CreateSecret(t.Context(), &secretsmanager.CreateSecretInput{
+		Name: aws.String(name + "-github-token"), SecretString: aws.String(g.Token)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const hookSecret = "hook-secret-for-run-test"
+	p := startAgent(t, []string{"CLOUDPIPE_GITHUB_TOKEN_SECRET=" + aws.ToString(secret.ARN), "CLOUDPIPE_WEBHOOK_SECRET=" + hookSecret},
+		"--repo", re.cloneURL, "--github-api", g.APIURL, "--github-repo", g.RepoName(name),
+		"--state-bucket", re.state, "--schedule", "@every 1h", "--agent-id", "run-test")
+	logs, base := p.logs, p.base
+	if !waitFor(60*time.Second, func() bool { return p.get("/readyz") == http.StatusOK }) {
 		t.Fatalf("agent never became ready:\n%s", logs.text())
 	}
 
@@ -218,20 +274,121 @@ func TestRunWebhookAndStatuses(t *testing.T) {
 		t.Errorf("status description %q does not name both buckets", desc)
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	<-done
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("agent exit after SIGTERM: %v", err)
-	}
+	p.stop(t)
 	out := logs.text()
-	if logs.count("agent stopped") != 1 {
-		t.Errorf("agent did not log a clean stop:\n%s", out)
-	}
 	for _, s := range []string{g.Token, hookSecret} {
 		if strings.Contains(out, s) {
 			t.Errorf("a secret appears in the agent's logs")
 		}
 	}
+}
+
+// TestRunMetricsAndReadiness scrapes /metrics and parses it with Prometheus'
+// own text parser, and checks that /readyz turns unready while the Git remote
+// is down and ready again when it is back.
+func TestRunMetricsAndReadiness(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Gitea, kumo and the agent")
+	}
+	re := newRunEnv(t)
+	target, err := url.Parse(re.g.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The agent reaches Gitea through a proxy the test can switch off.
+	var down atomic.Bool
+	rp := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "remote down", http.StatusServiceUnavailable)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	repoURL := strings.Replace(re.cloneURL, strings.TrimSuffix(re.g.URL, "/"), proxy.URL, 1)
+
+	const hookSecret = "metrics-test-hook"
+	p := startAgent(t, []string{"CLOUDPIPE_WEBHOOK_SECRET=" + hookSecret, "CLOUDPIPE_GITHUB_TOKEN=" + re.g.Token},
+		"--repo", repoURL, "--github-api", re.g.APIURL, "--github-repo", re.g.RepoName(re.name),
+		"--state-bucket", re.state, "--schedule", "@every 1s", "--agent-id", "metrics-test")
+	if !waitFor(60*time.Second, func() bool { return p.get("/readyz") == http.StatusOK }) {
+		t.Fatalf("agent never became ready:\n%s", p.logs.text())
+	}
+	down.Store(true)
+	if !waitFor(10*time.Second, func() bool { return p.get("/readyz") == http.StatusServiceUnavailable }) {
+		t.Fatalf("/readyz stayed ready with the Git remote down")
+	}
+	down.Store(false)
+	if !waitFor(10*time.Second, func() bool { return p.get("/readyz") == http.StatusOK }) {
+		t.Fatalf("/readyz did not recover with the Git remote back:\n%s", p.logs.text())
+	}
+	body := []byte(`{"ref":"refs/heads/other"}`)
+	for _, sig := range []string{"sha256=00", webhook.Sign(hookSecret, body)} {
+		req, _ := http.NewRequest("POST", p.base+"/hooks/github", bytes.NewReader(body))
+		req.Header.Set("X-GitHub-Event", "push")
+		req.Header.Set("X-Hub-Signature-256", sig)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+
+	resp, err := http.Get(p.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	value := func(name string, labels map[string]string) float64 {
+		var sum float64
+		for _, m := range families[name].GetMetric() {
+			match := true
+			for k, v := range labels {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == k && lp.GetValue() == v {
+						found = true
+					}
+				}
+				match = match && found
+			}
+			if match {
+				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue() + float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+		return sum
+	}
+	checks := []struct {
+		name   string
+		labels map[string]string
+		min    float64
+	}{
+		{"cloudpipe_passes_total", map[string]string{"outcome": "applied"}, 1},
+		{"cloudpipe_passes_total", map[string]string{"outcome": "skipped"}, 1},
+		{"cloudpipe_passes_total", map[string]string{"outcome": "failed"}, 1},
+		{"cloudpipe_pass_duration_seconds", nil, 3},
+		{"cloudpipe_git_polls_total", map[string]string{"outcome": "error"}, 1},
+		{"cloudpipe_git_polls_total", map[string]string{"outcome": "unchanged"}, 1},
+		{"cloudpipe_aws_calls_total", map[string]string{"service": "S3", "operation": "GetObject"}, 1},
+		{"cloudpipe_webhook_deliveries_total", map[string]string{"outcome": "unauthorized"}, 1},
+		{"cloudpipe_webhook_deliveries_total", map[string]string{"outcome": "accepted"}, 1},
+		{"cloudpipe_workflows", map[string]string{"state": "ready"}, 0},
+		{"process_resident_memory_bytes", nil, 1},
+	}
+	for _, c := range checks {
+		if _, ok := families[c.name]; !ok {
+			t.Errorf("metric %s missing", c.name)
+			continue
+		}
+		if got := value(c.name, c.labels); got < c.min {
+			t.Errorf("%s%v = %v, want >= %v", c.name, c.labels, got, c.min)
+		}
+	}
+	p.stop(t)
 }
