@@ -60,6 +60,27 @@ type treeFS struct {
 	src     *Source
 	root    *object.Tree
 	modTime time.Time
+	// trees caches decoded subtrees: every file of workflows/ is looked up
+	// through the same directory tree, and decoding its thousand entries
+	// again for each file made reading a large repository quadratic.
+	// Guarded by src.mu, like every other access.
+	trees map[plumbing.Hash]*object.Tree
+}
+
+// tree returns the decoded tree h; src.mu is held.
+func (f *treeFS) tree(h plumbing.Hash) (*object.Tree, error) {
+	if t, ok := f.trees[h]; ok {
+		return t, nil
+	}
+	t, err := f.src.repo.TreeObject(h)
+	if err != nil {
+		return nil, err
+	}
+	if f.trees == nil {
+		f.trees = map[plumbing.Hash]*object.Tree{}
+	}
+	f.trees[h] = t
+	return t, nil
 }
 
 var (
@@ -130,7 +151,7 @@ func (f *treeFS) lookup(op, name string, follow bool) (node, error) {
 		}
 		n := node{name: e.Name, mode: e.Mode, hash: e.Hash}
 		if e.Mode == filemode.Dir {
-			t, err := f.src.repo.TreeObject(e.Hash)
+			t, err := f.tree(e.Hash)
 			if err != nil {
 				return node{}, &fs.PathError{Op: op, Path: name, Err: err}
 			}
