@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -105,6 +106,15 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 	loop, err = pipesync.NewLoop(pipesync.LoopOptions{
 		Repo: repo, Reconciler: rec, Statuses: statuses, PRs: prs,
 		Schedule: cfg.Schedule, DriftEvery: drift, Logger: log, Observer: m,
+		OnPass: func(res pipesync.PassResult) {
+			// Creating functions sends the agent's zipped binary in every
+			// request, several at a time, so a pass that changed things
+			// peaks at hundreds of MiB. Hand that back to the OS now
+			// instead of holding it while idle until the next change.
+			if res.Report != nil && res.Report.Plan.HasWrites() {
+				debug.FreeOSMemory()
+			}
+		},
 	})
 	if err != nil {
 		return err

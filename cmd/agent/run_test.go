@@ -80,15 +80,7 @@ func waitFor(d time.Duration, cond func() bool) bool {
 	return cond()
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freeAddr(t *testing.T) string { t.Helper(); return freeAddrTB(t) }
 
 // runEnv is a config repository on Gitea with the examples' algorithms, a
 // bootstrapped state bucket in kumo, and what an agent needs to run on them.
@@ -391,4 +383,108 @@ func TestRunMetricsAndReadiness(t *testing.T) {
 		}
 	}
 	p.stop(t)
+}
+
+// BenchmarkAgentIdleRSS runs `agent run` on a local repository of 100
+// workflows (kumo for AWS), lets it do 10 passes (one applying all 100, then
+// polls of an unmoved branch) and reports the agent's resident memory then,
+// and the binary's size. Goal: at most 40 MiB.
+func BenchmarkAgentIdleRSS(b *testing.B) {
+	kumoCfg := testenv.Kumo(b)
+	b.Setenv("AWS_ENDPOINT_URL", testenv.KumoURL(b))
+	b.Setenv("AWS_REGION", "us-east-1")
+	b.Setenv("AWS_ACCESS_KEY_ID", "test")
+	b.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	name := testenv.UniqueName(b)
+	dir := b.TempDir()
+	if err := os.CopyFS(filepath.Join(dir, "algorithms"), os.DirFS(filepath.Join("..", "..", "algorithms"))); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "workflows"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	for i := range 100 {
+		wf := fmt.Sprintf(`{"input_s3_name": "%s-i%d", "output_s3_name": "%s-o%d", "region": "us-east-1",
+ "process": {"type": "single_run", "algorithms": [{"name": "sort-lines", "port": [], "variables": {}}]}}`, name, i, name, i)
+		if err := os.WriteFile(filepath.Join(dir, "workflows", fmt.Sprintf("%s-w%d.json", name, i)), []byte(wf), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "."}, {"commit", "-q", "-m", "100 workflows"}} {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	subnets, sgs := testenv.NewNetwork(b, kumoCfg)
+	state := name + "-state"
+	bin, err := buildOnce()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "bootstrap", "--state-bucket", state, "--subnets", strings.Join(subnets, ","),
+		"--security-groups", strings.Join(sgs, ",")).CombinedOutput(); err != nil {
+		b.Fatalf("bootstrap: %v\n%s", err, out)
+	}
+	fi, err := os.Stat(bin)
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	for i := 0; i < b.N; i++ {
+		addr := freeAddrTB(b)
+		cmd := exec.Command(bin, "run", "--repo", dir, "--state-bucket", state, "--listen", addr,
+			"--schedule", "@every 1s", "--log-format", "json", "--log-level", "warn", "--agent-id", "rss")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		passes := func() float64 {
+			resp, err := http.Get("http://" + addr + "/metrics")
+			if err != nil {
+				return 0
+			}
+			defer resp.Body.Close()
+			parser := expfmt.NewTextParser(model.UTF8Validation)
+			fams, err := parser.TextToMetricFamilies(resp.Body)
+			if err != nil {
+				return 0
+			}
+			var n float64
+			for _, m := range fams["cloudpipe_passes_total"].GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+			return n
+		}
+		if !waitFor(5*time.Minute, func() bool { return passes() >= 10 }) {
+			_ = cmd.Process.Kill()
+			b.Fatalf("agent did not do 10 passes")
+		}
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		for _, line := range strings.Split(string(status), "\n") {
+			if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				var kb float64
+				fmt.Sscanf(strings.TrimSpace(rest), "%f", &kb)
+				b.ReportMetric(kb/1024, "rss_MiB")
+			}
+		}
+	}
+	b.ReportMetric(float64(fi.Size())/(1<<20), "test_binary_MiB")
+}
+
+func freeAddrTB(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
