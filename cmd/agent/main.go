@@ -20,6 +20,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/cloudpipe/cloudpipe/lambda"
 )
 
 // Exit codes, the same for every subcommand: scripts rely on them.
@@ -75,9 +77,17 @@ var commands = []*command{
 	syncCommand,
 	bootstrapCommand,
 	runCommand,
+	runnerCommand,
+	wrapCommand,
 }
 
 func main() {
+	// The same binary is the stage functions' code: started by the Lambda
+	// runtime, it serves the handler instead of a command.
+	if startedAsLambda(os.Getenv, os.Args[0]) {
+		lambda.Start()
+		return
+	}
 	// The context ends on SIGINT or SIGTERM so that long-running commands can
 	// stop cleanly (ECS sends SIGTERM before it kills a task).
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -1,0 +1,193 @@
+package lambda
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	"github.com/aws/smithy-go"
+)
+
+// maxRunTaskCount is the most tasks one RunTask call may start.
+const maxRunTaskCount = 10
+
+// startedBy marks the tasks the stage function starts (ECS shows it, and
+// ListTasks can filter on it).
+const startedBy = "cloudpipe"
+
+// startTasks starts tasks for the queued jobs: one per job, at most
+// maxRunTaskCount per RunTask call, and never more than MaxTasks of the
+// stage running at once. Every task's runner drains the queue, so fewer
+// tasks than jobs is fine; what matters is that some task will run.
+//
+// So a failure is reported only when no task of the stage is running or was
+// started: then a RunTask refusal that retrying cannot fix dead-letters the
+// jobs (their messages would otherwise wait unseen), and anything else is
+// returned for Lambda to retry the event. When some task runs, a failure is
+// only logged: a retry of the event would queue every message again and run
+// the algorithm twice on each before the result's If-None-Match stopped it.
+func (h *Handler) startTasks(ctx context.Context, queued []job, margin time.Duration) (started int, dead []deadJob, err error) {
+	running, err := h.running(ctx)
+	if err != nil {
+		// Without a count the cap can only be kept per event (each call
+		// starts at most MaxTasks); that beats leaving messages unseen.
+		h.log.Warn("running tasks not counted", "err", err)
+		running = 0
+	}
+	n := min(len(queued), h.cfg.MaxTasks-running)
+	if n <= 0 {
+		h.log.Debug("stage at its task cap", "running", running, "max_tasks", h.cfg.MaxTasks)
+		return 0, nil, nil
+	}
+	var failure error
+	for from := 0; from < n; from += maxRunTaskCount {
+		chunk := queued[from:min(from+maxRunTaskCount, n)]
+		if left := remaining(ctx); left < margin {
+			failure = fmt.Errorf("start %d tasks with %v left: %w", n-from, left.Round(1e6), ErrDeadline)
+			break
+		}
+		out, err := h.ecs.RunTask(ctx, h.runTaskInput(chunk))
+		if err != nil {
+			failure = fmt.Errorf("run task %s: %w", h.cfg.TaskDefinition, err)
+			break // the next call would fail the same way
+		}
+		started += len(out.Tasks)
+		if len(out.Failures) > 0 {
+			failure = fmt.Errorf("run task %s: %d of %d not started: %s", h.cfg.TaskDefinition,
+				len(out.Failures), len(chunk), failureReasons(out.Failures))
+		}
+		h.log.Debug("tasks started", "count", len(out.Tasks), "failures", len(out.Failures))
+	}
+	switch {
+	case failure == nil:
+		return started, nil, nil
+	case running+started > 0:
+		h.log.Warn("fewer tasks started than wanted", "running", running, "started", started, "wanted", n, "err", failure)
+		return started, nil, nil
+	case isPermanent(failure):
+		for _, j := range queued {
+			dead = append(dead, deadJob{j, ReasonTaskNotStarted, failure})
+		}
+		return started, dead, nil
+	default:
+		return started, nil, failure
+	}
+}
+
+func (h *Handler) runTaskInput(chunk []job) *ecs.RunTaskInput {
+	publicIP := ecstypes.AssignPublicIpDisabled
+	if h.cfg.AssignPublicIP {
+		publicIP = ecstypes.AssignPublicIpEnabled
+	}
+	return &ecs.RunTaskInput{
+		Cluster:        aws.String(h.cfg.Cluster),
+		TaskDefinition: aws.String(h.cfg.TaskDefinition),
+		Count:          aws.Int32(int32(len(chunk))),
+		LaunchType:     ecstypes.LaunchTypeFargate,
+		// The clientToken makes a duplicate S3 event start no second task.
+		ClientToken: aws.String(batchToken(chunk)),
+		StartedBy:   aws.String(startedBy),
+		NetworkConfiguration: &ecstypes.NetworkConfiguration{AwsvpcConfiguration: &ecstypes.AwsVpcConfiguration{
+			Subnets:        h.cfg.Subnets,
+			SecurityGroups: h.cfg.SecurityGroups,
+			AssignPublicIp: publicIP,
+		}},
+	}
+}
+
+// running counts the stage's tasks whose desired status is RUNNING (pending
+// ones included), stopping at MaxTasks. ListTasks is eventually consistent,
+// so tasks started a moment ago may be missing: the cap is a soft one.
+func (h *Handler) running(ctx context.Context) (int, error) {
+	if h.noListTasks.Load() {
+		return 0, nil
+	}
+	family := taskFamily(h.cfg.TaskDefinition)
+	n := 0
+	var next *string
+	for {
+		out, err := h.ecs.ListTasks(ctx, &ecs.ListTasksInput{
+			Cluster:       aws.String(h.cfg.Cluster),
+			Family:        aws.String(family),
+			DesiredStatus: ecstypes.DesiredStatusRunning,
+			MaxResults:    aws.Int32(100),
+			NextToken:     next,
+		})
+		if isUnknownOperation(err) {
+			if h.noListTasks.CompareAndSwap(false, true) {
+				h.log.Debug("ListTasks not implemented, counting no running tasks")
+			}
+			return 0, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("list tasks %s: %w", family, err)
+		}
+		n += len(out.TaskArns)
+		if n >= h.cfg.MaxTasks || out.NextToken == nil {
+			return n, nil
+		}
+		next = out.NextToken
+	}
+}
+
+// failureReasons joins the distinct reasons of RunTask failures.
+func failureReasons(fs []ecstypes.Failure) string {
+	var reasons []string
+	for _, f := range fs {
+		r := aws.ToString(f.Reason)
+		if d := aws.ToString(f.Detail); d != "" {
+			r += " (" + d + ")"
+		}
+		if !slices.Contains(reasons, r) {
+			reasons = append(reasons, r)
+		}
+	}
+	return strings.Join(reasons, "; ")
+}
+
+// isUnknownOperation reports an API that the endpoint does not implement:
+// "UnknownOperationException" is what AWS JSON services (and kumo, which
+// lacks ListTasks) answer, the others are the same for query protocols.
+func isUnknownOperation(err error) bool {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	switch ae.ErrorCode() {
+	case "UnknownOperationException", "UnknownOperation", "InvalidAction", "NotImplemented":
+		return true
+	}
+	return false
+}
+
+// isPermanent reports an AWS error that the same request cannot overcome by
+// being repeated: a client fault (access denied, an invalid parameter, a
+// missing cluster or task definition) other than throttling. Throttling,
+// server faults, network errors and timeouts are not permanent.
+func isPermanent(err error) bool {
+	if errors.Is(err, ErrDeadline) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	if _, throttle := retry.DefaultThrottleErrorCodes[ae.ErrorCode()]; throttle {
+		return false
+	}
+	switch ae.ErrorCode() {
+	case "AccessDeniedException", "AccessDenied", "UnauthorizedOperation",
+		"ClientException", "InvalidParameterException", "ClusterNotFoundException",
+		"PlatformUnknownException", "PlatformTaskDefinitionIncompatibilityException",
+		"UnsupportedFeatureException", "BlockedException":
+		return true
+	}
+	return ae.ErrorFault() == smithy.FaultClient
+}

@@ -1,0 +1,288 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+)
+
+// Bounds of the receive loop.
+const (
+	// receiveAttempts is how many receives in a row may fail (after the
+	// SDK's own retries) before Run gives up: the task ends, and the next
+	// upload starts a fresh one.
+	receiveAttempts = 5
+	// finishTimeout bounds deleting or releasing a message and writing its
+	// record, which happen even after Run's context ended (SIGTERM), so a
+	// stopped task does not leave its message invisible for a whole
+	// visibility timeout.
+	finishTimeout = 10 * time.Second
+)
+
+// worker processes the messages of one queue; Run owns it.
+type worker struct {
+	c          Config
+	sqs        *sqs.Client
+	s3         *s3.Client
+	xfer       *transfer
+	log        *slog.Logger
+	visibility time.Duration // of received messages; heartbeats extend it
+}
+
+// Run receives messages from the stage's queue one at a time and processes
+// each (see Config for how paths and the command are formed):
+//
+//  1. download the object into the input path, streaming to the file;
+//  2. run the command, its output streamed to log line by line;
+//  3. upload the result to the output bucket as
+//     <input key's prefix>/Result-<ALGORITHM>-<input file name>, with ".zip"
+//     appended when the result is a directory, which is zipped; the upload
+//     is conditional (If-None-Match: *), and a result that already exists
+//     means a duplicate delivery of a message already done: success;
+//  4. delete the message on success; on failure leave it in the queue for a
+//     later delivery (after RetryDelay, doubled per delivery), so that SQS
+//     moves it to the dead-letter queue after maxReceiveCount failures;
+//  5. write a Record to the state bucket.
+//
+// While a message is worked on, its visibility is extended every third of
+// the visibility timeout, so no other runner receives it. Local files of a
+// run are removed after it.
+//
+// Run returns nil after IdleTimeout without messages, ctx's error when ctx
+// ends (the message in progress is released at once for another task), and
+// an error when the configuration is invalid or the queue cannot be read.
+func Run(ctx context.Context, awsCfg aws.Config, c Config, log *slog.Logger) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	c, err := c.withDefaults()
+	if err != nil {
+		return err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s3c := s3.NewFromConfig(awsCfg, s3Options(c))
+	w := &worker{
+		c:    c,
+		sqs:  sqs.NewFromConfig(awsCfg),
+		s3:   s3c,
+		xfer: newTransfer(s3c, c),
+		log:  log.With("component", "runner", "workflow", c.Workflow, "stage", c.Stage),
+	}
+	w.visibility = w.queueVisibility(ctx)
+	if c.StateBucket == "" {
+		w.log.Warn("no state bucket, runs are not recorded")
+	}
+	return w.loop(ctx)
+}
+
+// s3Options configures the runner's S3 client. Ranged GETs carry no
+// checksum of their own, and the SDK would log a warning for each part.
+func s3Options(c Config) func(*s3.Options) {
+	return func(o *s3.Options) {
+		o.UsePathStyle = c.S3UsePathStyle
+		o.DisableLogOutputChecksumValidationSkipped = true
+	}
+}
+
+// queueVisibility returns Config.Visibility, or else the queue's own
+// VisibilityTimeout, which the provisioner sets above the expected run time.
+func (w *worker) queueVisibility(ctx context.Context) time.Duration {
+	if w.c.Visibility > 0 {
+		return w.c.Visibility
+	}
+	out, err := w.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl:       aws.String(w.c.QueueURL),
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameVisibilityTimeout},
+	})
+	if err == nil {
+		if n, err := strconv.Atoi(out.Attributes[string(sqstypes.QueueAttributeNameVisibilityTimeout)]); err == nil && n > 0 {
+			return time.Duration(n) * time.Second
+		}
+	}
+	// Receiving states the timeout explicitly, so the fallback is safe: it
+	// only makes heartbeats more frequent than needed.
+	w.log.Warn("queue visibility timeout unknown, using the fallback", "fallback", fallbackVisibility, "err", err)
+	return fallbackVisibility
+}
+
+// loop receives and processes messages until the queue has been idle for
+// IdleTimeout or ctx ends.
+func (w *worker) loop(ctx context.Context) error {
+	lastWork := time.Now()
+	failures := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		left := w.c.IdleTimeout - time.Since(lastWork)
+		if left <= 0 {
+			w.log.Info("queue idle, runner exits", "idle", w.c.IdleTimeout)
+			return nil
+		}
+		out, err := w.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(w.c.QueueURL),
+			// One at a time: a message held by a busy runner is one that
+			// another task could be processing.
+			MaxNumberOfMessages:         1,
+			WaitTimeSeconds:             int32(math.Ceil(min(w.c.WaitTime, left).Seconds())),
+			VisibilityTimeout:           seconds(w.visibility),
+			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount},
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			failures++
+			if failures >= receiveAttempts {
+				return fmt.Errorf("receive from %s: %w", w.c.QueueURL, err)
+			}
+			w.log.Warn("receive failed", "attempt", failures, "err", err)
+			if err := sleepCtx(ctx, backoff(failures)); err != nil {
+				return err
+			}
+			continue
+		}
+		failures = 0
+		for _, m := range out.Messages {
+			w.process(ctx, m)
+			lastWork = time.Now()
+		}
+	}
+}
+
+// process handles one delivery of a message, start to finish.
+func (w *worker) process(ctx context.Context, m sqstypes.Message) {
+	receipt := aws.ToString(m.ReceiptHandle)
+	attempt, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
+	rec := Record{
+		Workflow:  w.c.Workflow,
+		Stage:     w.c.Stage,
+		Algorithm: w.c.Algorithm,
+		Attempt:   attempt,
+		Started:   time.Now().UTC(),
+		MessageID: aws.ToString(m.MessageId),
+	}
+	log := w.log.With("message_id", rec.MessageID, "attempt", attempt)
+
+	stop := w.heartbeat(ctx, receipt, log)
+	msg, err := w.run(ctx, aws.ToString(m.Body), &rec, log)
+	stop()
+	rec.Finished = time.Now().UTC()
+
+	// Deleting or releasing the message and recording the run must happen
+	// even if ctx ended meanwhile.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	defer cancel()
+	if err == nil {
+		rec.Outcome = OutcomeOK
+		if _, derr := w.sqs.DeleteMessage(fctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(w.c.QueueURL), ReceiptHandle: &receipt}); derr != nil {
+			// The message comes back; its next run finds the result
+			// (If-None-Match) and counts as a duplicate.
+			log.Warn("message not deleted", "err", derr)
+		}
+		log.Info("run succeeded", "result", rec.Result, "duplicate", rec.Duplicate,
+			"bytes", rec.Bytes, "result_bytes", rec.ResultBytes, "duration", rec.Finished.Sub(rec.Started))
+	} else {
+		rec.Outcome, rec.Error = OutcomeFailed, safeMessage(err)
+		delay := w.retryDelay(attempt)
+		if ctx.Err() != nil {
+			delay = 0 // interrupted, not failed: another task may take it now
+		}
+		if _, verr := w.sqs.ChangeMessageVisibility(fctx, &sqs.ChangeMessageVisibilityInput{
+			QueueUrl: aws.String(w.c.QueueURL), ReceiptHandle: &receipt, VisibilityTimeout: seconds(delay),
+		}); verr != nil {
+			log.Warn("message not released, it returns after its visibility timeout", "err", verr)
+		}
+		log.Error("run failed", "input", rec.Input, "retry_in", delay, "err", err)
+	}
+	if w.c.StateBucket != "" {
+		if rerr := w.writeRecord(fctx, rec, msg.Bucket, msg.Key, receipt); rerr != nil {
+			log.Warn("run not recorded", "err", rerr)
+		}
+	}
+}
+
+// heartbeat extends the visibility of the message being worked on every
+// third of the visibility timeout, so that a run longer than the timeout is
+// not handed to a second runner. stop ends it and waits for it.
+func (w *worker) heartbeat(ctx context.Context, receipt string, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(w.visibility / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			_, err := w.sqs.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+				QueueUrl: aws.String(w.c.QueueURL), ReceiptHandle: &receipt, VisibilityTimeout: seconds(w.visibility),
+			})
+			switch {
+			case ctx.Err() != nil:
+				return
+			case err != nil:
+				log.Warn("visibility not extended", "err", err)
+			default:
+				log.Debug("visibility extended", "visibility", w.visibility)
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// retryDelay is how long a message waits after its attempt-th delivery
+// failed: RetryDelay doubled per earlier delivery, at most the visibility
+// timeout (a failure should not wait longer than a crash would).
+func (w *worker) retryDelay(attempt int) time.Duration {
+	d := w.c.RetryDelay
+	for i := 1; i < attempt && d < w.visibility; i++ {
+		d *= 2
+	}
+	return min(d, w.visibility)
+}
+
+// seconds is d in whole seconds, as SQS takes timeouts; below a second is 0.
+func seconds(d time.Duration) int32 {
+	return int32(min(d, 12*time.Hour) / time.Second)
+}
+
+// backoff is the wait after the n-th failed receive in a row: exponential
+// with jitter, capped at 30s.
+func backoff(n int) time.Duration {
+	d := min(time.Second<<min(n-1, 5), 30*time.Second)
+	return d/2 + rand.N(d/2+1)
+}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// errInterrupted is the cause of a run stopped because Run's context ended.
+var errInterrupted = errors.New("interrupted")
