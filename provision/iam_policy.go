@@ -205,7 +205,9 @@ func taskPolicy(a stageARNs) policyDocument {
 	stmts := []policyStatement{
 		{Sid: "ReadInput", Effect: "Allow", Action: stringList{"s3:GetObject"},
 			Resource: stringList{bucketARN(a.Region, a.InputBucket) + "/*"}},
-		{Sid: "WriteOutput", Effect: "Allow", Action: stringList{"s3:PutObject"},
+		// Large results go up in parts: a failed upload must be able to
+		// abort its parts rather than leave them (and their cost) behind.
+		{Sid: "WriteOutput", Effect: "Allow", Action: stringList{"s3:PutObject", "s3:AbortMultipartUpload"},
 			Resource: stringList{bucketARN(a.Region, a.OutputBucket) + "/*"}},
 	}
 	if a.StateBucket != "" {
