@@ -1,0 +1,385 @@
+package deploy_test
+
+import (
+	"archive/zip"
+	"bytes"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/cloudpipe/cloudpipe/internal/testenv"
+	"github.com/cloudpipe/cloudpipe/provision"
+	pipesync "github.com/cloudpipe/cloudpipe/sync"
+)
+
+// The cluster the policy names (arn:aws:ecs:*:*:cluster/cloudpipe): the
+// agent's default, --cluster.
+const clusterName = "cloudpipe"
+
+// runnerImage stands for the agent's own image, which stage tasks run as
+// their init container.
+const runnerImage = "ghcr.io/cloudpipe/agent:test"
+
+// lifecycle is what the agent did over a whole life cycle against kumo.
+type lifecycle struct {
+	account string
+	calls   []call
+	counts  map[string]int // by "<ServiceID>.<Operation>"
+}
+
+// runLifecycle drives the agent's AWS code the way the commands do, with
+// every client counted: agent bootstrap (first without a network, which on
+// kumo finds no default VPC, then with --subnets only, so the tasks'
+// security group is created), then passes of agent sync/run over a
+// two-stage sequence_run: plan, create, an update that also repairs three
+// things changed behind the agent's back (a queue attribute, a role's trust
+// policy, the function's S3 permission) and ships new function code, a
+// drift repair after a log group was deleted, the run-status tally, and the
+// delete after the file is removed.
+func runLifecycle(t *testing.T) *lifecycle {
+	t.Helper()
+	ctx := t.Context()
+	region := testenv.Region
+	base := testenv.Kumo(t)
+	cfg := base.Copy()
+	counter := &testenv.CallCounter{}
+	counter.Attach(&cfg)
+	var calls callLog
+	calls.attach(&cfg)
+
+	name := testenv.UniqueName(t)
+	state := "cloudpipe-state-" + name
+	wf := name
+
+	// kumo's state outlives a test (-count=2, or another test that made
+	// the cluster): start without the cluster so bootstrap creates it.
+	if _, err := ecs.NewFromConfig(base).DeleteCluster(ctx, &ecs.DeleteClusterInput{Cluster: aws.String(clusterName)}); err != nil && !errors.As(err, new(*ecstypes.ClusterNotFoundException)) {
+		t.Fatalf("delete cluster left by an earlier test: %v", err)
+	}
+
+	// agent bootstrap
+	boot := provision.New(cfg, provision.Options{Cluster: clusterName, S3UsePathStyle: true})
+	account, err := boot.CallerAccount(ctx, region) // loadAWS: the default state bucket name
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := boot.Bootstrap(ctx, region, provision.BootstrapOptions{StateBucket: state, Cluster: clusterName}); err != nil && !errors.Is(err, provision.ErrNoNetwork) {
+		t.Fatalf("bootstrap without a network: %v", err)
+	}
+	subnets, _ := testenv.NewNetwork(t, base) // the operator's network, not the agent's calls
+	deleteTasksSecurityGroups(t, base)
+	if _, err := boot.Bootstrap(ctx, region, provision.BootstrapOptions{StateBucket: state, Cluster: clusterName, Subnets: subnets}); err != nil {
+		t.Fatalf("bootstrap --subnets: %v", err)
+	}
+
+	// agent sync / agent run: the network comes from the state bucket.
+	network, err := boot.LoadNetwork(ctx, region, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newProvisioner := func(code string) *provision.Provisioner {
+		return provision.New(cfg, provision.Options{
+			Cluster: clusterName, Network: network, StateBucket: state,
+			LambdaZip: lambdaZip(t, code), RunnerImage: runnerImage,
+			S3UsePathStyle: true, IAMPropagationTimeout: 2 * time.Second,
+		})
+	}
+	inv := provision.NewInventory(cfg, state, true)
+	reconciler := func(p *provision.Provisioner) *pipesync.Reconciler {
+		return pipesync.New(pipesync.Options{Provisioner: p, Inventory: inv, AgentID: "policy-test", Concurrency: 2})
+	}
+	pass := func(what string, r *pipesync.Reconciler, repo fstest.MapFS, commit string, repair bool) {
+		t.Helper()
+		d := pipesync.LoadDesired(repo, commit)
+		if len(d.Problems) > 0 {
+			t.Fatalf("%s: test repository is invalid: %v", what, d.Problems)
+		}
+		reconcile := r.Reconcile
+		if repair {
+			reconcile = r.Repair
+		}
+		rep, err := reconcile(ctx, d)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		for _, res := range rep.Results {
+			if res.Err != nil {
+				t.Fatalf("%s: %s %s: %v", what, res.Workflow, res.Action, res.Err)
+			}
+		}
+	}
+
+	v1 := configRepo(wf, name+"-in", name+"-out", "fast")
+	r1 := reconciler(newProvisioner("code v1"))
+	if _, err := r1.Plan(ctx, pipesync.LoadDesired(v1, "c1")); err != nil { // agent plan
+		t.Fatal(err)
+	}
+	pass("create", r1, v1, "c1", false)
+
+	tamper(t, base, wf, account)
+	v2 := configRepo(wf, name+"-in", name+"-out", "thorough")
+	r2 := reconciler(newProvisioner("code v2")) // a new agent version ships new function code
+	pass("update", r2, v2, "c2", false)
+
+	deleteLogGroup(t, base, "/aws/lambda/"+provision.ResourceName(wf, 1))
+	pass("drift repair", r2, v2, "c2", true)
+
+	// The run-status tally (sync.Loop.UpdateRunStatuses) lists and reads
+	// the run records runners write.
+	key := fmt.Sprintf("runs/%s/1/20240101T000000Z-test.json", wf)
+	putObject(t, base, state, key, `{"ok": true}`)
+	keys, err := inv.ListRunKeys(ctx, wf, 1, "")
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("list run keys: %v %v", keys, err)
+	}
+	var rec map[string]any
+	if err := inv.ReadRun(ctx, keys[0], &rec); err != nil {
+		t.Fatal(err)
+	}
+	deleteObject(t, base, state, key)
+
+	pass("delete", r2, configRepo("", "", "", ""), "c3", false)
+
+	return &lifecycle{account: account, calls: calls.all(), counts: counter.Ops()}
+}
+
+// configRepo is a config repository with a two-stage sequence_run workflow
+// named wf (none when wf is empty) whose first stage gets MODE=mode.
+func configRepo(wf, in, out, mode string) fstest.MapFS {
+	algorithm := func(name, cmd string) *fstest.MapFile {
+		return &fstest.MapFile{Data: fmt.Appendf(nil, `{
+  "container_name": "public.ecr.aws/docker/library/alpine:3.20",
+  "input_file_path": "/data/in",
+  "output_file_path": "/data/out",
+  "run_command": %q,
+  "name": %q,
+  "memory": {"minimal": 128, "suggested": 512},
+  "CPU": 0.25,
+  "user_specified_environment_variables": [{"name": "MODE", "required": false}]
+}`, cmd, name)}
+	}
+	repo := fstest.MapFS{
+		"algorithms/sorter.json": algorithm("sorter", "sort -o $output $input"),
+		"algorithms/dedup.json":  algorithm("dedup", "uniq $input $output"),
+	}
+	if wf != "" {
+		repo["workflows/"+wf+".json"] = &fstest.MapFile{Data: fmt.Appendf(nil, `{
+  "input_s3_name": %q,
+  "output_s3_name": %q,
+  "region": "us-east-1",
+  "retain_buckets": false,
+  "process": {"type": "sequence_run", "algorithms": [
+    {"name": "sorter", "variables": {"MODE": %q}},
+    {"name": "dedup"}]}
+}`, in, out, mode)}
+	}
+	return repo
+}
+
+// lambdaZip is a deployment package whose content (and so CodeSha256) is
+// given by code.
+func lambdaZip(t *testing.T, code string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, err := zw.Create("bootstrap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(w, "#!/bin/sh\n# %s\n", code)
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// tamper changes, behind the agent's back and with uncounted clients, three
+// things of stage 0 that only an update pass repairs.
+func tamper(t *testing.T, cfg aws.Config, wf, account string) {
+	t.Helper()
+	ctx := t.Context()
+	name := provision.ResourceName(wf, 0)
+	q := sqs.NewFromConfig(cfg)
+	u, err := q.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: u.QueueUrl,
+		Attributes: map[string]string{"VisibilityTimeout": "30"}}); err != nil {
+		t.Fatal(err)
+	}
+	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
+	if _, err := iam.NewFromConfig(cfg).UpdateAssumeRolePolicy(ctx, &iam.UpdateAssumeRolePolicyInput{
+		RoleName: aws.String(name + "-task"), PolicyDocument: aws.String(trust)}); err != nil {
+		t.Fatal(err)
+	}
+	fn := lambda.NewFromConfig(cfg)
+	if _, err := fn.RemovePermission(ctx, &lambda.RemovePermissionInput{FunctionName: aws.String(name), StatementId: aws.String("cloudpipe-s3")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fn.AddPermission(ctx, &lambda.AddPermissionInput{
+		FunctionName: aws.String(name), StatementId: aws.String("cloudpipe-s3"),
+		Action: aws.String("lambda:InvokeFunction"), Principal: aws.String("s3.amazonaws.com"),
+		SourceArn: aws.String("arn:aws:s3:::someone-elses-bucket"), SourceAccount: aws.String(account),
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// deleteTasksSecurityGroups deletes the "cloudpipe-tasks" groups an earlier
+// run left in kumo, which (unlike EC2) refuses a group name already used in
+// any VPC; bootstrap must create one in this test's VPC.
+func deleteTasksSecurityGroups(t *testing.T, cfg aws.Config) {
+	t.Helper()
+	client := ec2.NewFromConfig(cfg)
+	out, err := client.DescribeSecurityGroups(t.Context(), &ec2.DescribeSecurityGroupsInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sg := range out.SecurityGroups {
+		if aws.ToString(sg.GroupName) != "cloudpipe-tasks" {
+			continue
+		}
+		if _, err := client.DeleteSecurityGroup(t.Context(), &ec2.DeleteSecurityGroupInput{GroupId: sg.GroupId}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func deleteLogGroup(t *testing.T, cfg aws.Config, group string) {
+	t.Helper()
+	if _, err := cloudwatchlogs.NewFromConfig(cfg).DeleteLogGroup(t.Context(), &cloudwatchlogs.DeleteLogGroupInput{LogGroupName: aws.String(group)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func putObject(t *testing.T, cfg aws.Config, bucket, key, body string) {
+	t.Helper()
+	if _, err := s3.NewFromConfig(cfg, testenv.S3PathStyle).PutObject(t.Context(), &s3.PutObjectInput{
+		Bucket: aws.String(bucket), Key: aws.String(key), Body: strings.NewReader(body)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func deleteObject(t *testing.T, cfg aws.Config, bucket, key string) {
+	t.Helper()
+	if _, err := s3.NewFromConfig(cfg, testenv.S3PathStyle).DeleteObject(t.Context(), &s3.DeleteObjectInput{
+		Bucket: aws.String(bucket), Key: aws.String(key)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// declaredCalls are calls the agent makes outside the paths runLifecycle
+// drives, listed from the code so the policy is checked for them too.
+func declaredCalls(account string) []authzRequest {
+	secret := "arn:aws:secretsmanager:" + testenv.Region + ":" + account + ":secret:cloudpipe/github-token-AbCdEf"
+	return []authzRequest{{
+		Op:     "Secrets Manager.GetSecretValue",
+		Action: "secretsmanager:GetSecretValue", Resource: secret,
+		Why: "declared: agent run reads CLOUDPIPE_GITHUB_TOKEN_SECRET and CLOUDPIPE_WEBHOOK_SECRET_ARN (cmd/agent/run.go)",
+	}}
+}
+
+// TestDeployLifecycle runs the agent's whole life cycle against kumo and
+// checks what it called against deploy/agent-iam-policy.json and the image
+// the Dockerfile builds.
+func TestDeployLifecycle(t *testing.T) {
+	lc := runLifecycle(t)
+
+	t.Run("PolicyAllowsEveryCall", func(t *testing.T) {
+		pol := loadPolicy(t, "agent-iam-policy.json")
+		ops := slices.Sorted(maps.Keys(lc.counts))
+		t.Logf("%d AWS operations seen:", len(ops))
+		for _, op := range ops {
+			t.Logf("  %-50s %4d", op, lc.counts[op])
+		}
+
+		a := newAuthorizer(testenv.Region, lc.account)
+		var reqs []authzRequest
+		for _, c := range lc.calls {
+			rs, err := a.authorizations(c)
+			if err != nil {
+				t.Error(err)
+				continue
+			}
+			reqs = append(reqs, rs...)
+		}
+		reqs = append(reqs, declaredCalls(lc.account)...)
+
+		granted := map[string]string{} // action -> a Sid that allowed it
+		var missing []string
+		for _, r := range reqs {
+			d := pol.evaluate(r)
+			if !d.Allowed {
+				line := fmt.Sprintf("%s (for %s)", r, r.Op)
+				if r.Why != "" {
+					line += ": " + r.Why
+				}
+				if d.By != "" {
+					line += " [denied by " + d.By + "]"
+				}
+				if !slices.Contains(missing, line) {
+					missing = append(missing, line)
+				}
+				continue
+			}
+			if _, ok := granted[r.Action]; !ok {
+				granted[r.Action] = d.By
+			}
+		}
+		t.Logf("%d IAM actions authorized:", len(granted))
+		for _, action := range slices.Sorted(maps.Keys(granted)) {
+			t.Logf("  %-40s by %s", action, granted[action])
+		}
+		if len(missing) > 0 {
+			slices.Sort(missing)
+			t.Errorf("agent-iam-policy.json denies %d authorizations the agent needs:\n  %s", len(missing), strings.Join(missing, "\n  "))
+		}
+
+		// Least privilege the other way round: every allowed action must be
+		// needed by some call, or the policy grants more than the agent uses.
+		for _, s := range pol.Statement {
+			if s.Effect != "Allow" {
+				continue
+			}
+			for _, action := range s.Action {
+				used := slices.ContainsFunc(reqs, func(r authzRequest) bool {
+					return wildcardMatch(strings.ToLower(action), strings.ToLower(r.Action)) && pol.evaluate(r).By == s.Sid
+				})
+				if !used {
+					t.Errorf("statement %s allows %s, which no agent call needed: remove it, or add the call to the lifecycle", s.Sid, action)
+				}
+			}
+		}
+	})
+
+	t.Run("DockerfileServesStageTasks", func(t *testing.T) {
+		df := readDockerfile(t)
+		var td *ecs.RegisterTaskDefinitionInput
+		for _, c := range lc.calls {
+			if in, ok := c.Input.(*ecs.RegisterTaskDefinitionInput); ok {
+				td = in
+				break
+			}
+		}
+		if td == nil {
+			t.Fatal("the lifecycle registered no task definition")
+		}
+		checkStageTaskUsesImage(t, td, df)
+	})
+}
