@@ -1,0 +1,242 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cloudpipe/cloudpipe/internal/testenv"
+)
+
+// The tests below run the whole demo, which must own 127.0.0.1:4566 (kumo
+// delivers S3 events nowhere else): they stay in this package, the only one
+// that binds that port, and none of them is parallel.
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+	binDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// demoBinary builds the demo once per test binary, so that the stage
+// functions' handlers and the runners are the real program.
+func demoBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		if binDir, binErr = os.MkdirTemp("", "cloudpipe-demo-test-"); binErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "demo")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// checkoutRoot is the repository root: the config repository the demo
+// deploys by default.
+func checkoutRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// lines splits text into its lines.
+func lines(b []byte) []string {
+	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+}
+
+// wantSorted is what hello-sort makes of input (sort, LC_ALL=C: byte order).
+func wantSorted(input []byte) []string {
+	l := lines(input)
+	slices.Sort(l)
+	return l
+}
+
+// wantChain is what text-chain makes of input: sort, uniq, reverse sort.
+func wantChain(input []byte) []string {
+	l := slices.Compact(wantSorted(input))
+	slices.Reverse(l)
+	return l
+}
+
+func readLines(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("result not downloaded: %v", err)
+	}
+	return lines(b)
+}
+
+// TestDemoOnce runs the built demo as a person would, with --once, and
+// checks both example workflows' results.
+func TestDemoOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole demo (AWS emulator, handlers, runners): not in -short")
+	}
+	bin := demoBinary(t)
+	dl := t.TempDir()
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--once", "--download", dl)
+	cmd.Dir = checkoutRoot(t)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	if err != nil {
+		t.Fatalf("demo --once: %v", err)
+	}
+
+	got := readLines(t, filepath.Join(dl, "hello-sort", "Result-sort-lines-sample.txt"))
+	if want := wantSorted(sampleText); !slices.Equal(got, want) {
+		t.Errorf("hello-sort result = %q, want %q", got, want)
+	}
+	got = readLines(t, filepath.Join(dl, "text-chain", "Result-reverse-lines-Result-uniq-lines-Result-sort-lines-sample.txt"))
+	if want := wantChain(sampleText); !slices.Equal(got, want) {
+		t.Errorf("text-chain result = %q, want %q", got, want)
+	}
+	for _, want := range []string{
+		"status cloudpipe/hello-sort success: upload to s3://cloudpipe-example-hello-in · results in s3://cloudpipe-example-hello-out",
+		"text-chain: stage 2 (reverse-lines): result in s3://cloudpipe-example-chain-out/",
+		"Nothing runs in a container",
+		"all 2 results arrived",
+	} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+}
+
+// runSeq tells in-process runs apart: kumo's state lives as long as the
+// test process, so each run gets its own state bucket (and so its own
+// inventory, which makes the pass register task definitions the local ECS
+// of this run knows).
+var runSeq atomic.Int64
+
+// TestDemoOddKey runs the demo's main logic in-process with an upload whose
+// key has spaces, a plus sign and non-ASCII letters: S3 events carry keys
+// URL-encoded, with "+" for a space, and every stage must decode them.
+func TestDemoOddKey(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole demo (AWS emulator, handlers, runners): not in -short")
+	}
+	bin := demoBinary(t)
+	input := []byte("zoë\nalpha beta\n+plus\nalpha beta\nÅngström\n42\n")
+	// kumo's state outlives a run in this process, and a result is never
+	// overwritten: each run uploads a key of its own.
+	seq := runSeq.Add(1)
+	name := fmt.Sprintf("my file+%d ünïcødé.txt", seq)
+	upload := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(upload, input, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dl := t.TempDir()
+	var stdout, stderr syncBuffer
+	err := run(t.Context(), options{
+		port:        defaultPort,
+		repo:        checkoutRoot(t),
+		upload:      upload,
+		download:    dl,
+		once:        true,
+		timeout:     2 * time.Minute,
+		logLevel:    slog.LevelWarn,
+		executable:  bin,
+		stateBucket: fmt.Sprintf("cloudpipe-demo-test-state-%d", seq),
+		kumoURL:     testenv.KumoURL(t),
+		codeFile:    smallFile(t),
+		stderr:      &stderr,
+	}, &stdout)
+	t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	got := readLines(t, filepath.Join(dl, "hello-sort", "Result-sort-lines-"+name))
+	if want := wantSorted(input); !slices.Equal(got, want) {
+		t.Errorf("hello-sort result = %q, want %q", got, want)
+	}
+	got = readLines(t, filepath.Join(dl, "text-chain", "Result-reverse-lines-Result-uniq-lines-Result-sort-lines-"+name))
+	if want := wantChain(input); !slices.Equal(got, want) {
+		t.Errorf("text-chain result = %q, want %q", got, want)
+	}
+}
+
+// TestDemoPortTaken checks that a demo that cannot have port 4566 says why
+// it needs it.
+func TestDemoPortTaken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("binds port 4566: not in -short")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:4566")
+	if err != nil {
+		t.Fatalf("port 4566 is not free for this test: %v", err)
+	}
+	defer ln.Close()
+	var stdout bytes.Buffer
+	err = run(t.Context(), options{port: defaultPort, once: true, timeout: time.Minute, logLevel: slog.LevelWarn,
+		executable: os.Args[0], repo: checkoutRoot(t), kumoURL: testenv.KumoURL(t), stderr: &bytes.Buffer{}}, &stdout)
+	if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), "kumo delivers S3 event notifications only to localhost:4566") {
+		t.Errorf("run with port 4566 taken: err %v, want EADDRINUSE and why the port is needed", err)
+	}
+}
+
+// smallFile returns a file to zip as the stage functions' code: kumo never
+// runs it, and the demo's 100 MB would make CreateFunction take minutes
+// under the race detector.
+func smallFile(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "bootstrap")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// syncBuffer is a bytes.Buffer safe for the demo's concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,279 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"os/exec"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awslambda "github.com/aws/aws-sdk-go-v2/service/lambda"
+	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"golang.org/x/sync/errgroup"
+)
+
+// handlerReadyTimeout bounds the wait for a new handler to take its first
+// invocation.
+const handlerReadyTimeout = 15 * time.Second
+
+// lambdas runs one handler process per deployed stage function, as the
+// Lambda service would run the function's code. kumo hands S3 events only to
+// a handler that is already polling its Runtime API, and does not pass the
+// function's environment to it: so the demo starts each handler itself, with
+// the environment the provisioner gave the function, and waits until it
+// answers before anything is uploaded.
+type lambdas struct {
+	exe      string
+	kumoAddr string   // host:port of kumo, whose Runtime API the handlers poll
+	baseEnv  []string // the environment every child gets (see childEnv)
+	stderr   io.Writer
+	client   *awslambda.Client
+	log      *slog.Logger
+
+	wg sync.WaitGroup // one per handler process, done when waited for
+
+	mu      sync.Mutex          // guards the fields below
+	stopped bool                // stop was called: no handler starts
+	procs   map[string]*handler // by function name
+}
+
+// handler is one running handler process.
+type handler struct {
+	fn     string
+	env    map[string]string // the function's environment it was started with
+	pid    int
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the process has exited
+	err    error         // how it exited; read after done
+}
+
+func newLambdas(exe, kumoAddr string, baseEnv []string, cfg aws.Config, stderr io.Writer, log *slog.Logger) *lambdas {
+	// The readiness probe retries itself, quickly: the SDK's backoff would
+	// only slow it down.
+	cfg = cfg.Copy()
+	cfg.Retryer = func() aws.Retryer { return aws.NopRetryer{} }
+	return &lambdas{
+		exe: exe, kumoAddr: kumoAddr, baseEnv: baseEnv, stderr: stderr,
+		client: awslambda.NewFromConfig(cfg),
+		log:    log.With("component", "lambdas"),
+		procs:  map[string]*handler{},
+	}
+}
+
+// sync makes the running handlers match functions (function names): it
+// starts a handler for each function without one, restarts a handler whose
+// function's environment changed or whose process died, and stops handlers
+// of functions no longer deployed. It returns once every started handler
+// has answered an invocation, with the names of those it started.
+func (l *lambdas) sync(ctx context.Context, functions []string) ([]string, error) {
+	wanted := map[string]map[string]string{}
+	for _, fn := range functions {
+		out, err := l.client.GetFunctionConfiguration(ctx, &awslambda.GetFunctionConfigurationInput{FunctionName: aws.String(fn)})
+		if err != nil {
+			return nil, fmt.Errorf("get function configuration %s: %w", fn, err)
+		}
+		env := map[string]string{}
+		if out.Environment != nil {
+			env = out.Environment.Variables
+		}
+		wanted[fn] = env
+	}
+
+	l.mu.Lock()
+	var stale []*handler
+	for fn, h := range l.procs {
+		env, ok := wanted[fn]
+		if ok && maps.Equal(env, h.env) && !h.exited() {
+			delete(wanted, fn) // up to date
+			continue
+		}
+		stale = append(stale, h)
+		delete(l.procs, fn)
+	}
+	l.mu.Unlock()
+	for _, h := range stale {
+		h.stop()
+	}
+
+	var started []*handler
+	for _, fn := range slices.Sorted(maps.Keys(wanted)) {
+		h, err := l.start(ctx, fn, wanted[fn])
+		if err != nil {
+			return nil, err
+		}
+		started = append(started, h)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, h := range started {
+		g.Go(func() error { return l.waitReady(gctx, h) })
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, h := range started {
+		names = append(names, h.fn)
+	}
+	return names, nil
+}
+
+// start starts the handler process of function fn with the function's
+// environment env. The process outlives ctx: stop, or a sync that finds it
+// stale, ends it.
+func (l *lambdas) start(ctx context.Context, fn string, env map[string]string) (*handler, error) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	cmd := exec.CommandContext(ctx, l.exe)
+	cmd.Env = childEnv(l.baseEnv, env, map[string]string{
+		roleEnv:                    "lambda",
+		"AWS_LAMBDA_FUNCTION_NAME": fn,
+		// kumo's Runtime API for this function: the handler's
+		// lambda.Start polls <this>/2018-06-01/runtime/invocation/next.
+		"AWS_LAMBDA_RUNTIME_API":          l.kumoAddr + "/_runtime/" + fn,
+		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+	})
+	cmd.Stdout, cmd.Stderr = l.stderr, l.stderr
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 2 * time.Second
+	dieWithParent(cmd)
+	// Under the lock, so that stop either sees this handler or keeps it
+	// from starting.
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped {
+		cancel()
+		return nil, fmt.Errorf("start handler of %s: the demo is stopping", fn)
+	}
+	if err := cmd.Start(); err != nil {
+		cancel()
+		return nil, fmt.Errorf("start handler of %s: %w", fn, err)
+	}
+	h := &handler{fn: fn, env: env, pid: cmd.Process.Pid, cancel: cancel, done: make(chan struct{})}
+	l.procs[fn] = h
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		h.err = cmd.Wait()
+		close(h.done)
+		if ctx.Err() == nil {
+			// Not stopped by the demo: the next sync restarts it.
+			l.log.Warn("stage function handler exited", "function", fn, "err", h.err)
+		}
+	}()
+	l.log.Debug("stage function handler started", "function", fn, "pid", h.pid)
+	return h, nil
+}
+
+// waitReady invokes the function with an event holding no records until
+// its handler answers: then kumo knows it polls, and S3 events reach it.
+func (l *lambdas) waitReady(ctx context.Context, h *handler) error {
+	ctx, cancel := context.WithTimeout(ctx, handlerReadyTimeout)
+	defer cancel()
+	var last error
+	for {
+		out, err := l.client.Invoke(ctx, &awslambda.InvokeInput{
+			FunctionName:   aws.String(h.fn),
+			InvocationType: lambdatypes.InvocationTypeRequestResponse,
+			Payload:        []byte(`{"Records":[]}`),
+		})
+		switch {
+		case err == nil && out.FunctionError == nil:
+			return nil
+		case err == nil:
+			return fmt.Errorf("handler of %s failed an empty event: %s: %s", h.fn, aws.ToString(out.FunctionError), out.Payload)
+		}
+		// Until the handler has polled once, kumo answers that the
+		// function has no runtime handler.
+		last = err
+		select {
+		case <-h.done:
+			return fmt.Errorf("handler of %s exited before it polled (%v); its log is above", h.fn, h.err)
+		case <-ctx.Done():
+			return fmt.Errorf("handler of %s not ready after %v: %w", h.fn, handlerReadyTimeout, last)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// anyExited reports whether a handler's process has died, which the next
+// sync repairs.
+func (l *lambdas) anyExited() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, h := range l.procs {
+		if h.exited() {
+			return true
+		}
+	}
+	return false
+}
+
+// stop stops every handler and waits for their processes.
+func (l *lambdas) stop() {
+	l.mu.Lock()
+	l.stopped = true
+	for _, h := range l.procs {
+		h.cancel()
+	}
+	l.mu.Unlock()
+	l.wg.Wait()
+}
+
+// stop ends h's process (SIGTERM, then SIGKILL) and waits for it.
+func (h *handler) stop() {
+	h.cancel()
+	<-h.done
+}
+
+func (h *handler) exited() bool {
+	select {
+	case <-h.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// childEnv builds the environment of a child process: base, then each of
+// layers in turn (later wins).
+func childEnv(base []string, layers ...map[string]string) []string {
+	env := slices.Clone(base)
+	for _, layer := range layers {
+		for _, k := range slices.Sorted(maps.Keys(layer)) {
+			env = append(env, k+"="+layer[k])
+		}
+	}
+	// exec.Cmd keeps the last value of a repeated name.
+	return env
+}
+
+// baseEnv is the environment every child starts from: no more of the
+// demo's own environment than a program needs (PATH, HOME), so that the
+// user's real AWS profile or credentials can never reach a child, and the
+// emulator's endpoint with static credentials, as a task role or a
+// function's execution role would provide.
+func baseEnv(endpoint, region, logLevel string) []string {
+	env := []string{
+		"AWS_ENDPOINT_URL=" + endpoint,
+		"AWS_REGION=" + region,
+		"AWS_DEFAULT_REGION=" + region,
+		"AWS_ACCESS_KEY_ID=test",
+		"AWS_SECRET_ACCESS_KEY=test",
+		"AWS_CONFIG_FILE=" + os.DevNull,
+		"AWS_SHARED_CREDENTIALS_FILE=" + os.DevNull,
+		"AWS_EC2_METADATA_DISABLED=true",
+		"CLOUDPIPE_LOG_LEVEL=" + logLevel,
+	}
+	for _, k := range []string{"PATH", "HOME"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}

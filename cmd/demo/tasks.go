@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cloudpipe/cloudpipe/internal/localecs"
+)
+
+// runnerIdleTimeout is how long a runner waits for more work before it
+// exits. In AWS an idle task costs money for its whole wait; here it holds a
+// process, and a short wait lets --once end soon after the last result.
+const runnerIdleTimeout = 3 * time.Second
+
+// runnerRole is the argument of the agent's entry point that makes it the
+// runner ("/cloudpipe/agent runner" in the task definition).
+const runnerRole = "runner"
+
+// startTask builds the process of one task for the local ECS: the demo's
+// own binary in its runner role, with the algorithm container's environment.
+// Nothing runs in a container, so the container's paths are moved under a
+// directory of the task's own: tasks on one host would otherwise share
+// /tmp/in/ and overwrite each other's files.
+func (d *demo) startTask(ctx context.Context, t localecs.TaskSpec) (*exec.Cmd, error) {
+	argv := append(append([]string(nil), t.EntryPoint...), t.Command...)
+	if len(argv) < 2 || argv[1] != runnerRole {
+		return nil, fmt.Errorf("the demo runs only cloudpipe's runner (entry point \"agent runner\"), not %q", argv)
+	}
+	root := d.taskDir(t.TaskID)
+	env := map[string]string{
+		roleEnv:                  runnerRole,
+		"CLOUDPIPE_TEMP_DIR":     filepath.Join(root, "tmp"),
+		"TMPDIR":                 filepath.Join(root, "tmp"),
+		"CLOUDPIPE_IDLE_TIMEOUT": runnerIdleTimeout.String(),
+	}
+	dirs := []string{filepath.Join(root, "tmp")}
+	for _, k := range []string{"CLOUDPIPE_INPUT_PATH", "CLOUDPIPE_OUTPUT_PATH"} {
+		p, ok := t.Environment[k]
+		if !ok || p == "" {
+			continue
+		}
+		hp := filepath.Join(root, filepath.FromSlash(p))
+		if strings.HasSuffix(p, "/") {
+			hp += string(filepath.Separator)
+			dirs = append(dirs, hp)
+		} else {
+			dirs = append(dirs, filepath.Dir(hp))
+		}
+		env[k] = hp
+	}
+	for _, dir := range dirs {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	cmd := exec.CommandContext(ctx, d.exe)
+	cmd.Env = childEnv(d.baseEnv, t.Environment, env)
+	cmd.Dir = root
+	cmd.Stdout, cmd.Stderr = d.stderr, d.stderr
+	dieWithParent(cmd)
+	return cmd, nil
+}
+
+// taskDir is the directory that stands in for a task's container file
+// system.
+func (d *demo) taskDir(id string) string {
+	return filepath.Join(d.dir, "tasks", id)
+}
+
+// onTask hands a task's start or stop to the tracker, which reports it in
+// order with the runs, and removes a stopped task's directory.
+func (d *demo) onTask(t localecs.Task) {
+	d.tracker.taskEvent(t)
+	if t.LastStatus == localecs.StatusStopped {
+		if err := os.RemoveAll(d.taskDir(t.TaskID)); err != nil {
+			d.log.Warn("task directory not removed", "task", t.TaskARN, "err", err)
+		}
+	}
+}
+
+// shortID is the first 8 characters of a task ID, as the ECS console
+// shows them.
+func shortID(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}

@@ -1,0 +1,418 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/cloudpipe/cloudpipe/internal/localecs"
+	"github.com/cloudpipe/cloudpipe/provision"
+	"github.com/cloudpipe/cloudpipe/runner"
+)
+
+// stageInfo is what the demo shows of a deployed stage.
+type stageInfo struct {
+	workflow      string
+	stage         int
+	algorithm     string
+	input, output string // buckets
+	function      string // the stage function, also the task-definition family
+}
+
+func (s stageInfo) label() string {
+	return fmt.Sprintf("%s: stage %d (%s)", s.workflow, s.stage, s.algorithm)
+}
+
+// deployment is what is deployed, as the agent's inventory says: the stages
+// of every workflow in state ready. It is refreshed after every pass and
+// read by the task callbacks, hence the lock.
+type deployment struct {
+	mu        sync.Mutex
+	workflows map[string][]stageInfo // by workflow, stages in order
+}
+
+// load reads the inventory: the agent's own record of what it deployed.
+func (d *deployment) load(ctx context.Context, inv *provision.Inventory) error {
+	idx, err := inv.ReadIndex(ctx)
+	if err != nil {
+		return err
+	}
+	wfs := map[string][]stageInfo{}
+	for name, e := range idx.Workflows {
+		if e.State != provision.StateReady {
+			continue
+		}
+		rec, err := inv.ReadRecord(ctx, name)
+		if err != nil {
+			return err
+		}
+		var stages []stageInfo
+		for _, s := range rec.Stages {
+			stages = append(stages, stageInfo{
+				workflow:  name,
+				stage:     s.Spec.Stage,
+				algorithm: s.Spec.Algorithm.Name,
+				input:     s.Spec.InputBucket,
+				output:    s.Spec.OutputBucket,
+				function:  provision.ResourceName(name, s.Spec.Stage),
+			})
+		}
+		slices.SortFunc(stages, func(a, b stageInfo) int { return a.stage - b.stage })
+		wfs[name] = stages
+	}
+	d.mu.Lock()
+	d.workflows = wfs
+	d.mu.Unlock()
+	return nil
+}
+
+// names returns the deployed workflows, sorted.
+func (d *deployment) names() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Sorted(maps.Keys(d.workflows))
+}
+
+func (d *deployment) stagesOf(workflow string) ([]stageInfo, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s, ok := d.workflows[workflow]
+	return s, ok
+}
+
+// functions returns every deployed stage function.
+func (d *deployment) functions() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var fns []string
+	for _, stages := range d.workflows {
+		for _, s := range stages {
+			fns = append(fns, s.function)
+		}
+	}
+	slices.Sort(fns)
+	return fns
+}
+
+func (d *deployment) byFunction(fn string) (stageInfo, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, stages := range d.workflows {
+		for _, s := range stages {
+			if s.function == fn {
+				return s, true
+			}
+		}
+	}
+	return stageInfo{}, false
+}
+
+// watch follows one upload through its workflow's stages.
+type watch struct {
+	workflow string
+	stages   []stageInfo
+	stage    int    // the stage whose run is awaited
+	key      string // that stage's input key
+	uploaded time.Time
+	result   string // s3://BUCKET/KEY of the last stage's result, once done
+	file     string // where the result was downloaded to
+	failed   string // why a run failed
+}
+
+func (w *watch) settled() bool { return w.result != "" || w.failed != "" }
+
+// tracker reports progress. It follows runs through the records runners
+// write to the state bucket (runs/<workflow>/<stage>/...), each saying which
+// input it processed and where its result went, or why it failed: the same
+// trail the agent reads to count runs. And it reports tasks starting and
+// ending, in order with the runs: the next stage's task starts the moment a
+// result lands, often before the run's record is written, so the start of a
+// watched upload's stage is held until the stage before it is reported.
+//
+// Apart from taskEvent, a tracker is used by one goroutine.
+type tracker struct {
+	s3       *s3.Client
+	bucket   string // the state bucket
+	download string // directory for results, "" for none
+	stages   *deployment
+	out      *console
+	log      *slog.Logger
+	seen     map[string]bool // record keys already handled
+	watches  []*watch
+	logHint  string          // appended to a failed run's line: where to see more
+	held     []localecs.Task // task events waiting for an earlier stage's report
+
+	mu     sync.Mutex      // guards queued
+	queued []localecs.Task // task events not yet looked at
+}
+
+// newTracker returns a tracker; logLevel is the children's, to say where
+// a failed command's output can be seen.
+func newTracker(client *s3.Client, download string, stages *deployment, out *console, log *slog.Logger, logLevel slog.Level) *tracker {
+	t := &tracker{s3: client, download: download, stages: stages, out: out, log: log, seen: map[string]bool{}}
+	if logLevel > slog.LevelInfo {
+		// The runner logs the command's output at info level.
+		t.logHint = " (--log-level info shows the command's output)"
+	}
+	return t
+}
+
+// taskEvent queues a task's start or stop for the tracker's goroutine. It
+// never blocks: the local ECS calls it from the goroutine that waits for the
+// task's process.
+func (t *tracker) taskEvent(task localecs.Task) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.queued = append(t.queued, task)
+}
+
+// reportTasks prints the queued task events, holding those of a stage that
+// a watched upload has not reached yet.
+func (t *tracker) reportTasks() {
+	t.mu.Lock()
+	events := append(t.held, t.queued...)
+	t.queued = nil
+	t.mu.Unlock()
+	t.held = nil
+	for _, ev := range events {
+		st, ok := t.stages.byFunction(ev.Family)
+		if ok && slices.ContainsFunc(t.watches, func(w *watch) bool {
+			return !w.settled() && w.workflow == st.workflow && w.stage < st.stage
+		}) {
+			t.held = append(t.held, ev)
+			continue
+		}
+		label := ev.Family
+		if ok {
+			label = st.label()
+		}
+		t.printTask(label, ev)
+	}
+}
+
+func (t *tracker) printTask(label string, ev localecs.Task) {
+	id := shortID(ev.TaskID)
+	switch {
+	case ev.LastStatus == localecs.StatusRunning:
+		t.out.printf("%s: queued, task %s started\n", label, id)
+	case ev.StopCode == localecs.StopTaskFailedToStart:
+		t.out.printf("%s: task %s could not start: %s\n", label, id, ev.StoppedReason)
+	case ev.StopCode == localecs.StopUserInitiated:
+		t.log.Debug("task stopped", "task", ev.TaskARN, "reason", ev.StoppedReason)
+	case ev.ExitCode != nil && *ev.ExitCode != 0:
+		what := fmt.Sprintf("exit status %d", *ev.ExitCode)
+		if *ev.ExitCode > 128 {
+			what = "killed by " + syscall.Signal(*ev.ExitCode-128).String()
+		}
+		t.out.printf("%s: task %s ended: %s (its log is above)\n", label, id, what)
+	}
+}
+
+// skipExisting marks the records already in the state bucket as seen, so
+// only runs from now on are reported.
+func (t *tracker) skipExisting(ctx context.Context) error {
+	return t.eachNew(ctx, func(string) error { return nil })
+}
+
+// eachNew calls fn with the key of each record not seen before.
+func (t *tracker) eachNew(ctx context.Context, fn func(key string) error) error {
+	p := s3.NewListObjectsV2Paginator(t.s3, &s3.ListObjectsV2Input{Bucket: aws.String(t.bucket), Prefix: aws.String("runs/")})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("list run records in s3://%s: %w", t.bucket, err)
+		}
+		for _, obj := range page.Contents {
+			key := aws.ToString(obj.Key)
+			if t.seen[key] {
+				continue
+			}
+			if err := fn(key); err != nil {
+				return err
+			}
+			t.seen[key] = true
+		}
+	}
+	return nil
+}
+
+// poll handles the records written since the last poll: it advances the
+// watches they concern and reports the others as activity.
+func (t *tracker) poll(ctx context.Context) error {
+	return t.eachNew(ctx, func(key string) error {
+		rec, err := t.record(ctx, key)
+		if err != nil {
+			return err
+		}
+		for _, w := range t.watches {
+			if !w.settled() && rec.Workflow == w.workflow && rec.Stage == w.stage &&
+				rec.Input == s3URI(w.stages[w.stage].input, w.key) {
+				return t.advance(ctx, w, rec)
+			}
+		}
+		t.activity(rec)
+		return nil
+	})
+}
+
+// wait reports progress until every watch is settled or ctx ends.
+func (t *tracker) wait(ctx context.Context) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		t.reportTasks()
+		if err := t.poll(ctx); err != nil {
+			return err
+		}
+		t.reportTasks()
+		if !slices.ContainsFunc(t.watches, func(w *watch) bool { return !w.settled() }) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// follow reports progress until ctx ends; a poll that fails is logged and
+// retried.
+func (t *tracker) follow(ctx context.Context) {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		t.reportTasks()
+		if err := t.poll(ctx); err != nil && ctx.Err() == nil {
+			t.log.Warn("run records not read", "err", err)
+		}
+		t.reportTasks()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (t *tracker) record(ctx context.Context, key string) (runner.Record, error) {
+	var rec runner.Record
+	out, err := t.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(t.bucket), Key: aws.String(key)})
+	if err != nil {
+		return rec, fmt.Errorf("get run record %s: %w", key, err)
+	}
+	defer out.Body.Close()
+	if err := json.NewDecoder(out.Body).Decode(&rec); err != nil {
+		return rec, fmt.Errorf("read run record %s: %w", key, err)
+	}
+	return rec, nil
+}
+
+// advance moves w past the stage rec reports on.
+func (t *tracker) advance(ctx context.Context, w *watch, rec runner.Record) error {
+	st := w.stages[w.stage]
+	if rec.Outcome != runner.OutcomeOK {
+		w.failed = rec.Error
+		t.out.printf("%s: run failed (attempt %d): %s%s\n", st.label(), rec.Attempt, rec.Error, t.logHint)
+		return nil
+	}
+	_, key, ok := splitS3URI(rec.Result)
+	if !ok {
+		return fmt.Errorf("run record of %s names no result", st.label())
+	}
+	if rec.Duplicate && w.stage < len(w.stages)-1 {
+		// The runner never overwrites a result, so no new object, and no
+		// event for the next stage.
+		w.failed = "result already existed"
+		t.out.printf("%s: result already in %s from an earlier upload of the same key: not overwritten, so the next stages do not run again\n",
+			st.label(), rec.Result)
+		return nil
+	}
+	t.out.printf("%s: result in %s\n", st.label(), rec.Result)
+	w.stage++
+	w.key = key
+	// The next stage's task may have started already: report it now,
+	// after the result that started it.
+	t.reportTasks()
+	if w.stage < len(w.stages) {
+		return nil
+	}
+	w.result = rec.Result
+	line := fmt.Sprintf("%s: done in %s: %s", w.workflow, time.Since(w.uploaded).Round(10*time.Millisecond), rec.Result)
+	if t.download != "" {
+		file, err := t.fetch(ctx, w)
+		if err != nil {
+			return err
+		}
+		w.file = file
+		line += " -> " + file
+	}
+	t.out.printf("%s\n", line)
+	return nil
+}
+
+// activity reports a run no watch expected: an upload made by hand.
+func (t *tracker) activity(rec runner.Record) {
+	label := fmt.Sprintf("%s: stage %d (%s)", rec.Workflow, rec.Stage, rec.Algorithm)
+	switch {
+	case rec.Outcome == runner.OutcomeOK && rec.Duplicate:
+		t.out.printf("%s: %s -> %s (already there from an earlier upload: results are never overwritten)\n", label, rec.Input, rec.Result)
+		return
+	case rec.Outcome == runner.OutcomeOK:
+		t.out.printf("%s: %s -> %s\n", label, rec.Input, rec.Result)
+		return
+	}
+	t.out.printf("%s: %s failed (attempt %d): %s%s\n", label, rec.Input, rec.Attempt, rec.Error, t.logHint)
+}
+
+// fetch downloads w's result into the download directory as
+// <workflow>/<file name of the result>.
+func (t *tracker) fetch(ctx context.Context, w *watch) (file string, err error) {
+	bucket, key, _ := splitS3URI(w.result)
+	dir := filepath.Join(t.download, w.workflow)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	file = filepath.Join(dir, path.Base(key))
+	out, err := t.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		return "", fmt.Errorf("download %s: %w", w.result, err)
+	}
+	defer out.Body.Close()
+	f, err := os.Create(file)
+	if err != nil {
+		return "", err
+	}
+	defer func() { err = errors.Join(err, f.Close()) }()
+	if _, err := io.Copy(f, out.Body); err != nil {
+		return "", fmt.Errorf("download %s: %w", w.result, err)
+	}
+	return file, nil
+}
+
+func s3URI(bucket, key string) string { return "s3://" + bucket + "/" + key }
+
+// splitS3URI splits s3://BUCKET/KEY.
+func splitS3URI(uri string) (bucket, key string, ok bool) {
+	rest, ok := strings.CutPrefix(uri, "s3://")
+	if !ok {
+		return "", "", false
+	}
+	bucket, key, ok = strings.Cut(rest, "/")
+	return bucket, key, ok && bucket != "" && key != ""
+}

@@ -1,0 +1,469 @@
+package localecs_test
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/cloudpipe/cloudpipe/internal/localecs"
+	"github.com/cloudpipe/cloudpipe/internal/testenv"
+)
+
+// starts records the TaskSpecs a proxy's Start was called with, and the
+// task snapshots its OnTask was called with.
+type starts struct {
+	mu     sync.Mutex
+	specs  []localecs.TaskSpec
+	events []localecs.Task
+}
+
+func (s *starts) event(t localecs.Task) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events = append(s.events, t)
+}
+
+func (s *starts) allEvents() []localecs.Task {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.events)
+}
+
+func (s *starts) add(t localecs.TaskSpec) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.specs = append(s.specs, t)
+}
+
+func (s *starts) all() []localecs.TaskSpec {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.specs)
+}
+
+// fixture is a proxy in front of the test binary's kumo, with a cluster and
+// a task definition registered through it.
+type fixture struct {
+	proxy   *localecs.Proxy
+	ecs     *ecs.Client
+	cfg     aws.Config
+	starts  *starts
+	cluster string
+	family  string
+	tdARN   string
+}
+
+// newFixture starts a proxy whose tasks run argv (stub processes, not the
+// runner). argv[0] "" makes Start fail.
+func newFixture(t *testing.T, argv ...string) *fixture {
+	t.Helper()
+	st := &starts{}
+	p, err := localecs.Listen(localecs.Options{
+		Addr:        "127.0.0.1:0",
+		Upstream:    testenv.KumoURL(t),
+		StopTimeout: 2 * time.Second,
+		OnTask:      st.event,
+		Start: func(ctx context.Context, spec localecs.TaskSpec) (*exec.Cmd, error) {
+			st.add(spec)
+			if argv[0] == "" {
+				return nil, errors.New("no such image")
+			}
+			return exec.CommandContext(ctx, argv[0], argv[1:]...), nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	cfg := testenv.Kumo(t)
+	cfg.BaseEndpoint = aws.String(p.URL())
+	f := &fixture{proxy: p, ecs: ecs.NewFromConfig(cfg), cfg: cfg, starts: st}
+	name := testenv.UniqueName(t)
+	f.cluster, f.family = name, name
+	ctx := t.Context()
+	if _, err := f.ecs.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String(f.cluster)}); err != nil {
+		t.Fatal(err)
+	}
+	f.tdARN = f.register(t, "v1")
+	return f
+}
+
+// register registers a revision of the fixture's family whose algorithm
+// container has VERSION=version, and returns its ARN.
+func (f *fixture) register(t *testing.T, version string) string {
+	t.Helper()
+	out, err := f.ecs.RegisterTaskDefinition(t.Context(), &ecs.RegisterTaskDefinitionInput{
+		Family:                  aws.String(f.family),
+		RequiresCompatibilities: []ecstypes.Compatibility{ecstypes.CompatibilityFargate},
+		NetworkMode:             ecstypes.NetworkModeAwsvpc,
+		Cpu:                     aws.String("256"),
+		Memory:                  aws.String("512"),
+		ContainerDefinitions: []ecstypes.ContainerDefinition{
+			{Name: aws.String("init"), Image: aws.String("runner:1"), Essential: aws.Bool(false)},
+			{
+				Name:       aws.String("algo"),
+				Image:      aws.String("alpine:3.20"),
+				EntryPoint: []string{"/cloudpipe/agent", "runner"},
+				Environment: []ecstypes.KeyValuePair{
+					{Name: aws.String("VERSION"), Value: aws.String(version)},
+					{Name: aws.String("KEEP"), Value: aws.String("yes")},
+				},
+			},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return aws.ToString(out.TaskDefinition.TaskDefinitionArn)
+}
+
+func (f *fixture) runTask(t *testing.T, in *ecs.RunTaskInput) *ecs.RunTaskOutput {
+	t.Helper()
+	if in.Cluster == nil {
+		in.Cluster = aws.String(f.cluster)
+	}
+	if in.TaskDefinition == nil {
+		in.TaskDefinition = aws.String(f.tdARN)
+	}
+	out, err := f.ecs.RunTask(t.Context(), in)
+	if err != nil {
+		t.Fatalf("run task: %v", err)
+	}
+	return out
+}
+
+func (f *fixture) listTasks(t *testing.T, desired ecstypes.DesiredStatus) []string {
+	t.Helper()
+	out, err := f.ecs.ListTasks(t.Context(), &ecs.ListTasksInput{
+		Cluster: aws.String(f.cluster), Family: aws.String(f.family), DesiredStatus: desired,
+	})
+	if err != nil {
+		t.Fatalf("list tasks: %v", err)
+	}
+	slices.Sort(out.TaskArns)
+	return out.TaskArns
+}
+
+// waitStopped polls DescribeTasks until every task in arns is STOPPED.
+func (f *fixture) waitStopped(t *testing.T, arns []string) []ecstypes.Task {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := f.ecs.DescribeTasks(t.Context(), &ecs.DescribeTasksInput{Cluster: aws.String(f.cluster), Tasks: arns})
+		if err != nil {
+			t.Fatalf("describe tasks: %v", err)
+		}
+		stopped := 0
+		for _, task := range out.Tasks {
+			if aws.ToString(task.LastStatus) == localecs.StatusStopped {
+				stopped++
+			}
+		}
+		if stopped == len(arns) {
+			return out.Tasks
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tasks not stopped after 10s: %d of %d", stopped, len(arns))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func taskARNs(tasks []ecstypes.Task) []string {
+	var arns []string
+	for _, task := range tasks {
+		arns = append(arns, aws.ToString(task.TaskArn))
+	}
+	slices.Sort(arns)
+	return arns
+}
+
+func TestRunTaskStartsOneProcessPerTask(t *testing.T) {
+	f := newFixture(t, "sh", "-c", "sleep 0.3")
+	out := f.runTask(t, &ecs.RunTaskInput{
+		Count:      aws.Int32(3),
+		LaunchType: ecstypes.LaunchTypeFargate,
+		StartedBy:  aws.String("cloudpipe"),
+		Overrides: &ecstypes.TaskOverride{ContainerOverrides: []ecstypes.ContainerOverride{{
+			Name:        aws.String("algo"),
+			Environment: []ecstypes.KeyValuePair{{Name: aws.String("VERSION"), Value: aws.String("override")}},
+		}}},
+	})
+	if len(out.Tasks) != 3 || len(out.Failures) != 0 {
+		t.Fatalf("RunTask gave %d tasks and %d failures, want 3 and 0", len(out.Tasks), len(out.Failures))
+	}
+	arns := taskARNs(out.Tasks)
+	for _, task := range out.Tasks {
+		if got := aws.ToString(task.LastStatus); got != localecs.StatusRunning {
+			t.Errorf("task %s: last status %s, want RUNNING", aws.ToString(task.TaskArn), got)
+		}
+	}
+
+	specs := f.starts.all()
+	if len(specs) != 3 {
+		t.Fatalf("Start called %d times, want 3", len(specs))
+	}
+	for _, s := range specs {
+		// The essential container runs, with the task definition's
+		// environment and RunTask's override on top.
+		if s.Container != "algo" || s.Image != "alpine:3.20" || s.Family != f.family || s.Revision == 0 {
+			t.Errorf("spec %+v: want container algo, image alpine:3.20, family %s", s, f.family)
+		}
+		if s.Environment["VERSION"] != "override" || s.Environment["KEEP"] != "yes" {
+			t.Errorf("environment %v: want VERSION=override KEEP=yes", s.Environment)
+		}
+		if !slices.Equal(s.EntryPoint, []string{"/cloudpipe/agent", "runner"}) {
+			t.Errorf("entry point %q", s.EntryPoint)
+		}
+		if s.StartedBy != "cloudpipe" || !slices.Contains(arns, s.TaskARN) {
+			t.Errorf("spec names task %s started by %q, want one of %v by cloudpipe", s.TaskARN, s.StartedBy, arns)
+		}
+	}
+
+	if got := f.listTasks(t, ecstypes.DesiredStatusRunning); !slices.Equal(got, arns) {
+		t.Errorf("ListTasks RUNNING = %v, want %v", got, arns)
+	}
+	for _, task := range f.waitStopped(t, arns) {
+		c := task.Containers[0]
+		if aws.ToInt32(c.ExitCode) != 0 || string(task.StopCode) != string(ecstypes.TaskStopCodeEssentialContainerExited) {
+			t.Errorf("task %s stopped with exit code %d, stop code %s; want 0, EssentialContainerExited",
+				aws.ToString(task.TaskArn), aws.ToInt32(c.ExitCode), string(task.StopCode))
+		}
+	}
+	if got := f.listTasks(t, ecstypes.DesiredStatusRunning); len(got) != 0 {
+		t.Errorf("ListTasks RUNNING after exit = %v, want none", got)
+	}
+	if got := f.listTasks(t, ecstypes.DesiredStatusStopped); !slices.Equal(got, arns) {
+		t.Errorf("ListTasks STOPPED = %v, want %v", got, arns)
+	}
+}
+
+func TestRunTaskHonoursClientToken(t *testing.T) {
+	f := newFixture(t, "sh", "-c", "exit 3")
+	in := func() *ecs.RunTaskInput {
+		return &ecs.RunTaskInput{Count: aws.Int32(2), ClientToken: aws.String("token-" + f.family)}
+	}
+	first := f.runTask(t, in())
+	second := f.runTask(t, in())
+	if got, want := taskARNs(second.Tasks), taskARNs(first.Tasks); !slices.Equal(got, want) || len(want) != 2 {
+		t.Errorf("second RunTask gave tasks %v, want the first call's %v", got, want)
+	}
+	if n := len(f.starts.all()); n != 2 {
+		t.Errorf("%d processes started, want 2 (the repeated token starts none)", n)
+	}
+	var tokens []string
+	for _, r := range f.proxy.Requests("RunTask") {
+		if r.ClientToken == "token-"+f.family {
+			tokens = append(tokens, r.ClientToken)
+		}
+	}
+	if len(tokens) != 2 {
+		t.Errorf("Requests(RunTask) holds the token %d times, want 2", len(tokens))
+	}
+
+	// Once stopped, a repeat still answers with the same (now stopped)
+	// tasks and starts nothing.
+	f.waitStopped(t, taskARNs(first.Tasks))
+	third := f.runTask(t, in())
+	for _, task := range third.Tasks {
+		if aws.ToString(task.LastStatus) != localecs.StatusStopped || aws.ToInt32(task.Containers[0].ExitCode) != 3 {
+			t.Errorf("repeat after exit: task %s %s exit %d, want STOPPED exit 3",
+				aws.ToString(task.TaskArn), aws.ToString(task.LastStatus), aws.ToInt32(task.Containers[0].ExitCode))
+		}
+	}
+
+	// The same token with other parameters is a conflict naming the tasks.
+	other := in()
+	other.Count = aws.Int32(1)
+	_, err := f.ecs.RunTask(t.Context(), &ecs.RunTaskInput{
+		Cluster: aws.String(f.cluster), TaskDefinition: aws.String(f.tdARN),
+		Count: other.Count, ClientToken: other.ClientToken,
+	})
+	var conflict *ecstypes.ConflictException
+	if !errors.As(err, &conflict) {
+		t.Fatalf("reused token with other parameters: err %v, want ConflictException", err)
+	}
+	if got := slices.Sorted(slices.Values(conflict.ResourceIds)); !slices.Equal(got, taskARNs(first.Tasks)) {
+		t.Errorf("conflict names %v, want %v", got, taskARNs(first.Tasks))
+	}
+	if n := len(f.starts.all()); n != 2 {
+		t.Errorf("%d processes started in all, want 2", n)
+	}
+}
+
+func TestStopTaskSignalsTheProcess(t *testing.T) {
+	f := newFixture(t, "sleep", "30")
+	out := f.runTask(t, &ecs.RunTaskInput{})
+	arn := aws.ToString(out.Tasks[0].TaskArn)
+	stop, err := f.ecs.StopTask(t.Context(), &ecs.StopTaskInput{
+		Cluster: aws.String(f.cluster), Task: aws.String(arn), Reason: aws.String("test says stop"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := aws.ToString(stop.Task.DesiredStatus); got != localecs.StatusStopped {
+		t.Errorf("StopTask: desired status %s, want STOPPED", got)
+	}
+	if got := f.listTasks(t, ecstypes.DesiredStatusRunning); len(got) != 0 {
+		t.Errorf("ListTasks RUNNING after StopTask = %v, want none", got)
+	}
+	task := f.waitStopped(t, []string{arn})[0]
+	if code := aws.ToInt32(task.Containers[0].ExitCode); code != 128+int32(syscall.SIGTERM) {
+		t.Errorf("exit code %d, want %d (SIGTERM)", code, 128+int32(syscall.SIGTERM))
+	}
+	if string(task.StopCode) != localecs.StopUserInitiated || aws.ToString(task.StoppedReason) != "test says stop" {
+		t.Errorf("stop code %s reason %q, want UserInitiated, the given reason", string(task.StopCode), aws.ToString(task.StoppedReason))
+	}
+	// A task ID works as well as the ARN, as in ECS.
+	desc, err := f.ecs.DescribeTasks(t.Context(), &ecs.DescribeTasksInput{
+		Cluster: aws.String(f.cluster), Tasks: []string{f.proxy.Tasks()[0].TaskID, "no-such-task"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(desc.Tasks) != 1 || len(desc.Failures) != 1 || aws.ToString(desc.Failures[0].Reason) != "MISSING" {
+		t.Errorf("DescribeTasks by ID and a missing one: %d tasks, failures %+v", len(desc.Tasks), desc.Failures)
+	}
+}
+
+func TestRunTaskRefusals(t *testing.T) {
+	f := newFixture(t, "true")
+	ctx := t.Context()
+	cases := []struct {
+		name string
+		in   *ecs.RunTaskInput
+		code string
+	}{
+		{"unknown task definition", &ecs.RunTaskInput{Cluster: aws.String(f.cluster), TaskDefinition: aws.String(f.family + "-none:1")}, "ClientException"},
+		{"unknown cluster", &ecs.RunTaskInput{Cluster: aws.String(f.cluster + "-none"), TaskDefinition: aws.String(f.tdARN)}, "ClusterNotFoundException"},
+		{"count above 10", &ecs.RunTaskInput{Cluster: aws.String(f.cluster), TaskDefinition: aws.String(f.tdARN), Count: aws.Int32(11)}, "InvalidParameterException"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := f.ecs.RunTask(ctx, c.in)
+			var code interface{ ErrorCode() string }
+			if !errors.As(err, &code) || code.ErrorCode() != c.code {
+				t.Errorf("err %v, want %s", err, c.code)
+			}
+		})
+	}
+	if n := len(f.starts.all()); n != 0 {
+		t.Errorf("%d processes started, want none", n)
+	}
+}
+
+func TestRunTaskResolvesRevisions(t *testing.T) {
+	f := newFixture(t, "true")
+	v2 := f.register(t, "v2")
+	// A family alone names its newest active revision.
+	out := f.runTask(t, &ecs.RunTaskInput{TaskDefinition: aws.String(f.family)})
+	if got := aws.ToString(out.Tasks[0].TaskDefinitionArn); got != v2 {
+		t.Errorf("family ran %s, want %s", got, v2)
+	}
+	if _, err := f.ecs.DeregisterTaskDefinition(t.Context(), &ecs.DeregisterTaskDefinitionInput{TaskDefinition: aws.String(v2)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.ecs.RunTask(t.Context(), &ecs.RunTaskInput{Cluster: aws.String(f.cluster), TaskDefinition: aws.String(v2)})
+	var ce *ecstypes.ClientException
+	if !errors.As(err, &ce) {
+		t.Errorf("inactive revision: err %v, want ClientException", err)
+	}
+	out = f.runTask(t, &ecs.RunTaskInput{TaskDefinition: aws.String(f.family)})
+	if got := aws.ToString(out.Tasks[0].TaskDefinitionArn); got != f.tdARN {
+		t.Errorf("family after deregistering v2 ran %s, want %s", got, f.tdARN)
+	}
+	var versions []string
+	for _, s := range f.starts.all() {
+		versions = append(versions, s.Environment["VERSION"])
+	}
+	if !slices.Equal(versions, []string{"v2", "v1"}) {
+		t.Errorf("tasks ran with VERSION %v, want [v2 v1]", versions)
+	}
+}
+
+func TestOnTaskReportsStartBeforeStop(t *testing.T) {
+	f := newFixture(t, "true") // exits at once
+	out := f.runTask(t, &ecs.RunTaskInput{Count: aws.Int32(5)})
+	arns := taskARNs(out.Tasks)
+	f.waitStopped(t, arns)
+	_ = f.proxy.Close() // waits for the stop reports
+	byTask := map[string][]string{}
+	for _, ev := range f.starts.allEvents() {
+		byTask[ev.TaskARN] = append(byTask[ev.TaskARN], ev.LastStatus)
+	}
+	for _, arn := range arns {
+		if got := byTask[arn]; !slices.Equal(got, []string{localecs.StatusRunning, localecs.StatusStopped}) {
+			t.Errorf("task %s reported %v, want [RUNNING STOPPED]", arn, got)
+		}
+	}
+}
+
+func TestTaskThatCannotStartIsStopped(t *testing.T) {
+	f := newFixture(t, "")
+	out := f.runTask(t, &ecs.RunTaskInput{})
+	if len(out.Tasks) != 1 {
+		t.Fatalf("%d tasks, want 1", len(out.Tasks))
+	}
+	task := out.Tasks[0]
+	if aws.ToString(task.LastStatus) != localecs.StatusStopped || string(task.StopCode) != localecs.StopTaskFailedToStart {
+		t.Errorf("task %s stop code %s, want STOPPED TaskFailedToStart", aws.ToString(task.LastStatus), string(task.StopCode))
+	}
+}
+
+func TestCloseStopsEveryTask(t *testing.T) {
+	f := newFixture(t, "sleep", "30")
+	f.runTask(t, &ecs.RunTaskInput{Count: aws.Int32(2)})
+	start := time.Now()
+	if err := f.proxy.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Close took %v; sleep ignores no SIGTERM, so it should be quick", d)
+	}
+	for _, task := range f.proxy.Tasks() {
+		if task.LastStatus != localecs.StatusStopped {
+			t.Errorf("task %s is %s after Close", task.TaskARN, task.LastStatus)
+		}
+		if err := syscall.Kill(task.PID, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("process %d still exists after Close (kill 0: %v)", task.PID, err)
+		}
+	}
+}
+
+func TestOtherCallsAreForwarded(t *testing.T) {
+	f := newFixture(t, "true")
+	ctx := t.Context()
+	bucket := f.family + "-bucket"
+	proxied := s3.NewFromConfig(f.cfg, testenv.S3PathStyle)
+	if _, err := proxied.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		t.Fatal(err)
+	}
+	direct := s3.NewFromConfig(testenv.Kumo(t), testenv.S3PathStyle)
+	if _, err := direct.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		t.Errorf("bucket created through the proxy is not in kumo: %v", err)
+	}
+	if _, err := sqs.NewFromConfig(f.cfg).CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(f.family)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.proxy.Requests("CreateQueue")); n != 1 {
+		t.Errorf("Requests(CreateQueue) = %d, want 1", n)
+	}
+	if n := len(f.proxy.Requests("CreateCluster")); n != 1 {
+		t.Errorf("Requests(CreateCluster) = %d, want 1", n)
+	}
+}
