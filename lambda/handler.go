@@ -165,18 +165,6 @@ func remaining(ctx context.Context) time.Duration {
 	return 24 * time.Hour
 }
 
-// sleepCtx waits d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 // errorSummary shortens err for a message attribute.
 func errorSummary(err error) string {
 	return cutUTF8(err.Error(), 1024)

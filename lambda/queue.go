@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/cloudpipe/cloudpipe/internal/backoff"
 )
 
 // SQS batch limits: at most 10 entries, and all bodies and attributes of one
@@ -101,7 +103,7 @@ func (h *Handler) send(ctx context.Context, url string, msgs []outgoing) (sent [
 		// Exponential backoff with full jitter, so concurrent functions do
 		// not retry in step.
 		d := sendBaseDelay << (attempt - 1)
-		if err := sleepCtx(ctx, rand.N(d)+d/2); err != nil {
+		if err := backoff.Sleep(ctx, rand.N(d)+d/2); err != nil {
 			return sent, refused, fmt.Errorf("send messages: %w", err)
 		}
 		pending = again

@@ -15,6 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
+
+	"github.com/cloudpipe/cloudpipe/internal/backoff"
 )
 
 func isLambdaNotFound(err error) bool {
@@ -192,7 +194,7 @@ func (p *Provisioner) waitFunctionUpdated(ctx context.Context, c *clients, name 
 		case out.State != lambdatypes.StatePending && out.LastUpdateStatus != lambdatypes.LastUpdateStatusInProgress:
 			return nil
 		}
-		if err := sleepCtx(ctx, delay); err != nil {
+		if err := backoff.Sleep(ctx, delay); err != nil {
 			return fmt.Errorf("wait for function %s: %w", name, err)
 		}
 		delay = min(2*delay, functionPollMax)

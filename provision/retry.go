@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/aws/smithy-go"
+
+	"github.com/cloudpipe/cloudpipe/internal/backoff"
 )
 
 // This file is the only place in cloudpipe that looks at AWS error messages.
@@ -112,21 +114,9 @@ func (p *Provisioner) retryPropagation(ctx context.Context, op string, retryable
 			return err
 		}
 		p.log.DebugContext(ctx, "retry after iam propagation error", "action", op, "attempt", attempt, "duration", wait, "err", err)
-		if err := sleepCtx(ctx, wait); err != nil {
+		if err := backoff.Sleep(ctx, wait); err != nil {
 			return err
 		}
 		delay = min(2*delay, propagationMaxDelay)
-	}
-}
-
-// sleepCtx waits d or until ctx ends, whichever comes first.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

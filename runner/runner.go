@@ -14,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	cpbackoff "github.com/cloudpipe/cloudpipe/internal/backoff"
 )
 
 // Bounds of the receive loop.
@@ -149,7 +151,7 @@ func (w *worker) loop(ctx context.Context) error {
 				return fmt.Errorf("receive from %s: %w", w.c.QueueURL, err)
 			}
 			w.log.Warn("receive failed", "attempt", failures, "err", err)
-			if err := sleepCtx(ctx, backoff(failures)); err != nil {
+			if err := cpbackoff.Sleep(ctx, backoff(failures)); err != nil {
 				return err
 			}
 			continue
@@ -270,18 +272,6 @@ func seconds(d time.Duration) int32 {
 func backoff(n int) time.Duration {
 	d := min(time.Second<<min(n-1, 5), 30*time.Second)
 	return d/2 + rand.N(d/2+1)
-}
-
-// sleepCtx waits d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // errInterrupted is the cause of a run stopped because Run's context ended.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-github/v60/github"
+
+	cpbackoff "github.com/cloudpipe/cloudpipe/internal/backoff"
 )
 
 const (
@@ -60,7 +62,7 @@ func (g *GitHub) call(ctx context.Context, api string, fn func(context.Context) 
 			level = slog.LevelWarn
 		}
 		g.log.Log(ctx, level, "github api retry", "api", api, "attempt", attempt, "reason", why, "wait", wait, "err", err)
-		if werr := sleep(ctx, wait); werr != nil {
+		if werr := cpbackoff.Sleep(ctx, wait); werr != nil {
 			return errors.Join(err, werr)
 		}
 	}
@@ -141,18 +143,6 @@ func backoff(attempt int) time.Duration {
 		d = min(backoffBase<<(attempt-1), backoffMax)
 	}
 	return d/2 + rand.N(d/2+1)
-}
-
-// sleep waits for d or until ctx ends, whichever is first.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 func httpStatus(resp *github.Response) int {
