@@ -87,3 +87,36 @@ func TestCommandArgs(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCommandArgs checks the argument substitution against hostile file
+// names: the command keeps exactly its own fields, and each $input / $output
+// becomes the path, unsplit and unexpanded, whatever the path holds.
+func FuzzCommandArgs(f *testing.F) {
+	f.Add("sort -o $output $input", "/in/a b.txt", "/out/Result-x-a b.txt")
+	f.Add("sh /x.sh $input $output", "/in/$(reboot).txt", "/out/; rm -rf /")
+	f.Add("cp $input $output", "/in/$output", "/out/$input")
+	f.Add("tool --in=$input", "/in/a\tb\nc", "/out/o")
+	f.Fuzz(func(t *testing.T, runCommand, in, out string) {
+		argv := commandArgs(runCommand, in, out)
+		fields := strings.Fields(runCommand)
+		if len(argv) != len(fields) {
+			t.Fatalf("%q gave %d arguments, want %d (one per field): %q", runCommand, len(argv), len(fields), argv)
+		}
+		for i, f := range fields {
+			switch f {
+			case "$input":
+				if argv[i] != in {
+					t.Fatalf("field $input became %q, want the path %q", argv[i], in)
+				}
+			case "$output":
+				if argv[i] != out {
+					t.Fatalf("field $output became %q, want the path %q", argv[i], out)
+				}
+			default:
+				if !strings.Contains(f, "$input") && !strings.Contains(f, "$output") && argv[i] != f {
+					t.Fatalf("field %q changed to %q", f, argv[i])
+				}
+			}
+		}
+	})
+}
