@@ -75,9 +75,9 @@ func sequenceRunMode(in, out, mode string, extra ...string) string {
 }`, in, out, mode, more)
 }
 
-// intermediateBuckets returns the names of the buckets between a
-// workflow's stages; max stages are looked at, so leftovers of a longer
-// spec show too.
+// intermediateBuckets returns the names of the buckets between the stages
+// of a workflow of that many stages. The audit asks for 3 whatever the
+// spec, so leftovers of a longer one show too.
 func intermediateBuckets(wf string, stages int) []string {
 	var out []string
 	for i := range stages - 1 {
@@ -304,8 +304,13 @@ func formatMatrix(m map[string]map[faultproxy.Kind]int) string {
 	return b.String()
 }
 
-// errorClass names the kind of a workflow's failure, for the figures.
+// errorClass names the kind of a workflow's failure, for the figures. A
+// joined error (the failure, then the failed write recording it) is named
+// by its first.
 func errorClass(err error) string {
+	if j, ok := err.(interface{ Unwrap() []error }); ok && len(j.Unwrap()) > 0 {
+		err = j.Unwrap()[0]
+	}
 	s := err.Error()
 	switch {
 	case errors.Is(err, provision.ErrConflict):

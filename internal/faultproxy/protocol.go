@@ -48,7 +48,7 @@ func protocolOf(r *http.Request) protocol {
 		return protoRESTXML
 	case svc == "ec2":
 		return protoEC2
-	case svc == "iam" || svc == "sts" || strings.HasPrefix(ct, "application/x-www-form-urlencoded") && svc != "":
+	case svc == "iam" || svc == "sts" || (svc != "" && strings.HasPrefix(ct, "application/x-www-form-urlencoded")):
 		return protoQuery
 	case svc != "":
 		return protoRESTJSON
