@@ -264,14 +264,22 @@ func TestTimeout(t *testing.T) {
 		t.Errorf("a timed-out request reached the server")
 	}
 	// Close ends the hold of a request still waiting, at once.
+	held := make(chan error, 1)
 	go func() {
-		_, _ = http.Get(p.URL() + "/held")
+		resp, err := http.Get(p.URL() + "/held")
+		if err == nil {
+			resp.Body.Close()
+		}
+		held <- err
 	}()
 	waitFor(t, func() bool { return p.Stats().Requests == 2 })
 	start = time.Now()
 	p.Close()
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("Close took %v with a held request", took)
+	}
+	if err := <-held; err == nil {
+		t.Errorf("a request held by a closed proxy got an answer")
 	}
 }
 
