@@ -45,20 +45,25 @@ func iamTagMap(tags []iamtypes.Tag) map[string]string {
 // emulators disagree on).
 func ensureRole(ctx context.Context, c *clients, name string, trust, policy policyDocument, tags map[string]string) (string, error) {
 	role, err := findRole(ctx, c, name)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		out, err := c.iam.CreateRole(ctx, &iam.CreateRoleInput{
+	if errors.Is(err, ErrNotFound) {
+		out, cerr := c.iam.CreateRole(ctx, &iam.CreateRoleInput{
 			RoleName:                 &name,
 			AssumeRolePolicyDocument: aws.String(trust.String()),
 			Description:              aws.String("cloudpipe " + tags[TagWorkflow] + " stage " + tags[TagStage]),
 			Tags:                     iamTags(tags),
 		})
-		if err != nil {
-			return "", fmt.Errorf("create role %s: %w", name, err)
+		switch {
+		case cerr == nil:
+			return aws.ToString(out.Role.Arn), putRolePolicy(ctx, c, name, policy)
+		case !hasCode(cerr, "EntityAlreadyExists"):
+			return "", fmt.Errorf("create role %s: %w", name, cerr)
 		}
-		arn := aws.ToString(out.Role.Arn)
-		return arn, putRolePolicy(ctx, c, name, policy)
-	case err != nil:
+		// It exists after all: created by an attempt of this call whose
+		// answer was lost (the SDK retried it) or by another pass. Check
+		// and update it like any existing role.
+		role, err = findRole(ctx, c, name)
+	}
+	if err != nil {
 		return "", err
 	}
 	if !ownedBy(iamTagMap(role.Tags), tags[TagWorkflow]) {

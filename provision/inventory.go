@@ -115,7 +115,13 @@ type Inventory struct {
 // NewInventory returns the inventory kept in bucket. cfg's region must be the
 // bucket's region.
 func NewInventory(cfg aws.Config, bucket string, usePathStyle bool) *Inventory {
-	client := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = usePathStyle })
+	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.UsePathStyle = usePathStyle
+		// The same retryer as the Provisioner's (see New): the inventory's
+		// writes are the pass's most important, and 3 attempts give up on
+		// a SlowDown streak that 10 ride out.
+		o.Retryer = newRetryer()
+	})
 	return &Inventory{client: client, bucket: bucket}
 }
 
@@ -305,11 +311,32 @@ func (inv *Inventory) put(ctx context.Context, key string, v any, etag string) (
 	out, err := inv.client.PutObject(ctx, in)
 	if err != nil {
 		if isConditionalWriteLost(err) {
+			// The SDK retries a PUT whose answer was lost (connection reset,
+			// timeout). If the lost attempt took effect, the retry fails its
+			// own precondition; the object then holds exactly our bytes, and
+			// the write is ours, not a conflict.
+			if etag, ok := inv.holds(ctx, key, data); ok {
+				return etag, nil
+			}
 			return "", ErrConflict
 		}
 		return "", err
 	}
 	return aws.ToString(out.ETag), nil
+}
+
+// holds reports whether the object at key is data, and its ETag.
+func (inv *Inventory) holds(ctx context.Context, key string, data []byte) (string, bool) {
+	out, err := inv.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(inv.bucket), Key: aws.String(key)})
+	if err != nil {
+		return "", false
+	}
+	defer out.Body.Close()
+	have, err := io.ReadAll(io.LimitReader(out.Body, int64(len(data))+1))
+	if err != nil || !bytes.Equal(have, data) {
+		return "", false
+	}
+	return aws.ToString(out.ETag), true
 }
 
 // isConditionalWriteLost reports a lost conditional write. S3 answers 412 when

@@ -19,6 +19,13 @@ import (
 	"github.com/cloudpipe/cloudpipe/internal/backoff"
 )
 
+// isLambdaConflict reports ResourceConflictException: on CreateFunction the
+// function exists, on AddPermission the statement id is taken.
+func isLambdaConflict(err error) bool {
+	var rce *lambdatypes.ResourceConflictException
+	return errors.As(err, &rce) || hasCode(err, "ResourceConflictException")
+}
+
 func isLambdaNotFound(err error) bool {
 	var rnf *lambdatypes.ResourceNotFoundException
 	return errors.As(err, &rnf) || hasCode(err, "ResourceNotFoundException")
@@ -92,7 +99,14 @@ func (p *Provisioner) codeDiffers(have *lambdatypes.FunctionConfiguration) bool 
 func (p *Provisioner) ensureFunction(ctx context.Context, c *clients, name string, want functionConfig, tags map[string]string) (string, error) {
 	cur, err := c.lambda.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: &name})
 	if isLambdaNotFound(err) {
-		return p.createFunction(ctx, c, name, want, tags)
+		arn, cerr := p.createFunction(ctx, c, name, want, tags)
+		if !isLambdaConflict(cerr) {
+			return arn, cerr
+		}
+		// It exists after all: created by an attempt whose answer was lost
+		// (the SDK retried CreateFunction) or by another pass. Check and
+		// update it like any existing function.
+		cur, err = c.lambda.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: &name})
 	}
 	if err != nil {
 		return "", fmt.Errorf("get function %s: %w", name, err)
@@ -215,6 +229,18 @@ type resourcePolicy struct {
 // other bucket or account can trigger it). An existing statement with other
 // conditions is replaced; a matching one is left alone.
 func ensurePermission(ctx context.Context, c *clients, function, bucketArn, account string) error {
+	for attempt := 0; ; attempt++ {
+		err := addPermission(ctx, c, function, bucketArn, account)
+		if !isLambdaConflict(err) || attempt > 0 {
+			return err
+		}
+		// The statement exists after all: added by an attempt whose answer
+		// was lost (the SDK retried AddPermission) or by another pass. Check
+		// it again like one found at the start.
+	}
+}
+
+func addPermission(ctx context.Context, c *clients, function, bucketArn, account string) error {
 	out, err := c.lambda.GetPolicy(ctx, &lambda.GetPolicyInput{FunctionName: &function})
 	if err != nil && !isLambdaNotFound(err) {
 		return fmt.Errorf("get function policy %s: %w", function, err)

@@ -106,6 +106,16 @@ var transientCodes = map[string]struct{}{
 	"QueueDeletedRecently":                        {},
 }
 
+// newRetryer returns the SDK standard retryer allowing 10 attempts, which
+// also retries the transient conflicts in transientCodes.
+func newRetryer() aws.Retryer {
+	return retry.NewStandard(func(o *retry.StandardOptions) {
+		o.MaxAttempts = 10
+		o.MaxBackoff = 20 * time.Second
+		o.Retryables = append(slices.Clip(o.Retryables), retry.RetryableErrorCode{Codes: transientCodes})
+	})
+}
+
 // New returns a Provisioner using cfg (credentials, endpoint, HTTP client)
 // for every region. It replaces cfg's retryer with the SDK standard retryer
 // allowing 10 attempts, so throttling (ThrottlingException, SlowDown,
@@ -134,13 +144,7 @@ func New(cfg aws.Config, opts Options) *Provisioner {
 	log = log.With("component", "provision")
 
 	cfg = cfg.Copy()
-	cfg.Retryer = func() aws.Retryer {
-		return retry.NewStandard(func(o *retry.StandardOptions) {
-			o.MaxAttempts = 10
-			o.MaxBackoff = 20 * time.Second
-			o.Retryables = append(slices.Clip(o.Retryables), retry.RetryableErrorCode{Codes: transientCodes})
-		})
-	}
+	cfg.Retryer = newRetryer
 	// Clip so that appending never writes into the caller's backing array.
 	apiOpts := cfg.APIOptions[:len(cfg.APIOptions):len(cfg.APIOptions)]
 	cfg.APIOptions = append(apiOpts, debugLogMiddleware(log))
