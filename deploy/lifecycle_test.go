@@ -95,7 +95,7 @@ func runLifecycle(t *testing.T) *lifecycle {
 	newProvisioner := func(code string) *provision.Provisioner {
 		return provision.New(cfg, provision.Options{
 			Cluster: clusterName, Network: network, StateBucket: state,
-			LambdaZip: lambdaZip(t, code), RunnerImage: runnerImage,
+			LambdaCode: provision.NewLambdaCode(lambdaZip(t, code)), RunnerImage: runnerImage,
 			S3UsePathStyle: true, IAMPropagationTimeout: 2 * time.Second,
 		})
 	}

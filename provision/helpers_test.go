@@ -64,7 +64,7 @@ func newEnv(t *testing.T, mods ...func(*aws.Config)) *env {
 		Cluster:               "cloudpipe-test",
 		Network:               provision.Network{Subnets: e.subnets, SecurityGroups: e.sgs},
 		StateBucket:           e.name + "-state",
-		LambdaZip:             tinyZip(t),
+		LambdaCode:            provision.NewLambdaCode(tinyZip(t)),
 		LambdaArchitecture:    "x86_64",
 		RunnerImage:           "ghcr.io/cloudpipe/agent:test",
 		S3UsePathStyle:        true,

@@ -82,14 +82,17 @@ func (p *Provisioner) configDiffers(have *lambdatypes.FunctionConfiguration, wan
 }
 
 // codeDiffers reports whether a function runs other code, or on another
-// architecture, than Options.LambdaZip.
-func (p *Provisioner) codeDiffers(have *lambdatypes.FunctionConfiguration) bool {
+// architecture, than Options.LambdaCode.
+func (p *Provisioner) codeDiffers(have *lambdatypes.FunctionConfiguration) (bool, error) {
 	arch := lambdatypes.ArchitectureX8664
 	if len(have.Architectures) > 0 {
 		arch = have.Architectures[0]
 	}
-	return aws.ToString(have.CodeSha256) != codeSHA256(p.opts.LambdaZip) ||
-		arch != lambdatypes.Architecture(p.opts.LambdaArchitecture)
+	sum, err := p.opts.LambdaCode.SHA256()
+	if err != nil {
+		return false, err
+	}
+	return aws.ToString(have.CodeSha256) != sum || arch != lambdatypes.Architecture(p.opts.LambdaArchitecture), nil
 }
 
 // ensureFunction creates the stage function, or brings an existing one of
@@ -138,10 +141,18 @@ func (p *Provisioner) ensureFunction(ctx context.Context, c *clients, name strin
 			return arn, err
 		}
 	}
-	if p.codeDiffers(cfg) {
-		_, err := c.lambda.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{
+	differs, err := p.codeDiffers(cfg)
+	if err != nil {
+		return arn, fmt.Errorf("function %s: %w", name, err)
+	}
+	if differs {
+		zip, err := p.opts.LambdaCode.Zip()
+		if err != nil {
+			return arn, fmt.Errorf("update function code %s: %w", name, err)
+		}
+		_, err = c.lambda.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{
 			FunctionName:  &name,
-			ZipFile:       p.opts.LambdaZip,
+			ZipFile:       zip,
 			Architectures: []lambdatypes.Architecture{lambdatypes.Architecture(p.opts.LambdaArchitecture)},
 		})
 		if err != nil {
@@ -155,12 +166,16 @@ func (p *Provisioner) ensureFunction(ctx context.Context, c *clients, name strin
 }
 
 func (p *Provisioner) createFunction(ctx context.Context, c *clients, name string, want functionConfig, tags map[string]string) (string, error) {
+	zip, err := p.opts.LambdaCode.Zip()
+	if err != nil {
+		return "", fmt.Errorf("create function %s: %w", name, err)
+	}
 	in := &lambda.CreateFunctionInput{
 		FunctionName:  &name,
 		Role:          aws.String(want.Role),
 		Runtime:       lambdatypes.Runtime(lambdaRuntime),
 		Handler:       aws.String(lambdaHandler),
-		Code:          &lambdatypes.FunctionCode{ZipFile: p.opts.LambdaZip},
+		Code:          &lambdatypes.FunctionCode{ZipFile: zip},
 		Architectures: []lambdatypes.Architecture{lambdatypes.Architecture(p.opts.LambdaArchitecture)},
 		Timeout:       aws.Int32(lambdaTimeoutSec),
 		MemorySize:    aws.Int32(lambdaMemoryMiB),
@@ -169,7 +184,7 @@ func (p *Provisioner) createFunction(ctx context.Context, c *clients, name strin
 		Tags:          tags,
 	}
 	var arn string
-	err := p.retryPropagation(ctx, "create function", isLambdaRoleNotReady, func(ctx context.Context) error {
+	err = p.retryPropagation(ctx, "create function", isLambdaRoleNotReady, func(ctx context.Context) error {
 		out, err := c.lambda.CreateFunction(ctx, in)
 		if err == nil {
 			arn = aws.ToString(out.FunctionArn)

@@ -109,7 +109,7 @@ func TestFunctionCodeUpdatedOnlyWhenItChanges(t *testing.T) {
 }
 
 func withZip(o provision.Options, zip []byte) provision.Options {
-	o.LambdaZip = zip
+	o.LambdaCode = provision.NewLambdaCode(zip)
 	return o
 }
 

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"runtime"
@@ -37,18 +38,18 @@ const (
 )
 
 // Options configure a Provisioner. The zero value works, with the defaults
-// above, except that EnsureStage needs LambdaZip and RunnerImage.
+// above, except that EnsureStage needs LambdaCode and RunnerImage.
 type Options struct {
 	Cluster string  // ECS cluster name; default "cloudpipe"
 	Network Network // subnets and security groups for RunTask, passed to each Lambda
 	// StateBucket holds the inventory and run records; the task role may
 	// PutObject under runs/<workflow>/ in it. Empty: that statement is left out.
 	StateBucket string
-	// LambdaZip is the deployment package of every stage function: a zip
-	// holding an executable named bootstrap (see LambdaZipFromFile).
-	LambdaZip []byte
+	// LambdaCode is the deployment package of every stage function: a zip
+	// holding an executable named bootstrap (see LambdaCodeFromFile).
+	LambdaCode *LambdaCode
 	// LambdaArchitecture is "x86_64" or "arm64", the architecture of the
-	// binary in LambdaZip; default: that of the running agent (arm64 when
+	// binary in LambdaCode; default: that of the running agent (arm64 when
 	// built for arm64, else x86_64), since the agent zips its own executable.
 	LambdaArchitecture string
 	// RunnerImage is the image of the init container that runs
@@ -219,16 +220,25 @@ func debugLogMiddleware(log *slog.Logger) func(*middleware.Stack) error {
 	}
 }
 
+// ReleaseCode drops the stage functions' deployment package until a pass
+// needs it again (see LambdaCode.Release).
+func (p *Provisioner) ReleaseCode() {
+	if p.opts.LambdaCode != nil {
+		p.opts.LambdaCode.Release()
+	}
+}
+
 // LambdaZipFromFile returns a Lambda deployment package holding the file at
 // path as "bootstrap" with mode 0755, as the provided.al2023 runtime expects.
 // The archive carries no timestamps, so the same file always gives the same
 // bytes and the same CodeSha256, and an unchanged agent never re-uploads its
 // code.
 func LambdaZipFromFile(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read lambda binary: %w", err)
 	}
+	defer f.Close()
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
 	hdr := &zip.FileHeader{Name: lambdaHandler, Method: zip.Deflate}
@@ -237,8 +247,9 @@ func LambdaZipFromFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("zip lambda binary: %w", err)
 	}
-	if _, err := w.Write(data); err != nil {
-		return nil, fmt.Errorf("zip lambda binary: %w", err)
+	// Streamed from the file: the binary is never held whole next to its zip.
+	if _, err := io.Copy(w, f); err != nil {
+		return nil, fmt.Errorf("zip lambda binary %s: %w", path, err)
 	}
 	if err := zw.Close(); err != nil {
 		return nil, fmt.Errorf("zip lambda binary: %w", err)

@@ -93,8 +93,8 @@ func (p *Provisioner) checkSpec(spec StageSpec) error {
 			missing = append(missing, f.name)
 		}
 	}
-	if len(p.opts.LambdaZip) == 0 {
-		missing = append(missing, "lambda zip (Options.LambdaZip)")
+	if p.opts.LambdaCode == nil {
+		missing = append(missing, "lambda code (Options.LambdaCode)")
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("ensure stage %s: missing %v", ResourceName(spec.Workflow, spec.Stage), missing)
@@ -236,7 +236,9 @@ func (p *Provisioner) EnsureStage(ctx context.Context, spec StageSpec, prev Stag
 	if err != nil {
 		return res, err
 	}
-	res.FunctionCodeSHA256 = codeSHA256(p.opts.LambdaZip)
+	if res.FunctionCodeSHA256, err = p.opts.LambdaCode.SHA256(); err != nil {
+		return res, err
+	}
 	if err := ensurePermission(ctx, c, name, bucketARN(spec.Region, spec.InputBucket), spec.AccountID); err != nil {
 		return res, err
 	}

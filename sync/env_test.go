@@ -84,7 +84,7 @@ func (e *env) newProvisioner(cfg aws.Config) *provision.Provisioner {
 		Cluster:               "cloudpipe",
 		Network:               e.network,
 		StateBucket:           e.state,
-		LambdaZip:             tinyZip(e.t),
+		LambdaCode:            provision.NewLambdaCode(tinyZip(e.t)),
 		RunnerImage:           "cloudpipe/agent:test",
 		S3UsePathStyle:        true,
 		IAMPropagationTimeout: 2 * time.Second,

@@ -51,9 +51,10 @@ func loadAWS(ctx context.Context, cfg Config) (*awsSession, error) {
 	return s, nil
 }
 
-// provisioner returns a Provisioner for the agent. withCode zips the agent's
-// own executable as the stage functions' code (see DESIGN.md "One binary");
-// commands that never create a function skip that work.
+// provisioner returns a Provisioner for the agent. withCode makes the agent's
+// own executable, zipped when a pass first needs it, the stage functions'
+// code (see DESIGN.md "One binary"); commands that never create a function
+// go without.
 func (s *awsSession) provisioner(ctx context.Context, cfg Config, log *slog.Logger, withCode bool) (*provision.Provisioner, error) {
 	opts := provision.Options{
 		Cluster:        cfg.Cluster,
@@ -81,9 +82,7 @@ func (s *awsSession) provisioner(ctx context.Context, cfg Config, log *slog.Logg
 		if err != nil {
 			return nil, fmt.Errorf("find the agent's executable for the Lambda code: %w", err)
 		}
-		if opts.LambdaZip, err = provision.LambdaZipFromFile(exe); err != nil {
-			return nil, err
-		}
+		opts.LambdaCode = provision.LambdaCodeFromFile(exe)
 	}
 	return provision.New(s.cfg, opts), nil
 }

@@ -109,9 +109,11 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 		OnPass: func(res pipesync.PassResult) {
 			// Creating functions sends the agent's zipped binary in every
 			// request, several at a time, so a pass that changed things
-			// peaks at hundreds of MiB. Hand that back to the OS now
-			// instead of holding it while idle until the next change.
+			// peaks at hundreds of MiB. Drop the zip and hand that memory
+			// back to the OS now instead of holding it while idle until
+			// the next change.
 			if res.Report != nil && res.Report.Plan.HasWrites() {
+				prov.ReleaseCode()
 				debug.FreeOSMemory()
 			}
 		},

@@ -287,7 +287,7 @@ func (d *demo) newLoop(ctx context.Context, repoDir, stateBucket string, network
 	prov := provision.New(d.awsCfg, provision.Options{
 		Network:        network,
 		StateBucket:    stateBucket,
-		LambdaZip:      zip,
+		LambdaCode:     provision.NewLambdaCode(zip),
 		RunnerImage:    runnerImage,
 		S3UsePathStyle: true,
 		Logger:         d.log.With("component", "provision"),

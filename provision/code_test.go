@@ -1,0 +1,82 @@
+package provision_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cloudpipe/cloudpipe/provision"
+)
+
+// TestLambdaCodeFromFile checks that the package is built when asked for,
+// held until Release, and built again afterwards. The file is changed
+// between calls so that a rebuild shows in the bytes.
+func TestLambdaCodeFromFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("version 1")
+	code := provision.LambdaCodeFromFile(path)
+
+	sum1, err := code.SHA256()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want1, err := provision.LambdaZipFromFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("version 2")
+	zip, err := code.Zip()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(zip, want1) {
+		t.Error("Zip after SHA256 built the package again instead of using the one hashed")
+	}
+
+	code.Release()
+	if sum, err := code.SHA256(); err != nil || sum != sum1 {
+		t.Errorf("SHA256 after Release = %q, %v; want the kept %q", sum, err, sum1)
+	}
+	zip, err = code.Zip()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want2, err := provision.LambdaZipFromFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(zip, want2) {
+		t.Error("Zip after Release returned the dropped package")
+	}
+	if sum, _ := code.SHA256(); sum == sum1 {
+		t.Error("SHA256 still names the dropped package after a rebuild")
+	}
+
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	code.Release()
+	if _, err := code.Zip(); err == nil {
+		t.Error("Zip of a missing file succeeded")
+	}
+	if _, err := provision.LambdaCodeFromFile(path).SHA256(); err == nil {
+		t.Error("SHA256 of a missing file succeeded")
+	}
+}
+
+func TestNewLambdaCodeKeepsItsBytes(t *testing.T) {
+	want := []byte("PK fixed package")
+	code := provision.NewLambdaCode(want)
+	code.Release()
+	got, err := code.Zip()
+	if err != nil || !bytes.Equal(got, want) {
+		t.Errorf("Zip after Release = %q, %v; want %q", got, err, want)
+	}
+}
