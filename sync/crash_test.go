@@ -1,7 +1,6 @@
 package sync_test
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"math/rand"
@@ -38,71 +37,6 @@ func buildAgent(t *testing.T, dir string) string {
 		t.Fatalf("build agent: %v\n%s", err, out)
 	}
 	return bin
-}
-
-// kumoServerMain is a program serving kumo on a free loopback port: it
-// prints the URL and serves until its stdin closes.
-const kumoServerMain = `package main
-
-import (
-	"fmt"
-	"os"
-
-	"github.com/sivchari/kumo"
-)
-
-func main() {
-	srv := kumo.NewServer()
-	fmt.Println(srv.URL)
-	_, _ = os.Stdin.Read(make([]byte, 1))
-	srv.Close()
-}
-`
-
-// startKumoProcess builds and starts kumo as a process of its own, without
-// the race detector, and returns its URL; it stops with the test.
-//
-// The in-process emulator of a -race test binary takes about 13 s to accept
-// one CreateFunction carrying the agent's own zipped executable (17 MB;
-// encoding/json under the race detector), so one pass creating six
-// workflows took 52 s there, and 50 kills would take many minutes. A
-// separate process also keeps the killed agents' half-sent requests out of
-// the test binary's kumo state. The program is compiled inside this module
-// (its go.mod already requires kumo), from a file in a temporary directory.
-func startKumoProcess(t *testing.T, dir string) string {
-	t.Helper()
-	src := filepath.Join(dir, "kumo-server", "main.go")
-	if err := os.MkdirAll(filepath.Dir(src), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(src, []byte(kumoServerMain), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "kumo")
-	if out, err := exec.Command("go", "build", "-o", bin, src).CombinedOutput(); err != nil {
-		t.Fatalf("build kumo server: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stdin.Close() // the server exits when its stdin closes
-		_ = cmd.Wait()
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("kumo server: %v", err)
-	}
-	return strings.TrimSpace(line)
 }
 
 // gitIn runs git in dir with a fixed identity and returns its output.
@@ -238,9 +172,14 @@ func TestCrashKillResume(t *testing.T) {
 	}
 	tmp := t.TempDir()
 	bin := buildAgent(t, tmp)
-	kumoURL := startKumoProcess(t, tmp)
-	base := testenv.Kumo(t).Copy()
-	base.BaseEndpoint = aws.String(kumoURL)
+	// The in-process emulator of a -race test binary takes about 13 s to
+	// accept one CreateFunction carrying the agent's own zipped executable
+	// (17 MB; encoding/json under the race detector), so one pass creating
+	// six workflows took 52 s there, and 50 kills would take many minutes.
+	// A process of its own also keeps the killed agents' half-sent requests
+	// out of the test binary's kumo state.
+	kumoURL := testenv.KumoProcess(t, testenv.KumoProcessOptions{})
+	base := testenv.KumoConfig(kumoURL)
 
 	var mu sync.Mutex
 	total := crashFigures{landed: map[string]int{}, byPhase: map[string]int{}}

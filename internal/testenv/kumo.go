@@ -55,7 +55,12 @@ func KumoURL(tb testing.TB) string {
 // addressing: pass S3PathStyle to s3.NewFromConfig.
 func Kumo(tb testing.TB) aws.Config {
 	tb.Helper()
-	url := KumoURL(tb)
+	return KumoConfig(KumoURL(tb))
+}
+
+// KumoConfig is Kumo for the emulator at url, such as one KumoProcess
+// started.
+func KumoConfig(url string) aws.Config {
 	return aws.Config{
 		Region:       Region,
 		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
