@@ -43,12 +43,16 @@ type stage struct {
 type stageOptions struct {
 	maxReceiveCount int           // 0: no redrive
 	visibility      time.Duration // the queue's; 0: 30s
+	kumoURL         string        // the emulator to use; "": the test binary's
 }
 
 func newStage(tb testing.TB, o stageOptions) *stage {
 	tb.Helper()
 	ctx := tb.Context()
 	cfg := testenv.Kumo(tb)
+	if o.kumoURL != "" {
+		cfg = testenv.KumoConfig(o.kumoURL)
+	}
 	name := testenv.UniqueName(tb)
 	s := &stage{
 		t: tb, aws: cfg, name: name,
