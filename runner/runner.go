@@ -60,7 +60,8 @@ type worker struct {
 // the visibility timeout, so no other runner receives it. Local files of a
 // run are removed after it.
 //
-// Run returns nil after IdleTimeout without messages, ctx's error when ctx
+// Run returns nil after IdleTimeout without messages, once no message it
+// released for a retry is still to come back, ctx's error when ctx
 // ends (the message in progress is released at once for another task), and
 // an error when the configuration is invalid or the queue cannot be read.
 func Run(ctx context.Context, awsCfg aws.Config, c Config, log *slog.Logger) error {
@@ -121,14 +122,22 @@ func (w *worker) queueVisibility(ctx context.Context) time.Duration {
 
 // loop receives and processes messages until the queue has been idle for
 // IdleTimeout or ctx ends.
+//
+// It does not count as idle while a message it released after a failure
+// is still to come back: the task that started this runner may be the only
+// one, and if it left, the message would come back to nobody, neither
+// retried nor moved to the dead-letter queue (SQS moves a message only when
+// a receive finds it over maxReceiveCount) until some later upload started
+// a task.
 func (w *worker) loop(ctx context.Context) error {
 	lastWork := time.Now()
+	var retriesDue time.Time // when the last message released for a retry is visible again
 	failures := 0
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		left := w.c.IdleTimeout - time.Since(lastWork)
+		left := max(w.c.IdleTimeout-time.Since(lastWork), time.Until(retriesDue)+w.c.WaitTime)
 		if left <= 0 {
 			w.log.Info("queue idle, runner exits", "idle", w.c.IdleTimeout)
 			return nil
@@ -158,14 +167,25 @@ func (w *worker) loop(ctx context.Context) error {
 		}
 		failures = 0
 		for _, m := range out.Messages {
-			w.process(ctx, m)
+			if back := w.process(ctx, m); back > 0 {
+				retriesDue = later(retriesDue, time.Now().Add(back))
+			}
 			lastWork = time.Now()
 		}
 	}
 }
 
-// process handles one delivery of a message, start to finish.
-func (w *worker) process(ctx context.Context, m sqstypes.Message) {
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// process handles one delivery of a message, start to finish. After a
+// failure it returns how long until the message is visible again.
+func (w *worker) process(ctx context.Context, m sqstypes.Message) (retryIn time.Duration) {
 	receipt := aws.ToString(m.ReceiptHandle)
 	attempt, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
 	rec := Record{
@@ -208,12 +228,14 @@ func (w *worker) process(ctx context.Context, m sqstypes.Message) {
 			log.Warn("message not released, it returns after its visibility timeout", "err", verr)
 		}
 		log.Error("run failed", "input", rec.Input, "retry_in", delay, "err", err)
+		retryIn = delay
 	}
 	if w.c.StateBucket != "" {
 		if rerr := w.writeRecord(fctx, rec, msg.Bucket, msg.Key, receipt); rerr != nil {
 			log.Warn("run not recorded", "err", rerr)
 		}
 	}
+	return retryIn
 }
 
 // heartbeat extends the visibility of the message being worked on every

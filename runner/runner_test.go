@@ -226,6 +226,32 @@ func TestRunFailingCommandReachesDeadLetterQueue(t *testing.T) {
 	}
 }
 
+// TestRunStaysForItsRetries: a failed message is released for a retry that
+// comes later than the idle timeout. The runner must still be there to
+// receive it, and to let SQS move it to the dead-letter queue after the
+// last attempt, since no other task may be running.
+func TestRunStaysForItsRetries(t *testing.T) {
+	s := newStage(t, stageOptions{maxReceiveCount: 2})
+	s.cfg.RunCommand = "sh $input $output"
+	s.cfg.RetryDelay = time.Second // SQS counts whole seconds: 1 s, then 2 s
+	s.cfg.IdleTimeout = 500 * time.Millisecond
+	s.put("fail.sh", "exit 3\n")
+	s.send("fail.sh")
+	start := time.Now()
+	s.run()
+	took := time.Since(start)
+
+	recs := s.records()
+	if len(recs) != 2 {
+		t.Fatalf("%d records after %v, want 2: the runner left before its retry came back", len(recs), took)
+	}
+	out, err := s.sqs.ReceiveMessage(t.Context(), &sqs.ReceiveMessageInput{QueueUrl: &s.dlqURL, WaitTimeSeconds: 1})
+	if err != nil || len(out.Messages) != 1 {
+		t.Fatalf("dead-letter queue: %d messages, %v; want the failed message", len(out.Messages), err)
+	}
+	t.Logf("two attempts and the move to the dead-letter queue took %v", took)
+}
+
 func TestRunMissingObjectFails(t *testing.T) {
 	s := newStage(t, stageOptions{maxReceiveCount: 1})
 	s.send("never-uploaded.txt")
