@@ -23,8 +23,10 @@ input path, run the algorithm's command on it, upload the result to the
 output bucket as <prefix>/Result-<ALGORITHM>-<file> (a directory result is
 zipped), delete the message and record the run in the state bucket. A
 failed run leaves its message for a later attempt and, after the queue's
-maxReceiveCount, the dead-letter queue. The runner exits 0 once the queue
-has been idle for CLOUDPIPE_IDLE_TIMEOUT (default 60s) or on SIGTERM.
+maxReceiveCount, the dead-letter queue; it waits CLOUDPIPE_RETRY_DELAY
+(default 30s, doubled per attempt), and the runner stays until it is back.
+The runner exits 0 once the queue has been idle for CLOUDPIPE_IDLE_TIMEOUT
+(default 60s) with no such retry pending, or on SIGTERM.
 
 It is configured by the environment the task definition sets:
 CLOUDPIPE_QUEUE_URL, CLOUDPIPE_INPUT_BUCKET, CLOUDPIPE_OUTPUT_BUCKET,
