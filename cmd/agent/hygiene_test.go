@@ -579,28 +579,10 @@ func (s giteaStatus) state() string {
 
 // startDaemon starts `agent run` with exactly env, its stdout going to
 // stdout, and waits until it serves /healthz. Unlike startAgent it keeps
-// stdout, which the hygiene test scans too.
+// stdout, which the hygiene test scans too, and never prints the logs.
 func startDaemon(t *testing.T, bin string, env []string, stdout io.Writer, args ...string) *agentProc {
 	t.Helper()
-	addr := freeAddr(t)
-	cmd := exec.Command(bin, append([]string{"run", "--listen", addr}, args...)...)
-	cmd.Env = env
-	cmd.Stdout = stdout
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &agentProc{cmd: cmd, logs: &logWatch{}, base: "http://" + addr, done: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.logs.consume(stderr); close(p.done) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-p.done; _ = cmd.Wait() })
-	if !waitFor(60*time.Second, func() bool { return p.get("/healthz") == http.StatusOK }) {
-		t.Fatalf("agent never served /healthz (%d bytes of logs)", len(p.logs.text()))
-	}
-	return p
+	return launchAgent(t, bin, env, stdout, false, args...)
 }
 
 // invokeLambda runs the agent binary as the stage function fn against

@@ -136,15 +136,26 @@ func startAgent(t *testing.T, env []string, args ...string) *agentProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
-	cmd := exec.Command(bin, append([]string{"run", "--listen", addr, "--cache-dir", t.TempDir(),
-		"--log-format", "json", "--log-level", "debug"}, args...)...)
+	var full []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "CLOUDPIPE_") {
-			cmd.Env = append(cmd.Env, kv)
+			full = append(full, kv)
 		}
 	}
-	cmd.Env = append(cmd.Env, env...)
+	full = append(full, env...)
+	args = append([]string{"--cache-dir", t.TempDir(), "--log-format", "json", "--log-level", "debug"}, args...)
+	return launchAgent(t, bin, full, nil, true, args...)
+}
+
+// launchAgent starts bin as `agent run` with exactly env, its stdout going
+// to stdout, and waits until it serves /healthz. showLogs puts the agent's
+// log in the failure message when it never does.
+func launchAgent(t *testing.T, bin string, env []string, stdout io.Writer, showLogs bool, args ...string) *agentProc {
+	t.Helper()
+	addr := freeAddr(t)
+	cmd := exec.Command(bin, append([]string{"run", "--listen", addr}, args...)...)
+	cmd.Env = env
+	cmd.Stdout = stdout
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -157,7 +168,10 @@ func startAgent(t *testing.T, env []string, args ...string) *agentProc {
 	go func() { p.logs.consume(stderr); close(p.done) }()
 	t.Cleanup(func() { _ = cmd.Process.Kill(); <-p.done; _ = cmd.Wait() })
 	if !waitFor(60*time.Second, func() bool { return p.get("/healthz") == http.StatusOK }) {
-		t.Fatalf("agent never served /healthz:\n%s", p.logs.text())
+		if showLogs {
+			t.Fatalf("agent never served /healthz:\n%s", p.logs.text())
+		}
+		t.Fatalf("agent never served /healthz (%d bytes of logs)", len(p.logs.text()))
 	}
 	return p
 }
