@@ -17,6 +17,21 @@ import (
 // process, and a short wait lets --once end soon after the last result.
 const runnerIdleTimeout = 3 * time.Second
 
+// runnerRetryDelay is how long a message whose run failed waits before its
+// next delivery. With the runner's default (30s, doubled per delivery) a
+// file that fails would reach the dead-letter queue only after 30+60+120
+// seconds, with a runner kept up all that while for its retries. SQS counts
+// whole seconds, so this delay, doubled per delivery, stays "at once" for
+// the first ten deliveries: a failing file is retried and dead-lettered
+// within seconds.
+const runnerRetryDelay = time.Millisecond
+
+// runnerWaitTime is the runner's long-poll wait. A runner that released a
+// message for a retry stays up for one whole wait after the retry is due
+// (runner.Run); with SQS's 20 seconds, every runner that saw a failure
+// would outlive runnerIdleTimeout by that much.
+const runnerWaitTime = runnerIdleTimeout
+
 // runnerRole is the argument of the agent's entry point that makes it the
 // runner ("/cloudpipe/agent runner" in the task definition).
 const runnerRole = "runner"
@@ -37,6 +52,8 @@ func (d *demo) startTask(ctx context.Context, t localecs.TaskSpec) (*exec.Cmd, e
 		"CLOUDPIPE_TEMP_DIR":     filepath.Join(root, "tmp"),
 		"TMPDIR":                 filepath.Join(root, "tmp"),
 		"CLOUDPIPE_IDLE_TIMEOUT": runnerIdleTimeout.String(),
+		"CLOUDPIPE_RETRY_DELAY":  runnerRetryDelay.String(),
+		"CLOUDPIPE_WAIT_TIME":    runnerWaitTime.String(),
 	}
 	dirs := []string{filepath.Join(root, "tmp")}
 	for _, k := range []string{"CLOUDPIPE_INPUT_PATH", "CLOUDPIPE_OUTPUT_PATH"} {
