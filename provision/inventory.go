@@ -60,7 +60,10 @@ type IndexEntry struct {
 	Stages   int    `json:"stages,omitempty"`    // how many stages the deployed spec has
 	SpecHash string `json:"spec_hash,omitempty"` // of the deployed spec; empty until a first apply succeeds
 	Commit   string `json:"commit,omitempty"`    // commit of the last successful apply
-	State    State  `json:"state"`
+	// Release names the agent's stage-function code and runner image that
+	// the last successful apply deployed (see sync.Options.Release).
+	Release string `json:"release,omitempty"`
+	State   State  `json:"state"`
 	// PendingHash is the spec an applying agent is moving to.
 	PendingHash string `json:"pending_hash,omitempty"`
 	// Holder and LeaseExpires lock the entry while an agent applies it: no

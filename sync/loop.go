@@ -393,7 +393,7 @@ func (l *Loop) planPullRequests(ctx context.Context, advertised []gitsource.Pull
 				return err
 			}
 		}
-		plan := ComputePlan(d, idx, l.opts.Reconciler.opts.AgentID, l.opts.Now())
+		plan := ComputePlan(d, idx, l.opts.Reconciler.opts.AgentID, l.opts.Reconciler.opts.Release, l.opts.Now())
 		s := status.Status{Commit: head, Context: status.PlanContext, State: status.Success,
 			Description: status.PlanDescription(plan.Counts())}
 		if len(d.Problems) > 0 {

@@ -79,8 +79,9 @@ func (p *Plan) HasWrites() bool {
 }
 
 // ComputePlan compares the desired state with the inventory's index. It is
-// pure: the same inputs always give the same plan.
-func ComputePlan(d *Desired, idx *provision.Index, agentID string, now time.Time) *Plan {
+// pure: the same inputs always give the same plan. release is the agent's
+// (see Options.Release); "" does not compare releases.
+func ComputePlan(d *Desired, idx *provision.Index, agentID, release string, now time.Time) *Plan {
 	plan := &Plan{Commit: d.Commit, Problems: d.Problems}
 	seen := map[string]bool{}
 	for _, w := range d.Workflows {
@@ -89,7 +90,7 @@ func ComputePlan(d *Desired, idx *provision.Index, agentID string, now time.Time
 		if e, ok := idx.Workflows[w.Name]; ok {
 			c.Entry = &e
 		}
-		c.Action, c.Reason = planDesired(w, c.Entry, agentID, now)
+		c.Action, c.Reason = planDesired(w, c.Entry, agentID, release, now)
 		plan.Changes = append(plan.Changes, c)
 	}
 	for name, problems := range d.Invalid {
@@ -119,7 +120,7 @@ func ComputePlan(d *Desired, idx *provision.Index, agentID string, now time.Time
 	return plan
 }
 
-func planDesired(w *workflow.Workflow, e *provision.IndexEntry, agentID string, now time.Time) (Action, string) {
+func planDesired(w *workflow.Workflow, e *provision.IndexEntry, agentID, release string, now time.Time) (Action, string) {
 	if e == nil {
 		return Create, "new file " + w.File
 	}
@@ -143,6 +144,8 @@ func planDesired(w *workflow.Workflow, e *provision.IndexEntry, agentID string, 
 		return Update, fmt.Sprintf("region changed from %s to %s: pipeline moves", e.Region, w.Region)
 	case e.SpecHash != w.SpecHash:
 		return Update, fmt.Sprintf("%s changed since commit %s", w.File, short(e.Commit))
+	case release != "" && e.Release != release:
+		return Update, "agent upgraded: stage functions and runner image move to its release " + short(release)
 	}
 	return Unchanged, "deployed at commit " + short(e.Commit)
 }

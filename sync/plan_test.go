@@ -16,7 +16,7 @@ func TestComputePlan(t *testing.T) {
 		return &workflow.Workflow{Name: name, File: "workflows/" + name + ".json", Region: "us-east-1", SpecHash: hash}
 	}
 	ready := func(hash string) provision.IndexEntry {
-		return provision.IndexEntry{Region: "us-east-1", SpecHash: hash, Commit: "c0ffee0000", State: provision.StateReady}
+		return provision.IndexEntry{Region: "us-east-1", SpecHash: hash, Commit: "c0ffee0000", Release: "r1", State: provision.StateReady}
 	}
 	problem := workflow.Problem{File: "workflows/broken.json", Line: 3, Col: 5, Path: "region", Msg: "unknown region"}
 
@@ -26,6 +26,7 @@ func TestComputePlan(t *testing.T) {
 		index      map[string]provision.IndexEntry
 		want       map[string]pipesync.Action
 		wantReason map[string]string // substring of the reason
+		release    string            // the agent's; default "r1", that of ready entries
 	}{
 		{
 			name:       "new file is created",
@@ -43,6 +44,22 @@ func TestComputePlan(t *testing.T) {
 			name:       "changed hash is updated",
 			desired:    &pipesync.Desired{Workflows: []*workflow.Workflow{wf("a", "h2")}},
 			index:      map[string]provision.IndexEntry{"a": ready("h1")},
+			want:       map[string]pipesync.Action{"a": pipesync.Update},
+			wantReason: map[string]string{"a": "changed since commit c0ffee0"},
+		},
+		{
+			name:       "another agent release is updated",
+			desired:    &pipesync.Desired{Workflows: []*workflow.Workflow{wf("a", "h1")}},
+			index:      map[string]provision.IndexEntry{"a": ready("h1")},
+			release:    "r2",
+			want:       map[string]pipesync.Action{"a": pipesync.Update},
+			wantReason: map[string]string{"a": "agent upgraded"},
+		},
+		{
+			name:       "a file change is named before the release",
+			desired:    &pipesync.Desired{Workflows: []*workflow.Workflow{wf("a", "h2")}},
+			index:      map[string]provision.IndexEntry{"a": ready("h1")},
+			release:    "r2",
 			want:       map[string]pipesync.Action{"a": pipesync.Update},
 			wantReason: map[string]string{"a": "changed since commit c0ffee0"},
 		},
@@ -123,7 +140,11 @@ func TestComputePlan(t *testing.T) {
 			if idx.Workflows == nil {
 				idx.Workflows = map[string]provision.IndexEntry{}
 			}
-			plan := pipesync.ComputePlan(tt.desired, idx, "me", now)
+			release := tt.release
+			if release == "" {
+				release = "r1"
+			}
+			plan := pipesync.ComputePlan(tt.desired, idx, "me", release, now)
 			got := map[string]pipesync.Action{}
 			for _, c := range plan.Changes {
 				got[c.Workflow] = c.Action

@@ -32,6 +32,11 @@ type Options struct {
 	// applying, in case this one dies mid-apply. Default 15 minutes, above
 	// the longest apply (IAM propagation retries stop after about 2).
 	LeaseTTL time.Duration
+	// Release names what this agent deploys besides the workflow files:
+	// its stage-function code and its runner image. A workflow deployed
+	// under another release is updated, so an agent upgrade reaches every
+	// pipeline on its first pass. Empty: releases are not compared.
+	Release string
 	// ApplyTimeout bounds the apply of one workflow. Default 10 minutes.
 	ApplyTimeout time.Duration
 	Logger       *slog.Logger
@@ -97,7 +102,7 @@ func (r *Reconciler) Plan(ctx context.Context, d *Desired) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ComputePlan(d, idx, r.opts.AgentID, r.opts.Now()), nil
+	return ComputePlan(d, idx, r.opts.AgentID, r.opts.Release, r.opts.Now()), nil
 }
 
 // errReplan says the index changed under us: another agent wrote it first.
@@ -130,7 +135,7 @@ func (r *Reconciler) reconcile(ctx context.Context, d *Desired, drift bool) (*Re
 		if err != nil {
 			return nil, err
 		}
-		plan := ComputePlan(d, idx, r.opts.AgentID, r.opts.Now())
+		plan := ComputePlan(d, idx, r.opts.AgentID, r.opts.Release, r.opts.Now())
 		if drift {
 			if err := r.findDrift(ctx, plan); err != nil {
 				return nil, err
@@ -340,6 +345,7 @@ func (r *Reconciler) recordResults(ctx context.Context, idx *provision.Index, co
 			default:
 				e.State, e.Error = provision.StateReady, ""
 				e.SpecHash, e.Region, e.Commit, e.Stages = res.SpecHash, res.Region, commit, res.Stages
+				e.Release = r.opts.Release
 			}
 			e.PendingHash, e.Holder, e.LeaseExpires, e.UpdatedAt = "", "", time.Time{}, now
 			idx.Workflows[res.Workflow] = e

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
@@ -452,5 +453,52 @@ func TestReconcileRacingAgents(t *testing.T) {
 		if idx.Workflows[name].State != provision.StateReady {
 			t.Errorf("index entry of %s: %+v, want ready (lost write?)", name, idx.Workflows[name])
 		}
+	}
+}
+
+// TestReconcileAgentUpgrade: a new agent release (other stage-function code,
+// same workflow files) updates every deployed workflow once: new function
+// code, nothing else rebuilt; then the workflows are unchanged again.
+func TestReconcileAgentUpgrade(t *testing.T) {
+	e := newEnv(t)
+	wf := e.name("up")
+	files := map[string]string{wf: singleRun(e.name("in"), e.name("out"), "fast")}
+	r1 := pipesync.New(pipesync.Options{Provisioner: e.prov, Inventory: e.inv, AgentID: "a", Release: "r1"})
+	wantActions(t, e.sync(r1, repo(files), "c1"), map[string]string{wf: "create"})
+
+	// The upgraded agent: other code in its package, another release.
+	upgraded := provision.New(e.cfg, provision.Options{
+		Cluster: "cloudpipe", Network: e.network, StateBucket: e.state,
+		LambdaCode:  provision.NewLambdaCode(append(tinyZip(t), "upgraded"...)),
+		RunnerImage: "cloudpipe/agent:test", S3UsePathStyle: true, IAMPropagationTimeout: 2 * time.Second,
+	})
+	r2 := pipesync.New(pipesync.Options{Provisioner: upgraded, Inventory: e.inv, AgentID: "a", Release: "r2"})
+	e.calls.Reset()
+	rep := e.sync(r2, repo(files), "c1")
+	wantActions(t, rep, map[string]string{wf: "update"})
+	if reason := rep.Plan.Changes[0].Reason; !strings.Contains(reason, "agent upgraded") {
+		t.Errorf("upgrade reason %q, want it to say the agent was upgraded", reason)
+	}
+	writes := e.calls.WriteOps()
+	if writes["Lambda.UpdateFunctionCode"] != 1 {
+		t.Errorf("upgrade: %d UpdateFunctionCode, want 1 (writes: %v)", writes["Lambda.UpdateFunctionCode"], writes)
+	}
+	for op := range writes {
+		if op != "Lambda.UpdateFunctionCode" && op != "S3.PutObject" {
+			t.Errorf("upgrade wrote %s: only the function code and the inventory should change (writes: %v)", op, writes)
+		}
+	}
+	idx, err := e.inv.ReadIndex(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := idx.Workflows[wf].Release; got != "r2" {
+		t.Errorf("index release %q after the upgrade, want r2", got)
+	}
+
+	e.calls.Reset()
+	wantActions(t, e.sync(r2, repo(files), "c1"), map[string]string{wf: "unchanged"})
+	if w := e.calls.Writes(); w != 0 {
+		t.Errorf("pass after the upgrade made %d writes: %v", w, e.calls.Ops())
 	}
 }

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -85,6 +88,29 @@ func (s *awsSession) provisioner(ctx context.Context, cfg Config, log *slog.Logg
 		opts.LambdaCode = provision.LambdaCodeFromFile(exe)
 	}
 	return provision.New(s.cfg, opts), nil
+}
+
+// agentRelease names what this agent deploys besides the workflow files:
+// the stage functions' code, which is this executable, and the runner
+// image. sync compares it with the release each workflow was deployed
+// under, so an upgraded agent (or another --runner-image) brings every
+// pipeline to itself on its first pass (sync.Options.Release).
+func agentRelease(cfg Config) (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find the agent's executable: %w", err)
+	}
+	f, err := os.Open(exe)
+	if err != nil {
+		return "", fmt.Errorf("read the agent's executable: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("read the agent's executable %s: %w", exe, err)
+	}
+	fmt.Fprintf(h, "\x00runner-image=%s", cfg.RunnerImage)
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
 // openRepo opens --repo: a local directory (a Git repository or a plain

@@ -35,6 +35,9 @@ func runPlan(ctx context.Context, cfg Config, _ []string, out streams) error {
 	if err != nil {
 		return err
 	}
+	// No Release: a plan shows what the workflow files change. Run where
+	// a reviewer runs it, this binary is rarely the deployed agent's, and
+	// comparing them would list every workflow as an upgrade.
 	r := pipesync.New(pipesync.Options{
 		Inventory: newInventory(sess),
 		AgentID:   cfg.AgentID,

@@ -75,6 +75,10 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 	if err != nil {
 		return err
 	}
+	release, err := agentRelease(cfg)
+	if err != nil {
+		return err
+	}
 
 	var statuses pipesync.StatusPoster = &status.Discard{Logger: log}
 	var prs pipesync.PullRequestLister
@@ -98,6 +102,7 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 		Provisioner: prov,
 		Inventory:   newInventory(sess),
 		AgentID:     cfg.AgentID,
+		Release:     release,
 		Concurrency: cfg.Concurrency,
 		Logger:      log,
 		OnPlan:      func(p *pipesync.Plan) { loop.PostPending(ctx, p) },

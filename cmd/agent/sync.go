@@ -44,11 +44,16 @@ func runSync(ctx context.Context, cfg Config, _ []string, out streams) error {
 	if err != nil {
 		return err
 	}
+	release, err := agentRelease(cfg)
+	if err != nil {
+		return err
+	}
 	var mu sync.Mutex // progress lines come from the applying goroutines
 	r := pipesync.New(pipesync.Options{
 		Provisioner: prov,
 		Inventory:   newInventory(sess),
 		AgentID:     cfg.AgentID,
+		Release:     release,
 		Concurrency: cfg.Concurrency,
 		Logger:      log,
 		OnEvent: func(e pipesync.Event) {
