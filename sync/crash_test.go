@@ -39,20 +39,6 @@ func buildAgent(t *testing.T, dir string) string {
 	return bin
 }
 
-// gitIn runs git in dir with a fixed identity and returns its output.
-func gitIn(t *testing.T, dir string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
-		"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // crashWorkflowJSON is a workflow file on the checkout's algorithms:
 // sort-lines alone, or sort-lines, uniq-lines, reverse-lines in sequence;
 // lc is the LC_ALL of the sort stages, the variable the test changes.
@@ -232,7 +218,7 @@ func crashLane(t *testing.T, bin string, base aws.Config, seed int64, kills int)
 	if err := os.MkdirAll(filepath.Join(dir, "workflows"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	gitIn(t, dir, "init", "-q", "-b", "main")
+	testenv.Git(t, dir, "init", "-q", "-b", "main")
 	wfs := make([]testWorkflow, 6)
 	for i := range wfs {
 		n := fmt.Sprintf("%s-w%d", name, i)
@@ -256,8 +242,8 @@ func crashLane(t *testing.T, bin string, base aws.Config, seed int64, kills int)
 				t.Fatal(err)
 			}
 		}
-		gitIn(t, dir, "add", "-A")
-		gitIn(t, dir, "commit", "-q", "--allow-empty", "-m", msg)
+		testenv.Git(t, dir, "add", "-A")
+		testenv.Git(t, dir, "commit", "-q", "--allow-empty", "-m", msg)
 	}
 
 	agentEnv := []string{"AWS_ENDPOINT_URL=" + kumoURL, "AWS_REGION=" + testenv.Region,
@@ -435,7 +421,7 @@ func crashLane(t *testing.T, bin string, base aws.Config, seed int64, kills int)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if head := gitIn(t, dir, "rev-parse", "HEAD"); idx.Commit != head {
+	if head := testenv.Git(t, dir, "rev-parse", "HEAD"); idx.Commit != head {
 		t.Errorf("index at commit %s, want head %s", idx.Commit, head)
 	}
 	if killed < kills {

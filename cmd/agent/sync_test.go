@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -24,23 +23,10 @@ func gitRepo(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	git(t, dir, "init", "-q", "-b", "main")
-	git(t, dir, "add", ".")
-	git(t, dir, "commit", "-q", "-m", "examples")
+	testenv.Git(t, dir, "init", "-q", "-b", "main")
+	testenv.Git(t, dir, "add", ".")
+	testenv.Git(t, dir, "commit", "-q", "-m", "examples")
 	return dir
-}
-
-func git(t *testing.T, dir string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
-		"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
 }
 
 // kumoEnv points the agent processes at the in-process emulator.
@@ -78,7 +64,7 @@ func TestBootstrapPlanSync(t *testing.T) {
 		t.Fatalf("second bootstrap should find everything: exit %d\n%s%s", code, out, errOut)
 	}
 
-	head := git(t, repo, "rev-parse", "--short=7", "HEAD")
+	head := testenv.Git(t, repo, "rev-parse", "--short=7", "HEAD")
 	code, out, errOut = runAgent(t, repo, append([]string{"plan", "--repo", "."}, common...)...)
 	want := "plan for commit " + head + ": +2 create ~0 update -0 delete, 0 unchanged\n" +
 		"  + hello-sort  create  new file workflows/hello-sort.json\n" +
@@ -116,8 +102,8 @@ func TestBootstrapPlanSync(t *testing.T) {
 		t.Fatalf("plan after sync: exit %d\n%s", code, out)
 	}
 
-	git(t, repo, "rm", "-q", "workflows/hello-sort.json")
-	git(t, repo, "commit", "-q", "-m", "remove hello-sort")
+	testenv.Git(t, repo, "rm", "-q", "workflows/hello-sort.json")
+	testenv.Git(t, repo, "commit", "-q", "-m", "remove hello-sort")
 	code, out, errOut = runAgent(t, repo, append([]string{"sync", "--once", "--repo", "."}, common...)...)
 	if code != exitOK || !regexp.MustCompile(`hello-sort\s+delete\s+ok\s+torn down`).MatchString(out) {
 		t.Fatalf("sync after removal: exit %d\n%s%s", code, out, errOut)
