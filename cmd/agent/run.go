@@ -112,13 +112,14 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 		Repo: repo, Reconciler: rec, Statuses: statuses, PRs: prs,
 		Schedule: cfg.Schedule, DriftEvery: drift, Logger: log, Observer: m,
 		OnPass: func(res pipesync.PassResult) {
-			// Creating functions sends the agent's zipped binary in every
-			// request, several at a time, so a pass that changed things
-			// peaks at hundreds of MiB. Drop the zip and hand that memory
-			// back to the OS now instead of holding it while idle until
-			// the next change.
+			// The zipped binary is needed again only by a later pass that
+			// creates or updates a function (a drift repair included).
+			prov.ReleaseCode()
+			// Creating functions sends that zip in every request, several
+			// at a time, so a pass that changed things peaks at hundreds
+			// of MiB: hand that memory back to the OS now instead of
+			// holding it while idle until the next change.
 			if res.Report != nil && res.Report.Plan.HasWrites() {
-				prov.ReleaseCode()
 				debug.FreeOSMemory()
 			}
 		},
