@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
+	"github.com/cloudpipe/cloudpipe/inventory"
 	"github.com/cloudpipe/cloudpipe/provision"
 	pipesync "github.com/cloudpipe/cloudpipe/sync"
 )
@@ -99,9 +100,13 @@ func runLifecycle(t *testing.T) *lifecycle {
 			S3UsePathStyle: true, IAMPropagationTimeout: 2 * time.Second,
 		})
 	}
-	inv := provision.NewInventory(cfg, state, true)
+	inv := inventory.NewStore(cfg, state, true)
 	reconciler := func(p *provision.Provisioner) *pipesync.Reconciler {
-		return pipesync.New(pipesync.Options{Provisioner: p, Inventory: inv, AgentID: "policy-test", Concurrency: 2})
+		r, err := pipesync.New(pipesync.Options{Provisioner: p, Inventory: inv, AgentID: "policy-test", Concurrency: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
 	}
 	pass := func(what string, r *pipesync.Reconciler, repo fstest.MapFS, commit string, repair bool) {
 		t.Helper()

@@ -10,8 +10,6 @@ import (
 var (
 	// ErrNotFound: the resource does not exist.
 	ErrNotFound = errors.New("not found")
-	// ErrConflict: a conditional write lost a race (HTTP 412); re-read and re-plan.
-	ErrConflict = errors.New("conflict: written by someone else since it was read")
 )
 
 // NotOwnedError reports a resource with one of cloudpipe's names that does not

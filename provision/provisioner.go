@@ -107,9 +107,9 @@ var transientCodes = map[string]struct{}{
 	"QueueDeletedRecently":                        {},
 }
 
-// newRetryer returns the SDK standard retryer allowing 10 attempts, which
+// NewRetryer returns the SDK standard retryer allowing 10 attempts, which
 // also retries the transient conflicts in transientCodes.
-func newRetryer() aws.Retryer {
+func NewRetryer() aws.Retryer {
 	return retry.NewStandard(func(o *retry.StandardOptions) {
 		o.MaxAttempts = 10
 		o.MaxBackoff = 20 * time.Second
@@ -145,7 +145,7 @@ func New(cfg aws.Config, opts Options) *Provisioner {
 	log = log.With("component", "provision")
 
 	cfg = cfg.Copy()
-	cfg.Retryer = newRetryer
+	cfg.Retryer = NewRetryer
 	// Clip so that appending never writes into the caller's backing array.
 	apiOpts := cfg.APIOptions[:len(cfg.APIOptions):len(cfg.APIOptions)]
 	cfg.APIOptions = append(apiOpts, debugLogMiddleware(log))

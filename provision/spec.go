@@ -1,5 +1,6 @@
 // Package provision creates and deletes the AWS resources of a pipeline stage,
-// idempotently, and stores the agent's inventory of what it owns.
+// idempotently, and the shared prerequisites every stage uses (bootstrap).
+// What was created is recorded by the caller in package inventory.
 package provision
 
 import "time"

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cloudpipe/cloudpipe/inventory"
 	"github.com/cloudpipe/cloudpipe/provision"
 )
 
@@ -48,8 +49,8 @@ func (r *Reconciler) emit(e Event) {
 func (r *Reconciler) ensureWorkflow(ctx context.Context, commit string, c Change, specs []provision.StageSpec, res *Result) error {
 	inv := r.opts.Inventory
 	rec, err := inv.ReadRecord(ctx, c.Workflow)
-	if errors.Is(err, provision.ErrNotFound) {
-		rec, err = &provision.Record{Workflow: c.Workflow}, nil
+	if errors.Is(err, inventory.ErrNotFound) {
+		rec, err = &inventory.Record{Workflow: c.Workflow}, nil
 	}
 	if err != nil {
 		return err
@@ -67,11 +68,11 @@ func (r *Reconciler) ensureWorkflow(ctx context.Context, commit string, c Change
 		retired = append(retired, old)
 	}
 	rec.Region = c.Desired.Region
-	rec.State = provision.StateApplying
+	rec.State = inventory.StateApplying
 	rec.Retired = retired
-	rec.Stages = make([]provision.StageRecord, len(specs))
+	rec.Stages = make([]inventory.StageRecord, len(specs))
 	for i := range specs {
-		rec.Stages[i] = provision.StageRecord{Spec: specs[i], Resources: prev[i]}
+		rec.Stages[i] = inventory.StageRecord{Spec: specs[i], Resources: prev[i]}
 	}
 	if err := r.writeRecord(ctx, rec); err != nil {
 		return err
@@ -108,7 +109,7 @@ func (r *Reconciler) ensureWorkflow(ctx context.Context, commit string, c Change
 	res.InputBucket = specs[0].InputBucket
 	res.OutputBucket = specs[len(specs)-1].OutputBucket
 
-	rec.State, rec.Error = provision.StateReady, ""
+	rec.State, rec.Error = inventory.StateReady, ""
 	rec.SpecHash, rec.Commit = c.Desired.SpecHash, commit
 	return r.writeRecord(ctx, rec)
 }
@@ -127,19 +128,19 @@ func mergeResources(old, cur provision.StageResources) provision.StageResources 
 func (r *Reconciler) deleteWorkflow(ctx context.Context, name string, res *Result) error {
 	inv := r.opts.Inventory
 	rec, err := inv.ReadRecord(ctx, name)
-	if errors.Is(err, provision.ErrNotFound) {
+	if errors.Is(err, inventory.ErrNotFound) {
 		return nil // intent recorded, nothing created yet
 	}
 	if err != nil {
 		return err
 	}
-	rec.State = provision.StateDeleting
+	rec.State = inventory.StateDeleting
 	if err := r.writeRecord(ctx, rec); err != nil {
 		return err
 	}
 	// Later stages first: stage i+1 is triggered by stage i's output bucket.
 	all := append(slices.Clone(rec.Retired), rec.Stages...)
-	slices.SortStableFunc(all, func(a, b provision.StageRecord) int { return b.Spec.Stage - a.Spec.Stage })
+	slices.SortStableFunc(all, func(a, b inventory.StageRecord) int { return b.Spec.Stage - a.Spec.Stage })
 	for _, st := range all {
 		dr, err := r.opts.Provisioner.DeleteStage(ctx, st.Spec, st.Resources)
 		if err != nil {
@@ -152,15 +153,15 @@ func (r *Reconciler) deleteWorkflow(ctx context.Context, name string, res *Resul
 
 // fail records err in the workflow's record and returns it. The record write
 // uses a context that outlives cancellation so the failure is on record.
-func (r *Reconciler) fail(ctx context.Context, rec *provision.Record, err error) error {
+func (r *Reconciler) fail(ctx context.Context, rec *inventory.Record, err error) error {
 	if ctx.Err() != nil {
 		// Interrupted, not failed: leave the record in its in-progress state
 		// for the next pass to resume.
 		return err
 	}
 	rec.Error = err.Error()
-	if rec.State == provision.StateApplying {
-		rec.State = provision.StateFailed
+	if rec.State == inventory.StateApplying {
+		rec.State = inventory.StateFailed
 	}
 	if werr := r.writeRecord(ctx, rec); werr != nil {
 		return errors.Join(err, werr)
@@ -168,7 +169,7 @@ func (r *Reconciler) fail(ctx context.Context, rec *provision.Record, err error)
 	return err
 }
 
-func (r *Reconciler) writeRecord(ctx context.Context, rec *provision.Record) error {
+func (r *Reconciler) writeRecord(ctx context.Context, rec *inventory.Record) error {
 	rec.UpdatedAt = r.opts.Now().UTC().Truncate(time.Millisecond)
 	return r.opts.Inventory.WriteRecord(ctx, rec)
 }

@@ -42,7 +42,7 @@ func firstErr(rep *pipesync.Report) error {
 // that changes none of them. The pass reads the index and records the commit.
 func BenchmarkSyncNoChange1000(b *testing.B) {
 	e := newEnv(b)
-	r := pipesync.New(pipesync.Options{Provisioner: e.prov, Inventory: e.inv, AgentID: "bench"})
+	r := mustReconciler(pipesync.Options{Provisioner: e.prov, Inventory: e.inv, AgentID: "bench"})
 	files := e.manyWorkflows(1000, "n")
 	e.deploy(r, files, "c0")
 	fsys := repo(files)
@@ -65,7 +65,7 @@ func BenchmarkSyncNoChange1000(b *testing.B) {
 // that workflow: the difference is what the other 999 cost.
 func BenchmarkSyncOneChanged1000(b *testing.B) {
 	e := newEnv(b)
-	r := pipesync.New(pipesync.Options{Provisioner: e.prov, Inventory: e.inv, AgentID: "bench"})
+	r := mustReconciler(pipesync.Options{Provisioner: e.prov, Inventory: e.inv, AgentID: "bench"})
 	files := e.manyWorkflows(1000, "m")
 	e.deploy(r, files, "c0")
 	target := e.name("m0")
@@ -90,7 +90,7 @@ func BenchmarkSyncOneChanged1000(b *testing.B) {
 	// The same change alone, in its own state bucket.
 	b.StopTimer()
 	solo := newEnv(&namedTB{TB: b, name: b.Name() + "/solo"})
-	sr := pipesync.New(pipesync.Options{Provisioner: solo.prov, Inventory: solo.inv, AgentID: "bench"})
+	sr := mustReconciler(pipesync.Options{Provisioner: solo.prov, Inventory: solo.inv, AgentID: "bench"})
 	one := map[string]string{target: files[target]}
 	solo.deploy(sr, one, "c0")
 	const rounds = 5
@@ -124,7 +124,7 @@ func BenchmarkProvision50(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for _, conc := range []int{1, 8} {
-			r := pipesync.New(pipesync.Options{Provisioner: prov, Inventory: e.inv, AgentID: "bench", Concurrency: conc})
+			r := mustReconciler(pipesync.Options{Provisioner: prov, Inventory: e.inv, AgentID: "bench", Concurrency: conc})
 			files := e.manyWorkflows(50, fmt.Sprintf("p%dc%d-", i, conc))
 			start := time.Now()
 			e.deploy(r, files, "c1")
@@ -135,7 +135,7 @@ func BenchmarkProvision50(b *testing.B) {
 				par += took
 			}
 			b.StopTimer()
-			fast := pipesync.New(pipesync.Options{Provisioner: e.prov, Inventory: e.inv, AgentID: "bench", Concurrency: 16})
+			fast := mustReconciler(pipesync.Options{Provisioner: e.prov, Inventory: e.inv, AgentID: "bench", Concurrency: 16})
 			e.deploy(fast, nil, "c2")
 			b.StartTimer()
 		}

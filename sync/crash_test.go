@@ -21,7 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
-	"github.com/cloudpipe/cloudpipe/provision"
+	"github.com/cloudpipe/cloudpipe/inventory"
 	pipesync "github.com/cloudpipe/cloudpipe/sync"
 )
 
@@ -391,7 +391,7 @@ func crashLane(t *testing.T, bin string, base aws.Config, seed int64, kills int)
 		t.Errorf("pass after convergence still works: exit %d\n%s%s", check.code, check.stdout, check.stderr)
 	}
 
-	e := &env{t: t, prefix: name, state: state, inv: provision.NewInventory(base, state, true),
+	e := &env{t: t, prefix: name, state: state, inv: inventory.NewStore(base, state, true),
 		s3: s3.NewFromConfig(base, testenv.S3PathStyle), sqs: sqs.NewFromConfig(base), iam: iam.NewFromConfig(base),
 		lambda: lambda.NewFromConfig(base), logs: cloudwatchlogs.NewFromConfig(base)}
 	desired := pipesync.LoadDesired(os.DirFS(dir), "")

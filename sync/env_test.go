@@ -23,6 +23,7 @@ import (
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
+	"github.com/cloudpipe/cloudpipe/inventory"
 	"github.com/cloudpipe/cloudpipe/provision"
 	pipesync "github.com/cloudpipe/cloudpipe/sync"
 )
@@ -37,7 +38,7 @@ type env struct {
 	calls   *testenv.CallCounter
 	crash   *crashAfter
 	prov    *provision.Provisioner
-	inv     *provision.Inventory
+	inv     *inventory.Store
 	s3      *s3.Client
 	sqs     *sqs.Client
 	iam     *iam.Client
@@ -68,7 +69,7 @@ func newEnv(t testing.TB) *env {
 	}); err != nil {
 		t.Fatalf("bootstrap: %v", err)
 	}
-	e.inv = provision.NewInventory(cfg, e.state, true)
+	e.inv = inventory.NewStore(cfg, e.state, true)
 
 	pathStyle := func(o *s3.Options) { o.UsePathStyle = true }
 	e.s3 = s3.NewFromConfig(base, pathStyle)
@@ -92,7 +93,7 @@ func (e *env) newProvisioner(cfg aws.Config) *provision.Provisioner {
 }
 
 func (e *env) reconciler(agentID string) *pipesync.Reconciler {
-	return pipesync.New(pipesync.Options{
+	return mustReconciler(pipesync.Options{
 		Provisioner: e.prov,
 		Inventory:   e.inv,
 		AgentID:     agentID,
@@ -211,4 +212,14 @@ func sequenceRun(in, out string, extra ...string) string {
     {"name": "dedup", "port": [], "variables": {}},
     {"name": "copier", "port": [], "variables": {}}]}%s
 }`, in, out, more)
+}
+
+// mustReconciler is pipesync.New for options a test built whole: a missing
+// part is a bug in the test.
+func mustReconciler(opts pipesync.Options) *pipesync.Reconciler {
+	r, err := pipesync.New(opts)
+	if err != nil {
+		panic(err)
+	}
+	return r
 }

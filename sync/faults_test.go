@@ -21,6 +21,7 @@ import (
 	"github.com/cloudpipe/cloudpipe/gitsource"
 	"github.com/cloudpipe/cloudpipe/internal/faultproxy"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
+	"github.com/cloudpipe/cloudpipe/inventory"
 	"github.com/cloudpipe/cloudpipe/provision"
 	pipesync "github.com/cloudpipe/cloudpipe/sync"
 )
@@ -150,7 +151,7 @@ func (e *env) audit(wfs []testWorkflow, want map[string]string) (missing, orphan
 		switch {
 		case deployed && !inIndex:
 			missing = append(missing, w.name+": index entry")
-		case deployed && (entry.State != provision.StateReady || entry.SpecHash != hash || entry.Holder != "" || entry.Stages != stages):
+		case deployed && (entry.State != inventory.StateReady || entry.SpecHash != hash || entry.Holder != "" || entry.Stages != stages):
 			missing = append(missing, fmt.Sprintf("%s: index entry ready at %.8s (have %s at %.8s, holder %q, %d stages)",
 				w.name, hash, entry.State, entry.SpecHash, entry.Holder, entry.Stages))
 		case !deployed && inIndex:
@@ -159,10 +160,10 @@ func (e *env) audit(wfs []testWorkflow, want map[string]string) (missing, orphan
 		switch {
 		case deployed && recErr != nil:
 			missing = append(missing, fmt.Sprintf("%s: record (%v)", w.name, recErr))
-		case deployed && (rec.State != provision.StateReady || rec.SpecHash != hash || len(rec.Stages) != stages || len(rec.Retired) != 0 || rec.Commit != entry.Commit):
+		case deployed && (rec.State != inventory.StateReady || rec.SpecHash != hash || len(rec.Stages) != stages || len(rec.Retired) != 0 || rec.Commit != entry.Commit):
 			missing = append(missing, fmt.Sprintf("%s: record ready at %.8s (have %s at %.8s, %d stages, %d retired, commit %s vs index %s)",
 				w.name, hash, rec.State, rec.SpecHash, len(rec.Stages), len(rec.Retired), rec.Commit, entry.Commit))
-		case !deployed && !errors.Is(recErr, provision.ErrNotFound):
+		case !deployed && !errors.Is(recErr, inventory.ErrNotFound):
 			orphans = append(orphans, fmt.Sprintf("%s: record (%v)", w.name, recErr))
 		}
 	}
@@ -235,7 +236,7 @@ func (e *env) inventoryConsistent(prefix string) (problems []string, markers int
 		if !strings.HasPrefix(n, prefix) {
 			continue
 		}
-		if _, err := e.inv.ReadRecord(ctx, n); errors.Is(err, provision.ErrNotFound) {
+		if _, err := e.inv.ReadRecord(ctx, n); errors.Is(err, inventory.ErrNotFound) {
 			markers++
 			continue
 		}
@@ -313,7 +314,7 @@ func errorClass(err error) string {
 	}
 	s := err.Error()
 	switch {
-	case errors.Is(err, provision.ErrConflict):
+	case errors.Is(err, inventory.ErrConflict):
 		return "inventory conflict"
 	case strings.Contains(s, "EntityAlreadyExists"):
 		return "EntityAlreadyExists"
@@ -361,9 +362,9 @@ func TestReconcileThroughFaults(t *testing.T) {
 	cfg := e.cfg.Copy() // still counted by e.calls
 	cfg.BaseEndpoint = aws.String(proxy.URL())
 	cfg.HTTPClient = awshttp.NewBuildableClient().WithTimeout(attemptTimeout)
-	faulty := pipesync.New(pipesync.Options{
+	faulty := mustReconciler(pipesync.Options{
 		Provisioner: e.newProvisioner(cfg),
-		Inventory:   provision.NewInventory(cfg, e.state, true),
+		Inventory:   inventory.NewStore(cfg, e.state, true),
 		AgentID:     "faults", Concurrency: 8,
 	})
 

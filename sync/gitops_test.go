@@ -71,9 +71,9 @@ func newGitOps(t testing.TB, httpClient *http.Client) *gitops {
 	}
 	clock := &fakeClock{now: time.Now()}
 	var loop *pipesync.Loop
-	rec := pipesync.New(pipesync.Options{Provisioner: e.prov, Inventory: e.inv, AgentID: "agent-a",
+	rec := mustReconciler(pipesync.Options{Provisioner: e.prov, Inventory: e.inv, AgentID: "agent-a",
 		OnPlan: func(p *pipesync.Plan) { loop.PostPending(context.Background(), p) }})
-	loop, err = pipesync.NewLoop(pipesync.LoopOptions{Repo: src, Reconciler: rec, Statuses: gh, PRs: gh,
+	loop, err = pipesync.NewLoop(pipesync.LoopOptions{Repo: src, Reconciler: rec, Statuses: gh, PRs: gh, Runs: e.inv,
 		DriftEvery: time.Hour, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)

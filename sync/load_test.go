@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
+	"github.com/cloudpipe/cloudpipe/inventory"
 	"github.com/cloudpipe/cloudpipe/provision"
 	pipesync "github.com/cloudpipe/cloudpipe/sync"
 )
@@ -221,7 +222,7 @@ func TestDeploy100(t *testing.T) {
 	// A name unique in the process, so -count=N starts from an empty
 	// inventory each time (kumo's state outlives a test).
 	e := newEnv(&namedTB{TB: t, name: testenv.UniqueName(t)})
-	r := pipesync.New(pipesync.Options{Provisioner: e.prov, Inventory: e.inv, AgentID: "load"})
+	r := mustReconciler(pipesync.Options{Provisioner: e.prov, Inventory: e.inv, AgentID: "load"})
 	set := e.mixedWorkflows("w", mixWorkflows, mixSequences)
 	fsys := repo(set.files)
 	stages := set.totalStages()
@@ -268,7 +269,7 @@ func TestDeploy100(t *testing.T) {
 			t.Errorf("index holds %s, which is not in the repository", wf)
 			continue
 		}
-		if en.State != provision.StateReady || en.Commit != "c1" || en.SpecHash == "" || en.Stages != set.stages[wf] ||
+		if en.State != inventory.StateReady || en.Commit != "c1" || en.SpecHash == "" || en.Stages != set.stages[wf] ||
 			en.Holder != "" || en.PendingHash != "" {
 			t.Errorf("index entry %s: %+v, want ready at c1 with %d stages and no lease", wf, en, set.stages[wf])
 			continue
@@ -304,7 +305,7 @@ func TestDeploy100(t *testing.T) {
 			t.Errorf("record %s: %v", wf, err)
 			continue
 		}
-		if rec.State != provision.StateReady || rec.Commit != "c1" || len(rec.Stages) != n || len(rec.Retired) != 0 {
+		if rec.State != inventory.StateReady || rec.Commit != "c1" || len(rec.Stages) != n || len(rec.Retired) != 0 {
 			t.Errorf("record %s: state %s commit %q %d stages %d retired, want ready at c1 with %d stages",
 				wf, rec.State, rec.Commit, len(rec.Stages), len(rec.Retired), n)
 			continue
@@ -355,7 +356,7 @@ func BenchmarkDeploy100(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		e := newEnv(&namedTB{TB: b, name: testenv.UniqueName(b)})
-		r := pipesync.New(pipesync.Options{Provisioner: e.prov, Inventory: e.inv, AgentID: "bench"})
+		r := mustReconciler(pipesync.Options{Provisioner: e.prov, Inventory: e.inv, AgentID: "bench"})
 		set := e.mixedWorkflows("w", mixWorkflows, mixSequences)
 		fsys := repo(set.files)
 		e.calls.Reset()

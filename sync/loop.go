@@ -11,7 +11,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/cloudpipe/cloudpipe/gitsource"
-	"github.com/cloudpipe/cloudpipe/provision"
+	"github.com/cloudpipe/cloudpipe/inventory"
 	"github.com/cloudpipe/cloudpipe/status"
 )
 
@@ -41,6 +41,9 @@ type LoopOptions struct {
 	Reconciler *Reconciler
 	Statuses   StatusPoster      // nil: no statuses
 	PRs        PullRequestLister // nil: pull requests are not planned
+	// Runs is where runners record their runs (the state bucket); nil: no
+	// cloudpipe/run/<workflow> statuses.
+	Runs RunRecords
 	// Schedule is when to poll, in cron syntax; default "@every 1m".
 	Schedule string
 	// DriftEvery is how often a pass also checks that deployed resources
@@ -374,7 +377,7 @@ func (l *Loop) planPullRequests(ctx context.Context, advertised []gitsource.Pull
 	if err := src.Fetch(ctx); err != nil {
 		return err
 	}
-	var idx *provision.Index
+	var idx *inventory.Index
 	for _, pr := range open {
 		head := pr.HeadSHA
 		l.mu.Lock()
@@ -389,11 +392,11 @@ func (l *Loop) planPullRequests(ctx context.Context, advertised []gitsource.Pull
 		}
 		d := LoadDesired(fsys, head)
 		if idx == nil {
-			if idx, err = l.opts.Reconciler.opts.Inventory.ReadIndex(ctx); err != nil {
+			if idx, err = l.opts.Reconciler.Inventory().ReadIndex(ctx); err != nil {
 				return err
 			}
 		}
-		plan := ComputePlan(d, idx, l.opts.Reconciler.opts.AgentID, l.opts.Reconciler.opts.Release, l.opts.Now())
+		plan := l.opts.Reconciler.PlanAgainst(d, idx)
 		s := status.Status{Commit: head, Context: status.PlanContext, State: status.Success,
 			Description: status.PlanDescription(plan.Counts())}
 		if len(d.Problems) > 0 {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cloudpipe/cloudpipe/provision"
+	"github.com/cloudpipe/cloudpipe/inventory"
 	"github.com/cloudpipe/cloudpipe/workflow"
 )
 
@@ -36,7 +36,7 @@ type Change struct {
 	Action   Action
 	Reason   string
 	Desired  *workflow.Workflow    // nil for Delete
-	Entry    *provision.IndexEntry // nil if the inventory has none
+	Entry    *inventory.IndexEntry // nil if the inventory has none
 	Problems workflow.Problems     // for Invalid
 }
 
@@ -81,7 +81,7 @@ func (p *Plan) HasWrites() bool {
 // ComputePlan compares the desired state with the inventory's index. It is
 // pure: the same inputs always give the same plan. release is the agent's
 // (see Options.Release); "" does not compare releases.
-func ComputePlan(d *Desired, idx *provision.Index, agentID, release string, now time.Time) *Plan {
+func ComputePlan(d *Desired, idx *inventory.Index, agentID, release string, now time.Time) *Plan {
 	plan := &Plan{Commit: d.Commit, Problems: d.Problems}
 	seen := map[string]bool{}
 	for _, w := range d.Workflows {
@@ -120,7 +120,7 @@ func ComputePlan(d *Desired, idx *provision.Index, agentID, release string, now 
 	return plan
 }
 
-func planDesired(w *workflow.Workflow, e *provision.IndexEntry, agentID, release string, now time.Time) (Action, string) {
+func planDesired(w *workflow.Workflow, e *inventory.IndexEntry, agentID, release string, now time.Time) (Action, string) {
 	if e == nil {
 		return Create, "new file " + w.File
 	}
@@ -134,11 +134,11 @@ func planDesired(w *workflow.Workflow, e *provision.IndexEntry, agentID, release
 		act = Create
 	}
 	switch {
-	case e.State == provision.StateApplying:
+	case e.State == inventory.StateApplying:
 		return act, "resuming an interrupted apply"
-	case e.State == provision.StateDeleting:
+	case e.State == inventory.StateDeleting:
 		return act, "resuming: file restored while its pipeline was being deleted"
-	case e.State == provision.StateFailed:
+	case e.State == inventory.StateFailed:
 		return act, "retrying after failure: " + e.Error
 	case e.Region != w.Region:
 		return Update, fmt.Sprintf("region changed from %s to %s: pipeline moves", e.Region, w.Region)

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudpipe/cloudpipe/provision"
+	"github.com/cloudpipe/cloudpipe/inventory"
 	pipesync "github.com/cloudpipe/cloudpipe/sync"
 	"github.com/cloudpipe/cloudpipe/workflow"
 )
@@ -15,15 +15,15 @@ func TestComputePlan(t *testing.T) {
 	wf := func(name, hash string) *workflow.Workflow {
 		return &workflow.Workflow{Name: name, File: "workflows/" + name + ".json", Region: "us-east-1", SpecHash: hash}
 	}
-	ready := func(hash string) provision.IndexEntry {
-		return provision.IndexEntry{Region: "us-east-1", SpecHash: hash, Commit: "c0ffee0000", Release: "r1", State: provision.StateReady}
+	ready := func(hash string) inventory.IndexEntry {
+		return inventory.IndexEntry{Region: "us-east-1", SpecHash: hash, Commit: "c0ffee0000", Release: "r1", State: inventory.StateReady}
 	}
 	problem := workflow.Problem{File: "workflows/broken.json", Line: 3, Col: 5, Path: "region", Msg: "unknown region"}
 
 	tests := []struct {
 		name       string
 		desired    *pipesync.Desired
-		index      map[string]provision.IndexEntry
+		index      map[string]inventory.IndexEntry
 		want       map[string]pipesync.Action
 		wantReason map[string]string // substring of the reason
 		release    string            // the agent's; default "r1", that of ready entries
@@ -37,20 +37,20 @@ func TestComputePlan(t *testing.T) {
 		{
 			name:    "same hash is unchanged",
 			desired: &pipesync.Desired{Workflows: []*workflow.Workflow{wf("a", "h1")}},
-			index:   map[string]provision.IndexEntry{"a": ready("h1")},
+			index:   map[string]inventory.IndexEntry{"a": ready("h1")},
 			want:    map[string]pipesync.Action{"a": pipesync.Unchanged},
 		},
 		{
 			name:       "changed hash is updated",
 			desired:    &pipesync.Desired{Workflows: []*workflow.Workflow{wf("a", "h2")}},
-			index:      map[string]provision.IndexEntry{"a": ready("h1")},
+			index:      map[string]inventory.IndexEntry{"a": ready("h1")},
 			want:       map[string]pipesync.Action{"a": pipesync.Update},
 			wantReason: map[string]string{"a": "changed since commit c0ffee0"},
 		},
 		{
 			name:       "another agent release is updated",
 			desired:    &pipesync.Desired{Workflows: []*workflow.Workflow{wf("a", "h1")}},
-			index:      map[string]provision.IndexEntry{"a": ready("h1")},
+			index:      map[string]inventory.IndexEntry{"a": ready("h1")},
 			release:    "r2",
 			want:       map[string]pipesync.Action{"a": pipesync.Update},
 			wantReason: map[string]string{"a": "agent upgraded"},
@@ -58,7 +58,7 @@ func TestComputePlan(t *testing.T) {
 		{
 			name:       "a file change is named before the release",
 			desired:    &pipesync.Desired{Workflows: []*workflow.Workflow{wf("a", "h2")}},
-			index:      map[string]provision.IndexEntry{"a": ready("h1")},
+			index:      map[string]inventory.IndexEntry{"a": ready("h1")},
 			release:    "r2",
 			want:       map[string]pipesync.Action{"a": pipesync.Update},
 			wantReason: map[string]string{"a": "changed since commit c0ffee0"},
@@ -66,7 +66,7 @@ func TestComputePlan(t *testing.T) {
 		{
 			name:       "removed file is deleted",
 			desired:    &pipesync.Desired{},
-			index:      map[string]provision.IndexEntry{"gone": ready("h1")},
+			index:      map[string]inventory.IndexEntry{"gone": ready("h1")},
 			want:       map[string]pipesync.Action{"gone": pipesync.Delete},
 			wantReason: map[string]string{"gone": "workflows/gone.json removed"},
 		},
@@ -76,7 +76,7 @@ func TestComputePlan(t *testing.T) {
 				Invalid:  map[string]workflow.Problems{"broken": {problem}},
 				Problems: workflow.Problems{problem},
 			},
-			index:      map[string]provision.IndexEntry{"broken": ready("h1")},
+			index:      map[string]inventory.IndexEntry{"broken": ready("h1")},
 			want:       map[string]pipesync.Action{"broken": pipesync.Invalid},
 			wantReason: map[string]string{"broken": "deployed version kept"},
 		},
@@ -91,7 +91,7 @@ func TestComputePlan(t *testing.T) {
 		{
 			name:    "interrupted create resumes as create",
 			desired: &pipesync.Desired{Workflows: []*workflow.Workflow{wf("a", "h1")}},
-			index: map[string]provision.IndexEntry{"a": {Region: "us-east-1", State: provision.StateApplying,
+			index: map[string]inventory.IndexEntry{"a": {Region: "us-east-1", State: inventory.StateApplying,
 				Holder: "me", LeaseExpires: now.Add(time.Minute)}},
 			want:       map[string]pipesync.Action{"a": pipesync.Create},
 			wantReason: map[string]string{"a": "resuming an interrupted apply"},
@@ -99,7 +99,7 @@ func TestComputePlan(t *testing.T) {
 		{
 			name:    "another agent's live lease is skipped",
 			desired: &pipesync.Desired{Workflows: []*workflow.Workflow{wf("a", "h2")}},
-			index: map[string]provision.IndexEntry{"a": {Region: "us-east-1", SpecHash: "h1", State: provision.StateApplying,
+			index: map[string]inventory.IndexEntry{"a": {Region: "us-east-1", SpecHash: "h1", State: inventory.StateApplying,
 				Holder: "other", LeaseExpires: now.Add(time.Minute)}},
 			want:       map[string]pipesync.Action{"a": pipesync.Skip},
 			wantReason: map[string]string{"a": "being applied by agent other"},
@@ -107,21 +107,21 @@ func TestComputePlan(t *testing.T) {
 		{
 			name:    "another agent's expired lease is taken over",
 			desired: &pipesync.Desired{Workflows: []*workflow.Workflow{wf("a", "h2")}},
-			index: map[string]provision.IndexEntry{"a": {Region: "us-east-1", SpecHash: "h1", State: provision.StateApplying,
+			index: map[string]inventory.IndexEntry{"a": {Region: "us-east-1", SpecHash: "h1", State: inventory.StateApplying,
 				Holder: "other", LeaseExpires: now.Add(-time.Second)}},
 			want: map[string]pipesync.Action{"a": pipesync.Update},
 		},
 		{
 			name:    "a lease on a removed file held by another agent is skipped",
 			desired: &pipesync.Desired{},
-			index: map[string]provision.IndexEntry{"a": {Region: "us-east-1", State: provision.StateDeleting,
+			index: map[string]inventory.IndexEntry{"a": {Region: "us-east-1", State: inventory.StateDeleting,
 				Holder: "other", LeaseExpires: now.Add(time.Minute)}},
 			want: map[string]pipesync.Action{"a": pipesync.Skip},
 		},
 		{
 			name:       "failed apply is retried",
 			desired:    &pipesync.Desired{Workflows: []*workflow.Workflow{wf("a", "h1")}},
-			index:      map[string]provision.IndexEntry{"a": {Region: "us-east-1", SpecHash: "h1", State: provision.StateFailed, Error: "boom"}},
+			index:      map[string]inventory.IndexEntry{"a": {Region: "us-east-1", SpecHash: "h1", State: inventory.StateFailed, Error: "boom"}},
 			want:       map[string]pipesync.Action{"a": pipesync.Update},
 			wantReason: map[string]string{"a": "retrying after failure: boom"},
 		},
@@ -129,16 +129,16 @@ func TestComputePlan(t *testing.T) {
 			name: "region change moves the pipeline",
 			desired: &pipesync.Desired{Workflows: []*workflow.Workflow{
 				{Name: "a", File: "workflows/a.json", Region: "eu-west-1", SpecHash: "h2"}}},
-			index:      map[string]provision.IndexEntry{"a": ready("h1")},
+			index:      map[string]inventory.IndexEntry{"a": ready("h1")},
 			want:       map[string]pipesync.Action{"a": pipesync.Update},
 			wantReason: map[string]string{"a": "region changed from us-east-1 to eu-west-1"},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			idx := &provision.Index{Workflows: tt.index}
+			idx := &inventory.Index{Workflows: tt.index}
 			if idx.Workflows == nil {
-				idx.Workflows = map[string]provision.IndexEntry{}
+				idx.Workflows = map[string]inventory.IndexEntry{}
 			}
 			release := tt.release
 			if release == "" {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudpipe/cloudpipe/provision"
+	"github.com/cloudpipe/cloudpipe/inventory"
 	pipesync "github.com/cloudpipe/cloudpipe/sync"
 )
 
@@ -74,7 +74,7 @@ func TestRaceTwoAgentsManyCommits(t *testing.T) {
 	ledger := &raceLedger{applies: map[applyKey]int{}, plans: map[string]int{}, byAgent: map[string]int{}}
 	agents := map[string]*pipesync.Reconciler{}
 	for _, id := range []string{"agent-a", "agent-b"} {
-		agents[id] = pipesync.New(ledger.options(e, id))
+		agents[id] = mustReconciler(ledger.options(e, id))
 	}
 
 	var all []testWorkflow // every workflow ever in the repository, for the audit
@@ -199,12 +199,12 @@ func TestRaceTwoAgentsManyCommits(t *testing.T) {
 		}
 		for n, hash := range want {
 			entry, ok := idx.Workflows[n]
-			if !ok || entry.State != provision.StateReady || entry.SpecHash != hash || entry.Holder != "" {
+			if !ok || entry.State != inventory.StateReady || entry.SpecHash != hash || entry.Holder != "" {
 				t.Errorf("%s: index entry of %s: %+v, want ready at %.8s with no lease (lost write?)", commit, n, entry, hash)
 				continue
 			}
 			rec, err := e.inv.ReadRecord(t.Context(), n)
-			if err != nil || rec.State != provision.StateReady || rec.SpecHash != hash || rec.Commit != entry.Commit {
+			if err != nil || rec.State != inventory.StateReady || rec.SpecHash != hash || rec.Commit != entry.Commit {
 				t.Errorf("%s: record of %s: %v %+v, want ready at %.8s, commit %s", commit, n, err, rec, hash, entry.Commit)
 			}
 		}
@@ -215,7 +215,7 @@ func TestRaceTwoAgentsManyCommits(t *testing.T) {
 			if _, ok := idx.Workflows[n]; ok {
 				t.Errorf("%s: deleted %s still in the index", commit, n)
 			}
-			if _, err := e.inv.ReadRecord(t.Context(), n); !errors.Is(err, provision.ErrNotFound) {
+			if _, err := e.inv.ReadRecord(t.Context(), n); !errors.Is(err, inventory.ErrNotFound) {
 				t.Errorf("%s: deleted %s still has a record: %v", commit, n, err)
 			}
 		}

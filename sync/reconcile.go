@@ -12,15 +12,16 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cloudpipe/cloudpipe/inventory"
 	"github.com/cloudpipe/cloudpipe/provision"
 )
 
 // Options configure a Reconciler. Provisioner and Inventory are required.
 type Options struct {
-	Provisioner *provision.Provisioner
-	Inventory   *provision.Inventory
-	// StateBucket is where runners record their runs; defaults to the
-	// inventory's bucket.
+	Provisioner Provisioner
+	Inventory   Inventory
+	// StateBucket is recorded in each stage's spec as the bucket its runners
+	// record their runs in; defaults to the inventory's bucket.
 	StateBucket string
 	// AgentID names this agent in inventory leases. Two agents sharing a
 	// state bucket need different IDs; a restarted agent with the same ID
@@ -66,8 +67,11 @@ type Reconciler struct {
 	account string     // from STS, asked once: the credentials' account never changes
 }
 
-// New returns a Reconciler with defaults filled in.
-func New(opts Options) *Reconciler {
+// New checks opts, fills in the defaults and returns a Reconciler.
+func New(opts Options) (*Reconciler, error) {
+	if opts.Provisioner == nil || opts.Inventory == nil {
+		return nil, errors.New("reconciler needs a provisioner and an inventory")
+	}
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 8
 	}
@@ -77,13 +81,8 @@ func New(opts Options) *Reconciler {
 	if opts.ApplyTimeout <= 0 {
 		opts.ApplyTimeout = 10 * time.Minute
 	}
-	if opts.AgentID == "" {
-		opts.AgentID, _ = os.Hostname()
-		if opts.AgentID == "" {
-			opts.AgentID = "cloudpipe-agent"
-		}
-	}
-	if opts.StateBucket == "" && opts.Inventory != nil {
+	opts.AgentID = AgentID(opts.AgentID)
+	if opts.StateBucket == "" {
 		opts.StateBucket = opts.Inventory.Bucket()
 	}
 	if opts.Logger == nil {
@@ -92,8 +91,23 @@ func New(opts Options) *Reconciler {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Reconciler{opts: opts, log: opts.Logger.With("component", "sync")}
+	return &Reconciler{opts: opts, log: opts.Logger.With("component", "sync")}, nil
 }
+
+// AgentID is the lease holder name an agent uses: id, or else the host
+// name, or else "cloudpipe-agent".
+func AgentID(id string) string {
+	if id != "" {
+		return id
+	}
+	if host, _ := os.Hostname(); host != "" {
+		return host
+	}
+	return "cloudpipe-agent"
+}
+
+// Inventory is the inventory the Reconciler plans against.
+func (r *Reconciler) Inventory() Inventory { return r.opts.Inventory }
 
 // Plan reads the inventory and returns what a pass would do. It makes no
 // writes.
@@ -102,7 +116,13 @@ func (r *Reconciler) Plan(ctx context.Context, d *Desired) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ComputePlan(d, idx, r.opts.AgentID, r.opts.Release, r.opts.Now()), nil
+	return r.PlanAgainst(d, idx), nil
+}
+
+// PlanAgainst is what a pass would do to d given the index idx, as this
+// agent (its ID and release) would do it now.
+func (r *Reconciler) PlanAgainst(d *Desired, idx *inventory.Index) *Plan {
+	return ComputePlan(d, idx, r.opts.AgentID, r.opts.Release, r.opts.Now())
 }
 
 // errReplan says the index changed under us: another agent wrote it first.
@@ -135,7 +155,7 @@ func (r *Reconciler) reconcile(ctx context.Context, d *Desired, drift bool) (*Re
 		if err != nil {
 			return nil, err
 		}
-		plan := ComputePlan(d, idx, r.opts.AgentID, r.opts.Release, r.opts.Now())
+		plan := r.PlanAgainst(d, idx)
 		if drift {
 			if err := r.findDrift(ctx, plan); err != nil {
 				return nil, err
@@ -164,7 +184,7 @@ func (r *Reconciler) findDrift(ctx context.Context, plan *Plan) error {
 			continue
 		}
 		rec, err := r.opts.Inventory.ReadRecord(ctx, c.Workflow)
-		if errors.Is(err, provision.ErrNotFound) {
+		if errors.Is(err, inventory.ErrNotFound) {
 			plan.Changes[i].Action, plan.Changes[i].Reason = Update, "drift: inventory record missing, re-applying"
 			continue
 		}
@@ -188,7 +208,7 @@ func (r *Reconciler) findDrift(ctx context.Context, plan *Plan) error {
 }
 
 // apply carries out plan, whose index idx was read at the start of the pass.
-func (r *Reconciler) apply(ctx context.Context, plan *Plan, idx *provision.Index) (*Report, error) {
+func (r *Reconciler) apply(ctx context.Context, plan *Plan, idx *inventory.Index) (*Report, error) {
 	rep := &Report{Commit: plan.Commit, Plan: plan, Results: make([]Result, len(plan.Changes))}
 	var todo []int
 	for i, c := range plan.Changes {
@@ -228,13 +248,13 @@ func (r *Reconciler) apply(ctx context.Context, plan *Plan, idx *provision.Index
 	now := r.opts.Now()
 	for _, i := range ready {
 		c := plan.Changes[i]
-		e := provision.IndexEntry{}
+		e := inventory.IndexEntry{}
 		if c.Entry != nil {
 			e = *c.Entry
 		}
-		e.State = provision.StateApplying
+		e.State = inventory.StateApplying
 		if c.Action == Delete {
-			e.State = provision.StateDeleting
+			e.State = inventory.StateDeleting
 		} else {
 			e.PendingHash = c.Desired.SpecHash
 			if e.Region == "" {
@@ -246,7 +266,7 @@ func (r *Reconciler) apply(ctx context.Context, plan *Plan, idx *provision.Index
 	}
 	if len(ready) > 0 {
 		if err := r.opts.Inventory.WriteIndex(ctx, idx); err != nil {
-			if errors.Is(err, provision.ErrConflict) {
+			if errors.Is(err, inventory.ErrConflict) {
 				return nil, errReplan
 			}
 			return rep, err
@@ -311,12 +331,12 @@ func (r *Reconciler) callerAccount(ctx context.Context, region string) (string, 
 // recordCommit notes the commit of a pass that changed nothing. It costs one
 // write only when the commit moved; losing that race is harmless (the
 // winner's pass saw a commit at least as new).
-func (r *Reconciler) recordCommit(ctx context.Context, idx *provision.Index, commit string) error {
+func (r *Reconciler) recordCommit(ctx context.Context, idx *inventory.Index, commit string) error {
 	if commit == "" || idx.Commit == commit {
 		return nil
 	}
 	idx.Commit, idx.UpdatedAt = commit, r.opts.Now()
-	if err := r.opts.Inventory.WriteIndex(ctx, idx); err != nil && !errors.Is(err, provision.ErrConflict) {
+	if err := r.opts.Inventory.WriteIndex(ctx, idx); err != nil && !errors.Is(err, inventory.ErrConflict) {
 		return err
 	}
 	return nil
@@ -326,7 +346,7 @@ func (r *Reconciler) recordCommit(ctx context.Context, idx *provision.Index, com
 // write and now, other agents may have written entries of other workflows:
 // on conflict re-read and re-apply only our own entries, which our leases
 // protect.
-func (r *Reconciler) recordResults(ctx context.Context, idx *provision.Index, commit string, results []Result, ours []int) error {
+func (r *Reconciler) recordResults(ctx context.Context, idx *inventory.Index, commit string, results []Result, ours []int) error {
 	for attempt := 0; ; attempt++ {
 		now := r.opts.Now()
 		for _, i := range ours {
@@ -338,12 +358,12 @@ func (r *Reconciler) recordResults(ctx context.Context, idx *provision.Index, co
 				// resumes it.
 				continue
 			case res.Err != nil:
-				e.State, e.Error = provision.StateFailed, res.Err.Error()
+				e.State, e.Error = inventory.StateFailed, res.Err.Error()
 			case res.Action == Delete:
 				delete(idx.Workflows, res.Workflow)
 				continue
 			default:
-				e.State, e.Error = provision.StateReady, ""
+				e.State, e.Error = inventory.StateReady, ""
 				e.SpecHash, e.Region, e.Commit, e.Stages = res.SpecHash, res.Region, commit, res.Stages
 				e.Release = r.opts.Release
 			}
@@ -355,7 +375,7 @@ func (r *Reconciler) recordResults(ctx context.Context, idx *provision.Index, co
 		}
 		idx.UpdatedAt = now
 		err := r.opts.Inventory.WriteIndex(ctx, idx)
-		if !errors.Is(err, provision.ErrConflict) || attempt >= maxReplans {
+		if !errors.Is(err, inventory.ErrConflict) || attempt >= maxReplans {
 			return err
 		}
 		fresh, rerr := r.opts.Inventory.ReadIndex(ctx)

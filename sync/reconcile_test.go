@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/cloudpipe/cloudpipe/inventory"
 	"github.com/cloudpipe/cloudpipe/provision"
 	pipesync "github.com/cloudpipe/cloudpipe/sync"
 )
@@ -153,7 +154,7 @@ func TestReconcileLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.State != provision.StateReady || rec.Commit != "c1" || len(rec.Stages) != 3 {
+	if rec.State != inventory.StateReady || rec.Commit != "c1" || len(rec.Stages) != 3 {
 		t.Errorf("record after create: state %s commit %s stages %d", rec.State, rec.Commit, len(rec.Stages))
 	}
 
@@ -212,7 +213,7 @@ func TestReconcileLifecycle(t *testing.T) {
 	if !slices.Contains(kept, e.name("chain-in")) {
 		t.Errorf("kept buckets %v do not report %s", kept, e.name("chain-in"))
 	}
-	if _, err := e.inv.ReadRecord(t.Context(), chain); !errors.Is(err, provision.ErrNotFound) {
+	if _, err := e.inv.ReadRecord(t.Context(), chain); !errors.Is(err, inventory.ErrNotFound) {
 		t.Errorf("record of deleted workflow: %v, want ErrNotFound", err)
 	}
 	idx, err := e.inv.ReadIndex(t.Context())
@@ -272,7 +273,7 @@ func TestReconcileAccountMismatchWritesNothing(t *testing.T) {
 			t.Errorf("account mismatch wrote %s %d times (writes: %v)", op, n, e.calls.WriteOps())
 		}
 	}
-	if _, err := e.inv.ReadRecord(t.Context(), wf); !errors.Is(err, provision.ErrNotFound) {
+	if _, err := e.inv.ReadRecord(t.Context(), wf); !errors.Is(err, inventory.ErrNotFound) {
 		t.Errorf("account mismatch left an inventory record: %v", err)
 	}
 	if got := e.existing(wf, 1); len(got) != 0 {
@@ -409,7 +410,7 @@ func TestReconcileRacingAgents(t *testing.T) {
 	var mu sync.Mutex
 	applied := map[string]int{}
 	newAgent := func(id string) *pipesync.Reconciler {
-		return pipesync.New(pipesync.Options{
+		return mustReconciler(pipesync.Options{
 			Provisioner: e.prov, Inventory: e.inv, AgentID: id, Concurrency: 4,
 			OnEvent: func(ev pipesync.Event) {
 				if ev.Done && ev.Err == nil && ev.Action == pipesync.Create {
@@ -450,7 +451,7 @@ func TestReconcileRacingAgents(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name := range files {
-		if idx.Workflows[name].State != provision.StateReady {
+		if idx.Workflows[name].State != inventory.StateReady {
 			t.Errorf("index entry of %s: %+v, want ready (lost write?)", name, idx.Workflows[name])
 		}
 	}
@@ -463,7 +464,7 @@ func TestReconcileAgentUpgrade(t *testing.T) {
 	e := newEnv(t)
 	wf := e.name("up")
 	files := map[string]string{wf: singleRun(e.name("in"), e.name("out"), "fast")}
-	r1 := pipesync.New(pipesync.Options{Provisioner: e.prov, Inventory: e.inv, AgentID: "a", Release: "r1"})
+	r1 := mustReconciler(pipesync.Options{Provisioner: e.prov, Inventory: e.inv, AgentID: "a", Release: "r1"})
 	wantActions(t, e.sync(r1, repo(files), "c1"), map[string]string{wf: "create"})
 
 	// The upgraded agent: other code in its package, another release.
@@ -472,7 +473,7 @@ func TestReconcileAgentUpgrade(t *testing.T) {
 		LambdaCode:  provision.NewLambdaCode(append(tinyZip(t), "upgraded"...)),
 		RunnerImage: "cloudpipe/agent:test", S3UsePathStyle: true, IAMPropagationTimeout: 2 * time.Second,
 	})
-	r2 := pipesync.New(pipesync.Options{Provisioner: upgraded, Inventory: e.inv, AgentID: "a", Release: "r2"})
+	r2 := mustReconciler(pipesync.Options{Provisioner: upgraded, Inventory: e.inv, AgentID: "a", Release: "r2"})
 	e.calls.Reset()
 	rep := e.sync(r2, repo(files), "c1")
 	wantActions(t, rep, map[string]string{wf: "update"})

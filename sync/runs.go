@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/cloudpipe/cloudpipe/provision"
+	"github.com/cloudpipe/cloudpipe/inventory"
 	"github.com/cloudpipe/cloudpipe/runner"
 	"github.com/cloudpipe/cloudpipe/status"
 )
@@ -28,16 +28,15 @@ type runTally struct {
 // records from where the last call stopped, so a call with no new runs costs
 // one listing per stage and posts nothing.
 func (l *Loop) UpdateRunStatuses(ctx context.Context) error {
-	if l.opts.Statuses == nil {
+	if l.opts.Statuses == nil || l.opts.Runs == nil {
 		return nil
 	}
-	inv := l.opts.Reconciler.opts.Inventory
-	idx, err := inv.ReadIndex(ctx)
+	idx, err := l.opts.Reconciler.Inventory().ReadIndex(ctx)
 	if err != nil {
 		return err
 	}
 	for name, e := range idx.Workflows {
-		if e.State != provision.StateReady || e.Commit == "" || e.Stages == 0 {
+		if e.State != inventory.StateReady || e.Commit == "" || e.Stages == 0 {
 			continue
 		}
 		l.mu.Lock()
@@ -49,7 +48,7 @@ func (l *Loop) UpdateRunStatuses(ctx context.Context) error {
 			l.runs[name] = t
 		}
 		l.mu.Unlock()
-		if err := l.tally(ctx, inv, name, e.Stages, t); err != nil {
+		if err := l.tally(ctx, l.opts.Runs, name, e.Stages, t); err != nil {
 			return err
 		}
 		if t.done+t.failed == 0 {
@@ -79,9 +78,9 @@ func (l *Loop) UpdateRunStatuses(ctx context.Context) error {
 // tally adds the records written since the last call. Only the last stage's
 // records count as done or failed runs of the pipeline; a failed run of an
 // earlier stage counts as failed too, since its file never gets through.
-func (l *Loop) tally(ctx context.Context, inv *provision.Inventory, name string, stages int, t *runTally) error {
+func (l *Loop) tally(ctx context.Context, runs RunRecords, name string, stages int, t *runTally) error {
 	for stage := range stages {
-		keys, err := inv.ListRunKeys(ctx, name, stage, t.after[stage])
+		keys, err := runs.ListRunKeys(ctx, name, stage, t.after[stage])
 		if err != nil {
 			return err
 		}
@@ -110,7 +109,7 @@ func (l *Loop) tally(ctx context.Context, inv *provision.Inventory, name string,
 		t.lastKey, t.lastOK = newest, info.Outcome == runner.OutcomeOK
 		if t.lastOK {
 			var rec runner.Record
-			if err := inv.ReadRun(ctx, newest, &rec); err != nil {
+			if err := runs.ReadRun(ctx, newest, &rec); err != nil {
 				return fmt.Errorf("run status of %s: %w", name, err)
 			}
 			t.lastResult = rec.Result

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"time"
 
 	pipesync "github.com/cloudpipe/cloudpipe/sync"
 )
@@ -35,17 +36,15 @@ func runPlan(ctx context.Context, cfg Config, _ []string, out streams) error {
 	if err != nil {
 		return err
 	}
-	// No Release: a plan shows what the workflow files change. Run where
-	// a reviewer runs it, this binary is rarely the deployed agent's, and
-	// comparing them would list every workflow as an upgrade.
-	r := pipesync.New(pipesync.Options{
-		Inventory: newInventory(sess),
-		AgentID:   cfg.AgentID,
-		Logger:    log,
-	})
-	plan, err := r.Plan(ctx, desired)
+	// A plan needs the inventory only: no reconciler, no provisioner.
+	idx, err := newInventory(sess).ReadIndex(ctx)
 	if err != nil {
 		return err
 	}
+	// No release: a plan shows what the workflow files change. Run where
+	// a reviewer runs it, this binary is rarely the deployed agent's, and
+	// comparing them would list every workflow as an upgrade.
+	plan := pipesync.ComputePlan(desired, idx, pipesync.AgentID(cfg.AgentID), "", time.Now())
+	log.Debug("plan made", "commit", desired.Commit, "summary", plan.Summary())
 	return plan.WritePlan(out.stdout)
 }

@@ -98,18 +98,22 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 	}
 
 	var loop *pipesync.Loop
-	rec := pipesync.New(pipesync.Options{
+	inv := newInventory(sess)
+	rec, err := pipesync.New(pipesync.Options{
 		Provisioner: prov,
-		Inventory:   newInventory(sess),
+		Inventory:   inv,
 		AgentID:     cfg.AgentID,
 		Release:     release,
 		Concurrency: cfg.Concurrency,
 		Logger:      log,
 		OnPlan:      func(p *pipesync.Plan) { loop.PostPending(ctx, p) },
 	})
+	if err != nil {
+		return err
+	}
 	drift, _ := time.ParseDuration(cfg.DriftInterval) // checked by Config.Validate
 	loop, err = pipesync.NewLoop(pipesync.LoopOptions{
-		Repo: repo, Reconciler: rec, Statuses: statuses, PRs: prs,
+		Repo: repo, Reconciler: rec, Statuses: statuses, PRs: prs, Runs: inv,
 		Schedule: cfg.Schedule, DriftEvery: drift, Logger: log, Observer: m,
 		OnPass: func(res pipesync.PassResult) {
 			// The zipped binary is needed again only by a later pass that

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/cloudpipe/cloudpipe/provision"
+	"github.com/cloudpipe/cloudpipe/inventory"
 	pipesync "github.com/cloudpipe/cloudpipe/sync"
 )
 
@@ -49,7 +49,7 @@ func runSync(ctx context.Context, cfg Config, _ []string, out streams) error {
 		return err
 	}
 	var mu sync.Mutex // progress lines come from the applying goroutines
-	r := pipesync.New(pipesync.Options{
+	r, err := pipesync.New(pipesync.Options{
 		Provisioner: prov,
 		Inventory:   newInventory(sess),
 		AgentID:     cfg.AgentID,
@@ -69,6 +69,9 @@ func runSync(ctx context.Context, cfg Config, _ []string, out streams) error {
 			}
 		},
 	})
+	if err != nil {
+		return err
+	}
 	rep, err := r.Reconcile(ctx, desired)
 	if rep != nil {
 		if werr := rep.WriteTable(out.stdout); werr != nil {
@@ -84,6 +87,6 @@ func runSync(ctx context.Context, cfg Config, _ []string, out streams) error {
 	return nil
 }
 
-func newInventory(s *awsSession) *provision.Inventory {
-	return provision.NewInventory(s.cfg, s.stateBucket, s.pathStyle)
+func newInventory(s *awsSession) *inventory.Store {
+	return inventory.NewStore(s.cfg, s.stateBucket, s.pathStyle)
 }

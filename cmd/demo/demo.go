@@ -26,6 +26,7 @@ import (
 
 	"github.com/cloudpipe/cloudpipe/gitsource"
 	"github.com/cloudpipe/cloudpipe/internal/localecs"
+	"github.com/cloudpipe/cloudpipe/inventory"
 	"github.com/cloudpipe/cloudpipe/provision"
 	"github.com/cloudpipe/cloudpipe/status"
 	pipesync "github.com/cloudpipe/cloudpipe/sync"
@@ -283,7 +284,7 @@ func (d *demo) bootstrap(ctx context.Context) (string, provision.Network, error)
 // statuses printed instead of posted to GitHub. After every pass that
 // changed something, the stage functions' handlers are brought in line.
 func (d *demo) newLoop(ctx context.Context, repoDir, stateBucket string, network provision.Network, zip []byte,
-	handlers *lambdas) (*pipesync.Loop, *provision.Inventory, error) {
+	handlers *lambdas) (*pipesync.Loop, *inventory.Store, error) {
 	prov := provision.New(d.awsCfg, provision.Options{
 		Network:        network,
 		StateBucket:    stateBucket,
@@ -292,22 +293,26 @@ func (d *demo) newLoop(ctx context.Context, repoDir, stateBucket string, network
 		S3UsePathStyle: true,
 		Logger:         d.log.With("component", "provision"),
 	})
-	inv := provision.NewInventory(d.awsCfg, stateBucket, true)
+	inv := inventory.NewStore(d.awsCfg, stateBucket, true)
 	repo, err := pipesync.OpenRepo(ctx, gitsource.Options{URL: repoDir, Branch: gitsource.DefaultBranch})
 	if err != nil {
 		return nil, nil, err
 	}
 	var loop *pipesync.Loop
-	rec := pipesync.New(pipesync.Options{
+	rec, err := pipesync.New(pipesync.Options{
 		Provisioner: prov,
 		Inventory:   inv,
 		AgentID:     agentID,
 		Logger:      d.log,
 		OnPlan:      func(p *pipesync.Plan) { loop.PostPending(ctx, p) },
 	})
+	if err != nil {
+		return nil, nil, err
+	}
 	loop, err = pipesync.NewLoop(pipesync.LoopOptions{
 		Repo:       repo,
 		Reconciler: rec,
+		Runs:       inv,
 		Statuses:   &status.Console{W: d.out},
 		Schedule:   pollSchedule,
 		Logger:     d.log,
@@ -382,7 +387,7 @@ func (d *demo) passDone(res pipesync.PassResult) {
 
 // refresh re-reads what is deployed and makes the stage functions' handlers
 // match it.
-func (d *demo) refresh(ctx context.Context, inv *provision.Inventory, handlers *lambdas) error {
+func (d *demo) refresh(ctx context.Context, inv *inventory.Store, handlers *lambdas) error {
 	if err := d.stages.load(ctx, inv); err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/cloudpipe/cloudpipe/internal/localecs"
+	"github.com/cloudpipe/cloudpipe/inventory"
 	"github.com/cloudpipe/cloudpipe/provision"
 	"github.com/cloudpipe/cloudpipe/runner"
 )
@@ -47,14 +48,14 @@ type deployment struct {
 }
 
 // load reads the inventory: the agent's own record of what it deployed.
-func (d *deployment) load(ctx context.Context, inv *provision.Inventory) error {
+func (d *deployment) load(ctx context.Context, inv *inventory.Store) error {
 	idx, err := inv.ReadIndex(ctx)
 	if err != nil {
 		return err
 	}
 	wfs := map[string][]stageInfo{}
 	for name, e := range idx.Workflows {
-		if e.State != provision.StateReady {
+		if e.State != inventory.StateReady {
 			continue
 		}
 		rec, err := inv.ReadRecord(ctx, name)

@@ -1,4 +1,4 @@
-package provision
+package inventory
 
 import (
 	"bytes"
@@ -8,131 +8,42 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/cloudpipe/cloudpipe/provision"
 )
 
-// The inventory lives in the state bucket as one small index, read once per
-// pass to answer "what changed?", and one record per workflow holding the
-// stage specs and resource identifiers needed to update or tear it down.
-const (
-	indexKey     = "inventory/index.json"
-	recordPrefix = "inventory/workflows/"
-	// maxInventoryObject bounds what a read accepts: the index of 1000
-	// workflows is about 300 KiB, so anything near this limit is corrupt.
-	maxInventoryObject = 64 << 20
-)
-
-// State is where a workflow is in its life cycle, as the inventory records it.
-type State string
-
-// States of an inventory entry.
-const (
-	// StateApplying: an agent recorded its intent to create or update the
-	// workflow and may have created some of its resources.
-	StateApplying State = "applying"
-	// StateDeleting: an agent recorded its intent to tear the workflow down.
-	StateDeleting State = "deleting"
-	// StateReady: the resources match SpecHash.
-	StateReady State = "ready"
-	// StateFailed: the last apply failed; Error says why.
-	StateFailed State = "failed"
-)
-
-// Index is the inventory's summary: one entry per workflow the agent owns.
-type Index struct {
-	Commit    string                `json:"commit,omitempty"` // last commit a pass completed
-	UpdatedAt time.Time             `json:"updated_at"`
-	Workflows map[string]IndexEntry `json:"workflows"`
-
-	// ETag is the version read; WriteIndex writes only over that version.
-	ETag string `json:"-"`
-}
-
-// IndexEntry is the inventory's summary of one workflow.
-type IndexEntry struct {
-	Region   string `json:"region"`
-	Stages   int    `json:"stages,omitempty"`    // how many stages the deployed spec has
-	SpecHash string `json:"spec_hash,omitempty"` // of the deployed spec; empty until a first apply succeeds
-	Commit   string `json:"commit,omitempty"`    // commit of the last successful apply
-	// Release names the agent's stage-function code and runner image that
-	// the last successful apply deployed (see sync.Options.Release).
-	Release string `json:"release,omitempty"`
-	State   State  `json:"state"`
-	// PendingHash is the spec an applying agent is moving to.
-	PendingHash string `json:"pending_hash,omitempty"`
-	// Holder and LeaseExpires lock the entry while an agent applies it: no
-	// other agent touches the workflow until the lease expires.
-	Holder       string    `json:"holder,omitempty"`
-	LeaseExpires time.Time `json:"lease_expires,omitzero"`
-	Error        string    `json:"error,omitempty"`
-	UpdatedAt    time.Time `json:"updated_at"`
-}
-
-// HeldBy reports whether another agent holds a live lease on the entry.
-func (e IndexEntry) HeldBy(agentID string, now time.Time) (string, bool) {
-	if e.Holder == "" || e.Holder == agentID || !now.Before(e.LeaseExpires) {
-		return "", false
-	}
-	return e.Holder, true
-}
-
-// Record is everything the agent knows about one workflow's resources.
-type Record struct {
-	Workflow string        `json:"workflow"`
-	Region   string        `json:"region"`
-	Commit   string        `json:"commit,omitempty"`
-	SpecHash string        `json:"spec_hash,omitempty"`
-	State    State         `json:"state"`
-	Stages   []StageRecord `json:"stages"`
-	// Retired holds stages the current spec no longer has (a sequence that
-	// shrank, a bucket or region that changed) until they are torn down.
-	Retired   []StageRecord `json:"retired,omitempty"`
-	Error     string        `json:"error,omitempty"`
-	UpdatedAt time.Time     `json:"updated_at"`
-
-	ETag string `json:"-"`
-}
-
-// StageRecord pairs the spec a stage was (or is being) built from with the
-// identifiers of what exists. The spec is kept so the stage can be torn down
-// after its workflow file is gone.
-type StageRecord struct {
-	Spec      StageSpec      `json:"spec"`
-	Resources StageResources `json:"resources"`
-}
-
-// Inventory reads and writes the inventory with conditional requests, so two
-// agents sharing a state bucket can never both win a write: the loser gets
-// ErrConflict and must re-read.
-type Inventory struct {
+// Store is the inventory in an S3 bucket. It reads and writes with
+// conditional requests, so two agents sharing a state bucket can never both
+// win a write: the loser gets ErrConflict and must re-read.
+type Store struct {
 	client *s3.Client
 	bucket string
 }
 
-// NewInventory returns the inventory kept in bucket. cfg's region must be the
+// NewStore returns the inventory kept in bucket. cfg's region must be the
 // bucket's region.
-func NewInventory(cfg aws.Config, bucket string, usePathStyle bool) *Inventory {
+func NewStore(cfg aws.Config, bucket string, usePathStyle bool) *Store {
 	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
 		o.UsePathStyle = usePathStyle
 		// The same retryer as the Provisioner's (see New): the inventory's
 		// writes are the pass's most important, and 3 attempts give up on
 		// a SlowDown streak that 10 ride out.
-		o.Retryer = newRetryer()
+		o.Retryer = provision.NewRetryer()
 	})
-	return &Inventory{client: client, bucket: bucket}
+	return &Store{client: client, bucket: bucket}
 }
 
 // Bucket is the state bucket's name.
-func (inv *Inventory) Bucket() string { return inv.bucket }
+func (inv *Store) Bucket() string { return inv.bucket }
 
 // ReadIndex returns the index; a missing index is an empty one (ETag "").
-func (inv *Inventory) ReadIndex(ctx context.Context) (*Index, error) {
+func (inv *Store) ReadIndex(ctx context.Context) (*Index, error) {
 	idx := &Index{Workflows: map[string]IndexEntry{}}
 	etag, err := inv.get(ctx, indexKey, idx)
 	if errors.Is(err, ErrNotFound) {
@@ -159,7 +70,7 @@ func (inv *Inventory) ReadIndex(ctx context.Context) (*Index, error) {
 // WriteIndex writes idx over the version it was read at (or creates it when
 // idx.ETag is empty) and updates idx.ETag. It returns ErrConflict if another
 // writer got there first.
-func (inv *Inventory) WriteIndex(ctx context.Context, idx *Index) error {
+func (inv *Store) WriteIndex(ctx context.Context, idx *Index) error {
 	etag, err := inv.put(ctx, indexKey, idx, idx.ETag)
 	if err != nil {
 		return fmt.Errorf("write inventory index: %w", err)
@@ -169,9 +80,9 @@ func (inv *Inventory) WriteIndex(ctx context.Context, idx *Index) error {
 }
 
 // ReadRecord returns the workflow's record, or ErrNotFound.
-func (inv *Inventory) ReadRecord(ctx context.Context, workflow string) (*Record, error) {
+func (inv *Store) ReadRecord(ctx context.Context, workflow string) (*Record, error) {
 	var rec Record
-	etag, err := inv.get(ctx, recordPrefix+workflow+".json", &rec)
+	etag, err := inv.get(ctx, recordKey(workflow), &rec)
 	if err != nil {
 		return nil, fmt.Errorf("read inventory record %s: %w", workflow, err)
 	}
@@ -181,8 +92,8 @@ func (inv *Inventory) ReadRecord(ctx context.Context, workflow string) (*Record,
 
 // WriteRecord writes rec over the version it was read at (or creates it when
 // rec.ETag is empty) and updates rec.ETag; ErrConflict if it changed since.
-func (inv *Inventory) WriteRecord(ctx context.Context, rec *Record) error {
-	etag, err := inv.put(ctx, recordPrefix+rec.Workflow+".json", rec, rec.ETag)
+func (inv *Store) WriteRecord(ctx context.Context, rec *Record) error {
+	etag, err := inv.put(ctx, recordKey(rec.Workflow), rec, rec.ETag)
 	if err != nil {
 		return fmt.Errorf("write inventory record %s: %w", rec.Workflow, err)
 	}
@@ -191,10 +102,10 @@ func (inv *Inventory) WriteRecord(ctx context.Context, rec *Record) error {
 }
 
 // DeleteRecord removes the workflow's record; a missing record is success.
-func (inv *Inventory) DeleteRecord(ctx context.Context, workflow string) error {
+func (inv *Store) DeleteRecord(ctx context.Context, workflow string) error {
 	_, err := inv.client.DeleteObject(ctx, &s3.DeleteObjectInput{
 		Bucket: aws.String(inv.bucket),
-		Key:    aws.String(recordPrefix + workflow + ".json"),
+		Key:    aws.String(recordKey(workflow)),
 	})
 	if err != nil && !isInventoryObjectMissing(err) {
 		return fmt.Errorf("delete inventory record %s: %w", workflow, err)
@@ -206,10 +117,10 @@ func (inv *Inventory) DeleteRecord(ctx context.Context, workflow string) error {
 // startAfter (a key returned before, or "" for all), oldest first. Runners
 // write them under runs/<workflow>/<stage>/ with the finishing time first in
 // the name, so the keys alone give counts and order.
-func (inv *Inventory) ListRunKeys(ctx context.Context, workflow string, stage int, startAfter string) ([]string, error) {
+func (inv *Store) ListRunKeys(ctx context.Context, workflow string, stage int, startAfter string) ([]string, error) {
 	in := &s3.ListObjectsV2Input{
 		Bucket: aws.String(inv.bucket),
-		Prefix: aws.String(fmt.Sprintf("runs/%s/%d/", workflow, stage)),
+		Prefix: aws.String(runPrefix(workflow, stage)),
 	}
 	if startAfter != "" {
 		in.StartAfter = aws.String(startAfter)
@@ -229,7 +140,7 @@ func (inv *Inventory) ListRunKeys(ctx context.Context, workflow string, stage in
 }
 
 // ReadRun decodes the run record at key into v.
-func (inv *Inventory) ReadRun(ctx context.Context, key string, v any) error {
+func (inv *Store) ReadRun(ctx context.Context, key string, v any) error {
 	if _, err := inv.get(ctx, key, v); err != nil {
 		return fmt.Errorf("read run record %s: %w", key, err)
 	}
@@ -238,7 +149,7 @@ func (inv *Inventory) ReadRun(ctx context.Context, key string, v any) error {
 
 // ListRecords returns the names of every workflow that has a record, for
 // audits that must not trust the index alone.
-func (inv *Inventory) ListRecords(ctx context.Context) ([]string, error) {
+func (inv *Store) ListRecords(ctx context.Context) ([]string, error) {
 	var names []string
 	p := s3.NewListObjectsV2Paginator(inv.client, &s3.ListObjectsV2Input{
 		Bucket: aws.String(inv.bucket),
@@ -250,21 +161,19 @@ func (inv *Inventory) ListRecords(ctx context.Context) ([]string, error) {
 			return nil, fmt.Errorf("list inventory records: %w", err)
 		}
 		for _, o := range page.Contents {
-			key := aws.ToString(o.Key)
-			name := key[len(recordPrefix):]
-			if len(name) > len(".json") && name[len(name)-len(".json"):] == ".json" {
-				names = append(names, name[:len(name)-len(".json")])
+			if name, ok := recordName(aws.ToString(o.Key)); ok {
+				names = append(names, name)
 			}
 		}
 	}
 	return names, nil
 }
 
-func (inv *Inventory) noBucket() error {
+func (inv *Store) noBucket() error {
 	return fmt.Errorf("state bucket %s does not exist: run 'agent bootstrap' first, or pass the right --state-bucket", inv.bucket)
 }
 
-func (inv *Inventory) get(ctx context.Context, key string, v any) (etag string, err error) {
+func (inv *Store) get(ctx context.Context, key string, v any) (etag string, err error) {
 	out, err := inv.client.GetObject(ctx, &s3.GetObjectInput{
 		Bucket: aws.String(inv.bucket),
 		Key:    aws.String(key),
@@ -295,7 +204,7 @@ func (inv *Inventory) get(ctx context.Context, key string, v any) (etag string, 
 
 // put writes v at key only over version etag (If-Match), or only if the key
 // does not exist yet when etag is empty (If-None-Match: *).
-func (inv *Inventory) put(ctx context.Context, key string, v any, etag string) (string, error) {
+func (inv *Store) put(ctx context.Context, key string, v any, etag string) (string, error) {
 	data, err := json.MarshalIndent(v, "", " ")
 	if err != nil {
 		return "", fmt.Errorf("encode %s: %w", key, err)
@@ -329,7 +238,7 @@ func (inv *Inventory) put(ctx context.Context, key string, v any, etag string) (
 }
 
 // holds reports whether the object at key is data, and its ETag.
-func (inv *Inventory) holds(ctx context.Context, key string, data []byte) (string, bool) {
+func (inv *Store) holds(ctx context.Context, key string, data []byte) (string, bool) {
 	out, err := inv.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(inv.bucket), Key: aws.String(key)})
 	if err != nil {
 		return "", false

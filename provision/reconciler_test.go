@@ -1,0 +1,10 @@
+package provision_test
+
+import (
+	"github.com/cloudpipe/cloudpipe/provision"
+	pipesync "github.com/cloudpipe/cloudpipe/sync"
+)
+
+// The Provisioner is what the reconciler needs of one. The assertion lives in
+// a test because package provision cannot import sync: sync imports it.
+var _ pipesync.Provisioner = (*provision.Provisioner)(nil)

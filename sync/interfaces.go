@@ -1,0 +1,50 @@
+package sync
+
+import (
+	"context"
+
+	"github.com/cloudpipe/cloudpipe/inventory"
+	"github.com/cloudpipe/cloudpipe/provision"
+)
+
+// The reconciler depends on what it needs of its parts, not on the parts:
+// provision.Provisioner and inventory.Store in production, and in the unit
+// tests of the state machine (intent, leases, resume, re-plan) an
+// inventory.Memory and a provisioner that records its calls. The
+// implementations assert that they satisfy these in their own tests (their
+// packages cannot import sync: sync imports them).
+
+// Provisioner builds and removes the AWS resources of pipeline stages.
+type Provisioner interface {
+	// CallerAccount is the account of the agent's credentials.
+	CallerAccount(ctx context.Context, region string) (string, error)
+	// EnsureStage brings one stage to spec, starting from what prev records,
+	// and returns what exists (also on error, for the inventory).
+	EnsureStage(ctx context.Context, spec provision.StageSpec, prev provision.StageResources) (provision.StageResources, error)
+	// DeleteStage tears one stage down, keeping buckets that hold data.
+	DeleteStage(ctx context.Context, spec provision.StageSpec, res provision.StageResources) (provision.DeleteResult, error)
+	// MissingResources lists the stage's resources that no longer exist.
+	MissingResources(ctx context.Context, spec provision.StageSpec, res provision.StageResources) ([]string, error)
+}
+
+// Inventory is the agent's record of what it owns, with conditional writes:
+// a write over a version that is no longer current fails with
+// inventory.ErrConflict, and a missing record is inventory.ErrNotFound.
+type Inventory interface {
+	// Bucket is the state bucket, where runners also record their runs.
+	Bucket() string
+	ReadIndex(ctx context.Context) (*inventory.Index, error)
+	WriteIndex(ctx context.Context, idx *inventory.Index) error
+	ReadRecord(ctx context.Context, workflow string) (*inventory.Record, error)
+	WriteRecord(ctx context.Context, rec *inventory.Record) error
+	DeleteRecord(ctx context.Context, workflow string) error
+}
+
+// RunRecords reads what the runners of deployed stages recorded.
+type RunRecords interface {
+	// ListRunKeys returns the keys of one stage's run records written after
+	// startAfter ("" for all), oldest first.
+	ListRunKeys(ctx context.Context, workflow string, stage int, startAfter string) ([]string, error)
+	// ReadRun decodes the run record at key into v.
+	ReadRun(ctx context.Context, key string, v any) error
+}
