@@ -45,66 +45,29 @@ func (r *Reconciler) emit(e Event) {
 	}
 }
 
-// ensureWorkflow brings every stage of the workflow to its spec.
+// ensureWorkflow brings every stage of the workflow to its spec: record the
+// new stages (pairing each with the recorded one it updates in place), tear
+// down the stages it replaces, ensure each stage, record it ready.
 func (r *Reconciler) ensureWorkflow(ctx context.Context, commit string, c Change, specs []provision.StageSpec, res *Result) error {
-	inv := r.opts.Inventory
-	rec, err := inv.ReadRecord(ctx, c.Workflow)
+	rec, err := r.opts.Inventory.ReadRecord(ctx, c.Workflow)
 	if errors.Is(err, inventory.ErrNotFound) {
 		rec, err = &inventory.Record{Workflow: c.Workflow}, nil
 	}
 	if err != nil {
 		return err
 	}
-
-	// Pair each new stage with the recorded one it updates in place; any
-	// recorded stage that cannot be updated in place is retired (torn down).
-	prev := make([]provision.StageResources, len(specs))
-	retired := slices.Clone(rec.Retired)
-	for i, old := range rec.Stages {
-		if i < len(specs) && sameStage(old.Spec, specs[i]) {
-			prev[i] = old.Resources
-			continue
-		}
-		retired = append(retired, old)
-	}
-	rec.Region = c.Desired.Region
-	rec.State = inventory.StateApplying
-	rec.Retired = retired
-	rec.Stages = make([]inventory.StageRecord, len(specs))
-	for i := range specs {
-		rec.Stages[i] = inventory.StageRecord{Spec: specs[i], Resources: prev[i]}
-	}
+	rec.Stages, rec.Retired = pairStages(rec, specs)
+	rec.Region, rec.State = c.Desired.Region, inventory.StateApplying
 	if err := r.writeRecord(ctx, rec); err != nil {
 		return err
 	}
-
-	// Retired stages go first: a stage that moved to another bucket must stop
-	// being triggered by the old one before the new one is wired.
-	for len(rec.Retired) > 0 {
-		old := rec.Retired[0]
-		dr, err := r.opts.Provisioner.DeleteStage(ctx, old.Spec, old.Resources)
-		if err != nil {
-			return r.fail(ctx, rec, fmt.Errorf("tear down replaced stage %d: %w", old.Spec.Stage, err))
-		}
-		res.KeptBuckets = append(res.KeptBuckets, dr.KeptBuckets...)
-		rec.Retired = rec.Retired[1:]
-		if err := r.writeRecord(ctx, rec); err != nil {
-			return err
-		}
+	kept, err := r.retireStages(ctx, rec)
+	res.KeptBuckets = append(res.KeptBuckets, kept...)
+	if err != nil {
+		return err
 	}
-
-	for i := range rec.Stages {
-		st := &rec.Stages[i]
-		ids, err := r.opts.Provisioner.EnsureStage(ctx, st.Spec, st.Resources)
-		st.Resources = mergeResources(st.Resources, ids)
-		if err != nil {
-			return r.fail(ctx, rec, fmt.Errorf("stage %d (%s): %w", i, st.Spec.Algorithm.Name, err))
-		}
-		// Record identifiers as they appear, so a crash in a later stage
-		// still leaves them on record.
-		if err := r.writeRecord(ctx, rec); err != nil {
-			return err
-		}
+	if err := r.ensureStages(ctx, rec); err != nil {
+		return err
 	}
 	res.InputBucket = specs[0].InputBucket
 	res.OutputBucket = specs[len(specs)-1].OutputBucket
@@ -112,6 +75,64 @@ func (r *Reconciler) ensureWorkflow(ctx context.Context, commit string, c Change
 	rec.State, rec.Error = inventory.StateReady, ""
 	rec.SpecHash, rec.Commit = c.Desired.SpecHash, commit
 	return r.writeRecord(ctx, rec)
+}
+
+// pairStages pairs each new stage with the recorded one it updates in place;
+// every recorded stage that cannot be updated in place is retired (to be
+// torn down), after those retired before.
+func pairStages(rec *inventory.Record, specs []provision.StageSpec) (stages, retired []inventory.StageRecord) {
+	prev := make([]provision.StageResources, len(specs))
+	retired = slices.Clone(rec.Retired)
+	for i, old := range rec.Stages {
+		if i < len(specs) && sameStage(old.Spec, specs[i]) {
+			prev[i] = old.Resources
+			continue
+		}
+		retired = append(retired, old)
+	}
+	stages = make([]inventory.StageRecord, len(specs))
+	for i := range specs {
+		stages[i] = inventory.StageRecord{Spec: specs[i], Resources: prev[i]}
+	}
+	return stages, retired
+}
+
+// retireStages tears down the record's retired stages, recording each one
+// gone. They go first: a stage that moved to another bucket must stop being
+// triggered by the old one before the new one is wired. It returns the
+// buckets kept because they hold data.
+func (r *Reconciler) retireStages(ctx context.Context, rec *inventory.Record) ([]provision.KeptBucket, error) {
+	var kept []provision.KeptBucket
+	for len(rec.Retired) > 0 {
+		old := rec.Retired[0]
+		dr, err := r.opts.Provisioner.DeleteStage(ctx, old.Spec, old.Resources)
+		if err != nil {
+			return kept, r.fail(ctx, rec, fmt.Errorf("tear down replaced stage %d: %w", old.Spec.Stage, err))
+		}
+		kept = append(kept, dr.KeptBuckets...)
+		rec.Retired = rec.Retired[1:]
+		if err := r.writeRecord(ctx, rec); err != nil {
+			return kept, err
+		}
+	}
+	return kept, nil
+}
+
+// ensureStages ensures each stage in order, recording identifiers as they
+// appear, so a crash in a later stage still leaves them on record.
+func (r *Reconciler) ensureStages(ctx context.Context, rec *inventory.Record) error {
+	for i := range rec.Stages {
+		st := &rec.Stages[i]
+		ids, err := r.opts.Provisioner.EnsureStage(ctx, st.Spec, st.Resources)
+		st.Resources = mergeResources(st.Resources, ids)
+		if err != nil {
+			return r.fail(ctx, rec, fmt.Errorf("stage %d (%s): %w", i, st.Spec.Algorithm.Name, err))
+		}
+		if err := r.writeRecord(ctx, rec); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // mergeResources keeps the identifiers known before when an interrupted

@@ -1,7 +1,6 @@
 package sync_test
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -70,10 +69,8 @@ func newGitOps(t testing.TB, httpClient *http.Client) *gitops {
 		t.Fatal(err)
 	}
 	clock := &fakeClock{now: time.Now()}
-	var loop *pipesync.Loop
-	rec := mustReconciler(pipesync.Options{Provisioner: e.prov, Inventory: e.inv, AgentID: "agent-a",
-		OnPlan: func(p *pipesync.Plan) { loop.PostPending(context.Background(), p) }})
-	loop, err = pipesync.NewLoop(pipesync.LoopOptions{Repo: src, Reconciler: rec, Statuses: gh, PRs: gh, Runs: e.inv,
+	rec := mustReconciler(pipesync.Options{Provisioner: e.prov, Inventory: e.inv, AgentID: "agent-a"})
+	loop, err := pipesync.NewLoop(pipesync.LoopOptions{Repo: src, Reconciler: rec, Statuses: gh, PRs: gh, Runs: e.inv,
 		DriftEvery: time.Hour, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)

@@ -275,13 +275,9 @@ func (l *Loop) apply(ctx context.Context, head string, drift bool) (*Report, err
 	if err != nil {
 		return nil, err
 	}
-	rec := l.opts.Reconciler
-	var rep *Report
-	if drift {
-		rep, err = rec.Repair(ctx, d)
-	} else {
-		rep, err = rec.Reconcile(ctx, d)
-	}
+	// Workflows about to change show "pending" before their apply starts.
+	pending := func(p *Plan) { l.PostPending(ctx, p) }
+	rep, err := l.opts.Reconciler.reconcile(ctx, d, drift, pending)
 	if rep != nil {
 		l.postResults(context.WithoutCancel(ctx), rep)
 	}
@@ -412,8 +408,8 @@ func (l *Loop) planPullRequests(ctx context.Context, advertised []gitsource.Pull
 	return nil
 }
 
-// PostPending is a Reconciler OnPlan hook: it posts "pending" on every
-// workflow the plan is about to change.
+// PostPending posts "pending" on every workflow the plan is about to change.
+// The Loop's own passes do it before each apply.
 func (l *Loop) PostPending(ctx context.Context, plan *Plan) {
 	if l.opts.Statuses == nil || plan.Commit == "" {
 		return

@@ -136,7 +136,7 @@ const maxReplans = 8
 // returned error is for what stops the whole pass (the inventory cannot be
 // read or written, ctx cancelled).
 func (r *Reconciler) Reconcile(ctx context.Context, d *Desired) (*Report, error) {
-	return r.reconcile(ctx, d, false)
+	return r.reconcile(ctx, d, false, nil)
 }
 
 // Repair is Reconcile plus a drift check: every workflow the plan leaves
@@ -145,10 +145,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *Desired) (*Report, error)
 // resources named in its Reason. It reads every record and many resources,
 // so it runs on its own, slower schedule.
 func (r *Reconciler) Repair(ctx context.Context, d *Desired) (*Report, error) {
-	return r.reconcile(ctx, d, true)
+	return r.reconcile(ctx, d, true, nil)
 }
 
-func (r *Reconciler) reconcile(ctx context.Context, d *Desired, drift bool) (*Report, error) {
+// reconcile runs one pass; onPlan, if set, is told each plan before it is
+// applied, after Options.OnPlan (the Loop posts pending statuses with it).
+func (r *Reconciler) reconcile(ctx context.Context, d *Desired, drift bool, onPlan func(*Plan)) (*Report, error) {
 	start := r.opts.Now()
 	for attempt := 0; ; attempt++ {
 		idx, err := r.opts.Inventory.ReadIndex(ctx)
@@ -161,8 +163,10 @@ func (r *Reconciler) reconcile(ctx context.Context, d *Desired, drift bool) (*Re
 				return nil, err
 			}
 		}
-		if r.opts.OnPlan != nil {
-			r.opts.OnPlan(plan)
+		for _, hook := range []func(*Plan){r.opts.OnPlan, onPlan} {
+			if hook != nil {
+				hook(plan)
+			}
 		}
 		rep, err := r.apply(ctx, plan, idx)
 		if errors.Is(err, errReplan) && attempt < maxReplans {
@@ -207,8 +211,45 @@ func (r *Reconciler) findDrift(ctx context.Context, plan *Plan) error {
 	return nil
 }
 
-// apply carries out plan, whose index idx was read at the start of the pass.
+// apply carries out plan, whose index idx was read at the start of the pass:
+// build the stage specs, record the intent (or re-plan if another agent
+// wrote the index first), apply each workflow, record the outcome.
 func (r *Reconciler) apply(ctx context.Context, plan *Plan, idx *inventory.Index) (*Report, error) {
+	rep, todo := newReport(plan)
+	if len(todo) == 0 {
+		return rep, r.recordCommit(ctx, idx, plan.Commit)
+	}
+	specs, ready, refused := r.buildSpecs(ctx, plan, todo)
+	for i, err := range refused {
+		rep.Results[i].Err = err
+	}
+	if len(ready) > 0 {
+		if err := r.recordIntent(ctx, plan, idx, ready); err != nil {
+			if errors.Is(err, inventory.ErrConflict) {
+				return nil, errReplan
+			}
+			return rep, err
+		}
+	}
+	for i, res := range r.applyReady(ctx, plan, specs, ready, rep.Results) {
+		rep.Results[i] = res
+	}
+	interrupted := ctx.Err()
+
+	// Save the outcome even if the pass was cancelled (SIGTERM): a half-done
+	// apply must be on record. The lease of an interrupted workflow is kept,
+	// so its next pass resumes it.
+	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := r.recordResults(saveCtx, idx, plan.Commit, rep.Results, ready); err != nil {
+		return rep, err
+	}
+	return rep, interrupted
+}
+
+// newReport starts the report of plan, one result per change, and returns
+// the indexes of the changes that write.
+func newReport(plan *Plan) (*Report, []int) {
 	rep := &Report{Commit: plan.Commit, Plan: plan, Results: make([]Result, len(plan.Changes))}
 	var todo []int
 	for i, c := range plan.Changes {
@@ -220,13 +261,16 @@ func (r *Reconciler) apply(ctx context.Context, plan *Plan, idx *inventory.Index
 			todo = append(todo, i)
 		}
 	}
-	if len(todo) == 0 {
-		return rep, r.recordCommit(ctx, idx, plan.Commit)
-	}
+	return rep, todo
+}
 
-	// Build every stage spec before any write, so an account mismatch or an
-	// STS failure stops a workflow before it touches anything.
+// buildSpecs builds the stage specs of every change in todo before any
+// write, so an account mismatch or an STS failure stops a workflow before it
+// touches anything. It returns the specs by change, the changes ready to
+// apply, and the error of each change it refused.
+func (r *Reconciler) buildSpecs(ctx context.Context, plan *Plan, todo []int) (map[int][]provision.StageSpec, []int, map[int]error) {
 	specs := make(map[int][]provision.StageSpec)
+	refused := make(map[int]error)
 	var ready []int
 	for _, i := range todo {
 		c := plan.Changes[i]
@@ -236,15 +280,19 @@ func (r *Reconciler) apply(ctx context.Context, plan *Plan, idx *inventory.Index
 		}
 		s, err := r.stageSpecs(ctx, c)
 		if err != nil {
-			rep.Results[i].Err = err
+			refused[i] = err
 			continue
 		}
 		specs[i] = s
 		ready = append(ready, i)
 	}
+	return specs, ready, refused
+}
 
-	// Record the intent, and take the leases, in one conditional write: if
-	// another agent wrote the index since we read it, re-plan.
+// recordIntent marks every ready change as being applied by this agent and
+// takes its lease, in one conditional write of the index: inventory.ErrConflict
+// if another agent wrote the index since idx was read.
+func (r *Reconciler) recordIntent(ctx context.Context, plan *Plan, idx *inventory.Index, ready []int) error {
 	now := r.opts.Now()
 	for _, i := range ready {
 		c := plan.Changes[i]
@@ -264,42 +312,36 @@ func (r *Reconciler) apply(ctx context.Context, plan *Plan, idx *inventory.Index
 		e.Holder, e.LeaseExpires, e.UpdatedAt = r.opts.AgentID, now.Add(r.opts.LeaseTTL), now
 		idx.Workflows[c.Workflow] = e
 	}
-	if len(ready) > 0 {
-		if err := r.opts.Inventory.WriteIndex(ctx, idx); err != nil {
-			if errors.Is(err, inventory.ErrConflict) {
-				return nil, errReplan
-			}
-			return rep, err
-		}
-	}
+	return r.opts.Inventory.WriteIndex(ctx, idx)
+}
 
-	// Cancelling ctx (SIGTERM) starts no further workflow, but one already
-	// being applied finishes its current step list: its AWS calls run on a
-	// context that is not cancelled, bounded by ApplyTimeout.
+// applyReady applies the ready changes, Concurrency at a time, and returns
+// their results by change. Cancelling ctx (SIGTERM) starts no further
+// workflow, but one already being applied finishes its current step list:
+// its AWS calls run on a context that is not cancelled, bounded by
+// ApplyTimeout.
+func (r *Reconciler) applyReady(ctx context.Context, plan *Plan, specs map[int][]provision.StageSpec, ready []int, started []Result) map[int]Result {
+	results := make([]Result, len(ready))
 	var g errgroup.Group
 	g.SetLimit(r.opts.Concurrency)
-	for _, i := range ready {
+	for n, i := range ready {
 		g.Go(func() error {
+			res := started[i]
 			if err := ctx.Err(); err != nil {
-				rep.Results[i].Err = fmt.Errorf("not started: %w", err)
-				return nil
+				res.Err = fmt.Errorf("not started: %w", err)
+			} else {
+				res = r.applyOne(context.WithoutCancel(ctx), plan.Commit, plan.Changes[i], specs[i], res)
 			}
-			rep.Results[i] = r.applyOne(context.WithoutCancel(ctx), plan.Commit, plan.Changes[i], specs[i], rep.Results[i])
+			results[n] = res // each goroutine its own slot
 			return nil
 		})
 	}
 	_ = g.Wait() // each workflow's error is in its result
-	waitErr := ctx.Err()
-
-	// Save the outcome even if the pass was cancelled (SIGTERM): a half-done
-	// apply must be on record. The lease of an interrupted workflow is kept,
-	// so its next pass resumes it.
-	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	if err := r.recordResults(saveCtx, idx, plan.Commit, rep.Results, ready); err != nil {
-		return rep, err
+	byChange := make(map[int]Result, len(ready))
+	for n, i := range ready {
+		byChange[i] = results[n]
 	}
-	return rep, waitErr
+	return byChange
 }
 
 // stageSpecs checks the workflow's account and builds its stage specs.

@@ -97,7 +97,6 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 		statuses, prs = gh, gh
 	}
 
-	var loop *pipesync.Loop
 	inv := newInventory(sess)
 	rec, err := pipesync.New(pipesync.Options{
 		Provisioner: prov,
@@ -106,13 +105,12 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 		Release:     release,
 		Concurrency: cfg.Concurrency,
 		Logger:      log,
-		OnPlan:      func(p *pipesync.Plan) { loop.PostPending(ctx, p) },
 	})
 	if err != nil {
 		return err
 	}
 	drift, _ := time.ParseDuration(cfg.DriftInterval) // checked by Config.Validate
-	loop, err = pipesync.NewLoop(pipesync.LoopOptions{
+	loop, err := pipesync.NewLoop(pipesync.LoopOptions{
 		Repo: repo, Reconciler: rec, Statuses: statuses, PRs: prs, Runs: inv,
 		Schedule: cfg.Schedule, DriftEvery: drift, Logger: log, Observer: m,
 		OnPass: func(res pipesync.PassResult) {

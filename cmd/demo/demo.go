@@ -298,18 +298,16 @@ func (d *demo) newLoop(ctx context.Context, repoDir, stateBucket string, network
 	if err != nil {
 		return nil, nil, err
 	}
-	var loop *pipesync.Loop
 	rec, err := pipesync.New(pipesync.Options{
 		Provisioner: prov,
 		Inventory:   inv,
 		AgentID:     agentID,
 		Logger:      d.log,
-		OnPlan:      func(p *pipesync.Plan) { loop.PostPending(ctx, p) },
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	loop, err = pipesync.NewLoop(pipesync.LoopOptions{
+	loop, err := pipesync.NewLoop(pipesync.LoopOptions{
 		Repo:       repo,
 		Reconciler: rec,
 		Runs:       inv,
