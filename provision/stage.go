@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-
-	"github.com/aws/aws-sdk-go-v2/service/ecs"
-	"golang.org/x/sync/errgroup"
 )
 
 // StageResources are the identifiers of one deployed stage, as recorded in
@@ -129,164 +126,27 @@ func (p *Provisioner) EnsureStage(ctx context.Context, spec StageSpec, prev Stag
 		}
 		spec.AccountID = account
 	}
-	c := p.clients(spec.Region)
-	wf, stage := spec.Workflow, spec.Stage
-	name := ResourceName(wf, stage)
-	tags := stageTags(wf, stage)
-
-	// res starts as prev, so identifiers recorded before survive a failure.
-	res := prev
-	res.TaskDefinitionARNs = slices.Clone(prev.TaskDefinitionARNs)
-	res.InputBucket, res.OutputBucket = spec.InputBucket, spec.OutputBucket
-	res.LogGroup, res.LambdaLogGroup = workflowLogGroup(wf), lambdaLogGroup(wf, stage)
-
-	// Buckets, queues and log groups depend on nothing: in parallel. Each
-	// goroutine sets its own fields of res.
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		created, err := ensureBucket(gctx, c, spec.InputBucket, tags, spec.InputOwned)
-		if err == nil {
-			res.InputBucketCreated = created
-		}
-		return err
-	})
-	g.Go(func() error {
-		created, err := ensureBucket(gctx, c, spec.OutputBucket, tags, spec.OutputOwned)
-		if err == nil {
-			res.OutputBucketCreated = created
-		}
-		return err
-	})
-	g.Go(func() error {
-		dlq, err := ensureQueue(gctx, c, dlqName(wf, stage), dlqAttributes(), tags)
-		setIfKnown(&res.DLQURL, dlq.URL)
-		setIfKnown(&res.DLQARN, dlq.ARN)
-		if err != nil {
-			return err
-		}
-		work, err := ensureQueue(gctx, c, name, workQueueAttributes(spec, dlq.ARN), tags)
-		setIfKnown(&res.QueueURL, work.URL)
-		setIfKnown(&res.QueueARN, work.ARN)
-		return err
-	})
-	g.Go(func() error {
-		// The workflow's group is shared by its stages and belongs to
-		// workflowLogGroupOwner; whichever stage comes first creates it.
-		if err := ensureLogGroup(gctx, c, res.LogGroup, p.opts.LogRetentionDays, stageTags(wf, workflowLogGroupOwner)); err != nil {
-			return err
-		}
-		return ensureLogGroup(gctx, c, res.LambdaLogGroup, p.opts.LogRetentionDays, tags)
-	})
-	if err := g.Wait(); err != nil {
-		return res, err
+	s := &stageBuild{
+		p: p, c: p.clients(spec.Region), spec: spec, prev: prev,
+		names: namesOf(spec), tags: stageTags(spec.Workflow, spec.Stage),
 	}
-
-	arns := stageARNs{
-		Region: spec.Region, Account: spec.AccountID, Cluster: p.opts.Cluster, Family: name,
-		QueueARN: res.QueueARN, DLQARN: res.DLQARN,
-		InputBucket: spec.InputBucket, OutputBucket: spec.OutputBucket, StateBucket: p.opts.StateBucket,
-		Workflow: wf, Stage: stage, SecretARNs: secretARNs(spec),
-		Images: []string{spec.Algorithm.Image, p.opts.RunnerImage},
-	}
-	g, gctx = errgroup.WithContext(ctx)
-	g.Go(func() error {
-		arn, err := ensureRole(gctx, c, roleName(wf, stage, roleExec), trustPolicy("ecs-tasks.amazonaws.com"), execPolicy(arns), tags)
-		setIfKnown(&res.ExecutionRoleARN, arn)
-		return err
-	})
-	g.Go(func() error {
-		arn, err := ensureRole(gctx, c, roleName(wf, stage, roleTask), trustPolicy("ecs-tasks.amazonaws.com"), taskPolicy(arns), tags)
-		setIfKnown(&res.TaskRoleARN, arn)
-		return err
-	})
-	if err := g.Wait(); err != nil {
-		return res, err
-	}
-	arns.ExecRoleARN, arns.TaskRoleARN = res.ExecutionRoleARN, res.TaskRoleARN
-
-	td, err := p.taskDefinitionInput(spec, res)
-	if err != nil {
-		return res, err
-	}
-	g, gctx = errgroup.WithContext(ctx)
-	g.Go(func() error {
-		arn, err := ensureRole(gctx, c, roleName(wf, stage, roleLambda), trustPolicy("lambda.amazonaws.com"), lambdaPolicy(arns), tags)
-		setIfKnown(&res.LambdaRoleARN, arn)
-		return err
-	})
-	var tdARN, tdHash string
-	g.Go(func() error {
-		var err error
-		tdARN, tdHash, err = ensureTaskDefinition(gctx, c, td, prev)
-		return err
-	})
-	err = g.Wait()
-	if tdARN != "" {
-		res.TaskDefinitionARN, res.TaskDefinitionHash = tdARN, tdHash
-		if !slices.Contains(res.TaskDefinitionARNs, tdARN) {
-			res.TaskDefinitionARNs = append(res.TaskDefinitionARNs, tdARN)
-		}
-	}
-	if err != nil {
-		return res, err
-	}
-
-	fn, err := p.ensureFunction(ctx, c, name, functionConfig{Role: res.LambdaRoleARN, Environment: p.functionEnvironment(spec, res)}, tags)
-	setIfKnown(&res.FunctionARN, fn)
-	if err != nil {
-		return res, err
-	}
-	if res.FunctionCodeSHA256, err = p.opts.LambdaCode.SHA256(); err != nil {
-		return res, err
-	}
-	if err := ensurePermission(ctx, c, name, bucketARN(spec.Region, spec.InputBucket), spec.AccountID); err != nil {
-		return res, err
-	}
-
-	// The function now starts the current revision: retire the others.
-	for _, arn := range slices.Clone(res.TaskDefinitionARNs) {
-		if arn == res.TaskDefinitionARN {
-			continue
-		}
-		if _, err := deregisterTaskDefinition(ctx, c, arn); err != nil {
+	res := s.start()
+	// Each step needs identifiers the steps before it found; within a step
+	// what does not depend on each other runs in parallel.
+	for _, step := range []func(context.Context, *StageResources) error{
+		s.ensureIndependent, // buckets, queues, log groups
+		s.ensureTaskRoles,   // execution and task roles
+		s.ensureLambdaRoleAndTaskDefinition,
+		s.ensureFunction,
+		s.ensureInvokePermission,
+		s.retireTaskDefinitions,
+		s.ensureNotification,
+	} {
+		if err := step(ctx, &res); err != nil {
 			return res, err
 		}
-		res.TaskDefinitionARNs = slices.DeleteFunc(res.TaskDefinitionARNs, func(a string) bool { return a == arn })
-	}
-
-	id := notificationID(wf, stage)
-	if prev.InputBucket != "" && prev.InputBucket != spec.InputBucket {
-		// The stage moved to another input bucket: stop listening on the old.
-		if _, err := p.ensureNotification(ctx, c, prev.InputBucket, id, "", false); err != nil {
-			return res, err
-		}
-	}
-	if _, err := p.ensureNotification(ctx, c, spec.InputBucket, id, res.FunctionARN, !spec.Suspend); err != nil {
-		return res, err
-	}
-	res.NotificationID = id
-	if spec.Suspend {
-		res.NotificationID = ""
 	}
 	return res, nil
-}
-
-// ensureTaskDefinition returns the revision of the stage's family to run:
-// prev's when the request in is the one that made it (same hash), else a
-// newly registered one.
-func ensureTaskDefinition(ctx context.Context, c *clients, in *ecs.RegisterTaskDefinitionInput, prev StageResources) (arn, hash string, err error) {
-	hash, err = taskDefinitionHash(in)
-	if err != nil {
-		return "", "", err
-	}
-	if hash == prev.TaskDefinitionHash && prev.TaskDefinitionARN != "" {
-		return prev.TaskDefinitionARN, hash, nil
-	}
-	arn, err = registerTaskDefinition(ctx, c, in)
-	if err != nil {
-		return "", "", err
-	}
-	return arn, hash, nil
 }
 
 // deletion collects the results of DeleteStage's steps.
