@@ -64,11 +64,14 @@ type stageResource struct {
 // String is the resource as reports name it: "<kind> <name>".
 func (r stageResource) String() string { return r.kind + " " + r.name }
 
-// stageTable lists the resources the stage owns in dependency order: each
-// refers only to resources before it (or to a role or queue by ARN only, as
-// IAM policies do, which needs nothing to exist). DeleteStage walks it
-// backwards; within a kind the order is the reverse of the order DeleteStage
-// has always deleted in. Names come from res where recorded and from spec
+// stageTable lists the resources the stage owns in dependency order, so
+// that DeleteStage, walking it backwards, removes what refers to a resource
+// before the resource: the notification before the function, the function
+// before the revisions it starts and the roles it runs as, the work queue
+// before its DLQ. (The task roles' policies name the queues by ARN only,
+// which IAM does not check, so the queues may go first.) Where nothing
+// orders two entries they are listed so that DeleteStage keeps the order it
+// always deleted in. Names come from res where recorded and from spec
 // otherwise, so a stage whose record was lost or left partial by a crash is
 // still found whole.
 func (p *Provisioner) stageTable(c *clients, spec StageSpec, res StageResources) []stageResource {
@@ -96,9 +99,9 @@ func (p *Provisioner) stageTable(c *clients, spec StageSpec, res StageResources)
 		t = append(t, taskDefinitionResource(c, arn))
 	}
 	t = append(t, functionResource(c, wf, n.function))
-	// Our entry goes from the recorded input bucket and from spec's, should
-	// they differ; drift checks the recorded one only, and only while the
-	// stage is not suspended (a suspended stage has no entry).
+	// Our entry is removed from the recorded input bucket and from spec's,
+	// should they differ; drift checks the recorded one only, and only while
+	// the stage is not suspended (a suspended stage has no entry).
 	for _, b := range slices.Backward(compactNonEmpty(res.InputBucket, spec.InputBucket)) {
 		t = append(t, p.notificationResource(c, b, n.notification, b == in && !spec.Suspend))
 	}
