@@ -15,9 +15,10 @@ import (
 //   - /aws/lambda/cp-<workflow>-<stage>: the stage function's logs, created
 //     here (not by Lambda on first write) so it has a retention and our tags;
 //   - /cloudpipe/<workflow>: the containers of every stage of the workflow,
-//     one stream prefix per stage. Every stage ensures it, whichever comes
-//     first creates it, and DeleteStage removes it only with stage 0, which
-//     every workflow has and which goes last when a whole workflow goes.
+//     one stream prefix per stage. Every stage ensures it and whichever
+//     comes first creates it, but it belongs to stage 0 (see
+//     workflowLogGroupOwner): only stage 0's DeleteStage removes it and only
+//     stage 0's MissingResources reports it.
 
 func isLogsNotFound(err error) bool {
 	var rnf *logstypes.ResourceNotFoundException

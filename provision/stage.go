@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-
-	"github.com/aws/aws-sdk-go-v2/service/ecs"
-	"golang.org/x/sync/errgroup"
 )
 
 // StageResources are the identifiers of one deployed stage, as recorded in
@@ -129,164 +126,27 @@ func (p *Provisioner) EnsureStage(ctx context.Context, spec StageSpec, prev Stag
 		}
 		spec.AccountID = account
 	}
-	c := p.clients(spec.Region)
-	wf, stage := spec.Workflow, spec.Stage
-	name := ResourceName(wf, stage)
-	tags := stageTags(wf, stage)
-
-	// res starts as prev, so identifiers recorded before survive a failure.
-	res := prev
-	res.TaskDefinitionARNs = slices.Clone(prev.TaskDefinitionARNs)
-	res.InputBucket, res.OutputBucket = spec.InputBucket, spec.OutputBucket
-	res.LogGroup, res.LambdaLogGroup = workflowLogGroup(wf), lambdaLogGroup(wf, stage)
-
-	// Buckets, queues and log groups depend on nothing: in parallel. Each
-	// goroutine sets its own fields of res.
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		created, err := ensureBucket(gctx, c, spec.InputBucket, tags, spec.InputOwned)
-		if err == nil {
-			res.InputBucketCreated = created
-		}
-		return err
-	})
-	g.Go(func() error {
-		created, err := ensureBucket(gctx, c, spec.OutputBucket, tags, spec.OutputOwned)
-		if err == nil {
-			res.OutputBucketCreated = created
-		}
-		return err
-	})
-	g.Go(func() error {
-		dlq, err := ensureQueue(gctx, c, dlqName(wf, stage), dlqAttributes(), tags)
-		setIfKnown(&res.DLQURL, dlq.URL)
-		setIfKnown(&res.DLQARN, dlq.ARN)
-		if err != nil {
-			return err
-		}
-		work, err := ensureQueue(gctx, c, name, workQueueAttributes(spec, dlq.ARN), tags)
-		setIfKnown(&res.QueueURL, work.URL)
-		setIfKnown(&res.QueueARN, work.ARN)
-		return err
-	})
-	g.Go(func() error {
-		// The workflow's group is shared by its stages and belongs to stage
-		// 0, which deletes it; whichever stage comes first creates it.
-		if err := ensureLogGroup(gctx, c, res.LogGroup, p.opts.LogRetentionDays, stageTags(wf, 0)); err != nil {
-			return err
-		}
-		return ensureLogGroup(gctx, c, res.LambdaLogGroup, p.opts.LogRetentionDays, tags)
-	})
-	if err := g.Wait(); err != nil {
-		return res, err
+	s := &stageBuild{
+		p: p, c: p.clients(spec.Region), spec: spec, prev: prev,
+		names: namesOf(spec), tags: stageTags(spec.Workflow, spec.Stage),
 	}
-
-	arns := stageARNs{
-		Region: spec.Region, Account: spec.AccountID, Cluster: p.opts.Cluster, Family: name,
-		QueueARN: res.QueueARN, DLQARN: res.DLQARN,
-		InputBucket: spec.InputBucket, OutputBucket: spec.OutputBucket, StateBucket: p.opts.StateBucket,
-		Workflow: wf, Stage: stage, SecretARNs: secretARNs(spec),
-		Images: []string{spec.Algorithm.Image, p.opts.RunnerImage},
-	}
-	g, gctx = errgroup.WithContext(ctx)
-	g.Go(func() error {
-		arn, err := ensureRole(gctx, c, roleName(wf, stage, roleExec), trustPolicy("ecs-tasks.amazonaws.com"), execPolicy(arns), tags)
-		setIfKnown(&res.ExecutionRoleARN, arn)
-		return err
-	})
-	g.Go(func() error {
-		arn, err := ensureRole(gctx, c, roleName(wf, stage, roleTask), trustPolicy("ecs-tasks.amazonaws.com"), taskPolicy(arns), tags)
-		setIfKnown(&res.TaskRoleARN, arn)
-		return err
-	})
-	if err := g.Wait(); err != nil {
-		return res, err
-	}
-	arns.ExecRoleARN, arns.TaskRoleARN = res.ExecutionRoleARN, res.TaskRoleARN
-
-	td, err := p.taskDefinitionInput(spec, res)
-	if err != nil {
-		return res, err
-	}
-	g, gctx = errgroup.WithContext(ctx)
-	g.Go(func() error {
-		arn, err := ensureRole(gctx, c, roleName(wf, stage, roleLambda), trustPolicy("lambda.amazonaws.com"), lambdaPolicy(arns), tags)
-		setIfKnown(&res.LambdaRoleARN, arn)
-		return err
-	})
-	var tdARN, tdHash string
-	g.Go(func() error {
-		var err error
-		tdARN, tdHash, err = ensureTaskDefinition(gctx, c, td, prev)
-		return err
-	})
-	err = g.Wait()
-	if tdARN != "" {
-		res.TaskDefinitionARN, res.TaskDefinitionHash = tdARN, tdHash
-		if !slices.Contains(res.TaskDefinitionARNs, tdARN) {
-			res.TaskDefinitionARNs = append(res.TaskDefinitionARNs, tdARN)
-		}
-	}
-	if err != nil {
-		return res, err
-	}
-
-	fn, err := p.ensureFunction(ctx, c, name, functionConfig{Role: res.LambdaRoleARN, Environment: p.functionEnvironment(spec, res)}, tags)
-	setIfKnown(&res.FunctionARN, fn)
-	if err != nil {
-		return res, err
-	}
-	if res.FunctionCodeSHA256, err = p.opts.LambdaCode.SHA256(); err != nil {
-		return res, err
-	}
-	if err := ensurePermission(ctx, c, name, bucketARN(spec.Region, spec.InputBucket), spec.AccountID); err != nil {
-		return res, err
-	}
-
-	// The function now starts the current revision: retire the others.
-	for _, arn := range slices.Clone(res.TaskDefinitionARNs) {
-		if arn == res.TaskDefinitionARN {
-			continue
-		}
-		if _, err := deregisterTaskDefinition(ctx, c, arn); err != nil {
+	res := s.start()
+	// Each step needs identifiers the steps before it found; within a step
+	// what does not depend on each other runs in parallel.
+	for _, step := range []func(context.Context, *StageResources) error{
+		s.ensureIndependent, // buckets, queues, log groups
+		s.ensureTaskRoles,   // execution and task roles
+		s.ensureLambdaRoleAndTaskDefinition,
+		s.ensureFunction,
+		s.ensureInvokePermission,
+		s.retireTaskDefinitions,
+		s.ensureNotification,
+	} {
+		if err := step(ctx, &res); err != nil {
 			return res, err
 		}
-		res.TaskDefinitionARNs = slices.DeleteFunc(res.TaskDefinitionARNs, func(a string) bool { return a == arn })
-	}
-
-	id := notificationID(wf, stage)
-	if prev.InputBucket != "" && prev.InputBucket != spec.InputBucket {
-		// The stage moved to another input bucket: stop listening on the old.
-		if _, err := p.ensureNotification(ctx, c, prev.InputBucket, id, "", false); err != nil {
-			return res, err
-		}
-	}
-	if _, err := p.ensureNotification(ctx, c, spec.InputBucket, id, res.FunctionARN, !spec.Suspend); err != nil {
-		return res, err
-	}
-	res.NotificationID = id
-	if spec.Suspend {
-		res.NotificationID = ""
 	}
 	return res, nil
-}
-
-// ensureTaskDefinition returns the revision of the stage's family to run:
-// prev's when the request in is the one that made it (same hash), else a
-// newly registered one.
-func ensureTaskDefinition(ctx context.Context, c *clients, in *ecs.RegisterTaskDefinitionInput, prev StageResources) (arn, hash string, err error) {
-	hash, err = taskDefinitionHash(in)
-	if err != nil {
-		return "", "", err
-	}
-	if hash == prev.TaskDefinitionHash && prev.TaskDefinitionARN != "" {
-		return prev.TaskDefinitionARN, hash, nil
-	}
-	arn, err = registerTaskDefinition(ctx, c, in)
-	if err != nil {
-		return "", "", err
-	}
-	return arn, hash, nil
 }
 
 // deletion collects the results of DeleteStage's steps.
@@ -295,22 +155,24 @@ type deletion struct {
 	errs []error
 }
 
-func (d *deletion) note(what string, o outcome, err error) {
+func (d *deletion) note(r stageResource, o outcome, keptBecause string, err error) {
 	switch {
 	case err != nil:
 		d.errs = append(d.errs, err)
 	case o == outcomeDeleted:
-		d.res.Deleted = append(d.res.Deleted, what)
+		d.res.Deleted = append(d.res.Deleted, r.String())
 	case o == outcomeNotOwned:
-		d.res.NotOwned = append(d.res.NotOwned, what)
+		d.res.NotOwned = append(d.res.NotOwned, r.String())
+	case o == outcomeKept:
+		d.res.KeptBuckets = append(d.res.KeptBuckets, KeptBucket{Name: r.name, Reason: keptBecause})
 	}
 }
 
-// DeleteStage removes the resources of one stage, in dependency order: our
-// notification entry (other entries stay), the function (with its
-// permission), every recorded task-definition revision, the queues, the
-// roles (inline policies first), the log groups (the workflow's shared
-// group only for stage 0), then the buckets.
+// DeleteStage removes the resources of one stage, walking its table
+// (stageTable) backwards: our notification entry (other entries stay), the
+// function (with its permission), every recorded task-definition revision,
+// the queues, the roles (inline policies first), the log groups (the
+// workflow's shared group only for its owner, stage 0), then the buckets.
 //
 // Buckets are never emptied. A bucket is deleted only if cloudpipe created
 // it (it carries our tags), it is empty, and it is an intermediate bucket
@@ -321,123 +183,33 @@ func (d *deletion) note(what string, o outcome, err error) {
 // is safe to repeat. It goes on after a failed step and returns every
 // error, joined.
 func (p *Provisioner) DeleteStage(ctx context.Context, spec StageSpec, res StageResources) (DeleteResult, error) {
-	c := p.clients(spec.Region)
-	wf, stage := spec.Workflow, spec.Stage
-	name := ResourceName(wf, stage)
 	var d deletion
-
-	inputs := compactNonEmpty(res.InputBucket, spec.InputBucket)
-	for _, b := range inputs {
-		wrote, err := p.ensureNotification(ctx, c, b, notificationID(wf, stage), "", false)
-		o := outcomeGone
-		if wrote {
-			o = outcomeDeleted
-		}
-		d.note("s3 notification "+notificationID(wf, stage)+" on "+b, o, err)
-	}
-
-	o, err := deleteFunction(ctx, c, name, wf)
-	d.note("lambda function "+name, o, err)
-
-	for _, arn := range compactNonEmpty(append(slices.Clone(res.TaskDefinitionARNs), res.TaskDefinitionARN)...) {
-		o, err := deregisterTaskDefinition(ctx, c, arn)
-		d.note("ecs task definition "+arn, o, err)
-	}
-
-	for _, q := range []string{name, dlqName(wf, stage)} {
-		o, err := deleteQueue(ctx, c, q, wf)
-		d.note("sqs queue "+q, o, err)
-	}
-
-	for _, kind := range []string{roleLambda, roleExec, roleTask} {
-		r := roleName(wf, stage, kind)
-		o, err := deleteRole(ctx, c, r, wf)
-		d.note("iam role "+r, o, err)
-	}
-
-	groups := []string{lambdaLogGroup(wf, stage)}
-	if stage == 0 {
-		groups = append(groups, workflowLogGroup(wf))
-	}
-	for _, g := range groups {
-		o, err := deleteLogGroup(ctx, c, g, wf)
-		d.note("log group "+g, o, err)
-	}
-
-	buckets := []struct {
-		name         string
-		intermediate bool
-	}{
-		{firstNonEmpty(res.InputBucket, spec.InputBucket), spec.InputOwned},
-		{firstNonEmpty(res.OutputBucket, spec.OutputBucket), spec.OutputOwned},
-	}
-	for _, b := range buckets {
-		if b.name == "" {
-			continue
-		}
-		o, reason, err := deleteBucket(ctx, c, b.name, wf, b.intermediate, spec.RetainBuckets)
-		if o == outcomeKept {
-			d.res.KeptBuckets = append(d.res.KeptBuckets, KeptBucket{Name: b.name, Reason: reason})
-		}
-		d.note("s3 bucket "+b.name, o, err)
+	for _, r := range slices.Backward(p.stageTable(p.clients(spec.Region), spec, res)) {
+		o, keptBecause, err := r.delete(ctx)
+		d.note(r, o, keptBecause, err)
 	}
 	d.res.KeptBuckets = sortedKept(d.res.KeptBuckets)
 	return d.res, errors.Join(d.errs...)
 }
 
 // MissingResources lists the resources of a deployed stage that no longer
-// exist ("<kind> <name>"), for drift checks. It only reads. Task-definition
-// revisions are not checked (kumo cannot describe them); a recorded
-// notification entry is checked unless the stage is suspended.
+// exist ("<kind> <name>"), for drift checks, walking the stage's table
+// (stageTable). It only reads. Task-definition revisions are not checked
+// (kumo cannot describe them); a recorded notification entry is checked
+// unless the stage is suspended; the workflow's shared log group is checked
+// by its owner, stage 0, only.
 func (p *Provisioner) MissingResources(ctx context.Context, spec StageSpec, res StageResources) ([]string, error) {
-	c := p.clients(spec.Region)
-	wf, stage := spec.Workflow, spec.Stage
-	name := ResourceName(wf, stage)
 	var missing []string
-	check := func(what string, exists bool, err error) error {
+	for _, r := range inReportOrder(p.stageTable(p.clients(spec.Region), spec, res)) {
+		if r.exists == nil {
+			continue
+		}
+		ok, err := r.exists(ctx)
 		if err != nil {
-			return err
-		}
-		if !exists {
-			missing = append(missing, what)
-		}
-		return nil
-	}
-	for _, b := range compactNonEmpty(firstNonEmpty(res.InputBucket, spec.InputBucket), firstNonEmpty(res.OutputBucket, spec.OutputBucket)) {
-		ok, err := bucketExists(ctx, c, b)
-		if err := check("s3 bucket "+b, ok, err); err != nil {
 			return missing, err
 		}
-	}
-	for _, q := range []string{name, dlqName(wf, stage)} {
-		_, err := findQueueURL(ctx, c, q)
-		if err := check("sqs queue "+q, err == nil, ignoreNotFound(err)); err != nil {
-			return missing, err
-		}
-	}
-	for _, kind := range []string{roleLambda, roleExec, roleTask} {
-		r := roleName(wf, stage, kind)
-		_, err := findRole(ctx, c, r)
-		if err := check("iam role "+r, err == nil, ignoreNotFound(err)); err != nil {
-			return missing, err
-		}
-	}
-	ok, err := functionExists(ctx, c, name)
-	if err := check("lambda function "+name, ok, err); err != nil {
-		return missing, err
-	}
-	for _, g := range []string{workflowLogGroup(wf), lambdaLogGroup(wf, stage)} {
-		_, err := findLogGroup(ctx, c, g)
-		if err := check("log group "+g, err == nil, ignoreNotFound(err)); err != nil {
-			return missing, err
-		}
-	}
-	if !spec.Suspend {
-		in := firstNonEmpty(res.InputBucket, spec.InputBucket)
-		id := notificationID(wf, stage)
-		ok, err := findNotification(ctx, c, in, id)
-		if err := check("s3 notification "+id+" on "+in, ok, err); err != nil {
-			return missing, err
+		if !ok {
+			missing = append(missing, r.String())
 		}
 	}
 	return missing, nil
@@ -449,13 +221,6 @@ func setIfKnown(field *string, v string) {
 	if v != "" {
 		*field = v
 	}
-}
-
-func ignoreNotFound(err error) error {
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	return err
 }
 
 func firstNonEmpty(s ...string) string {

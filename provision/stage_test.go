@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
@@ -478,4 +479,78 @@ func TestSequenceStages(t *testing.T) {
 	if len(del.KeptBuckets) != 0 {
 		t.Errorf("KeptBuckets = %+v, want every (empty) bucket deleted", del.KeptBuckets)
 	}
+}
+
+// The workflow's shared log group belongs to stage 0: every stage ensures
+// it, but only stage 0 reports it missing and deletes it.
+func TestWorkflowLogGroupBelongsToStageZero(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	first := e.spec()
+	first.OutputBucket = provision.IntermediateBucketName(first.Workflow, 0, kumoAccount, first.Region)
+	first.OutputOwned = true
+	second := e.spec()
+	second.Stage = 1
+	second.InputBucket, second.InputOwned = first.OutputBucket, true
+	r0 := e.ensure(first, provision.StageResources{})
+	r1 := e.ensure(second, provision.StageResources{})
+	group := "/cloudpipe/" + first.Workflow
+
+	if _, err := e.logs.DeleteLogGroup(ctx, &cloudwatchlogs.DeleteLogGroupInput{LogGroupName: &group}); err != nil {
+		t.Fatal(err)
+	}
+	if missing, err := e.p.MissingResources(ctx, first, r0); err != nil || !slices.Equal(missing, []string{"log group " + group}) {
+		t.Errorf("stage 0 MissingResources = %v, %v; want only the workflow log group", missing, err)
+	}
+	if missing, err := e.p.MissingResources(ctx, second, r1); err != nil || len(missing) != 0 {
+		t.Errorf("stage 1 MissingResources = %v, %v; want none (the group is stage 0's)", missing, err)
+	}
+
+	// Stage 1's containers log there, so ensuring stage 1 brings it back,
+	// as stage 0's.
+	r1 = e.ensure(second, r1)
+	if tags := e.logGroupTags(group); tags[provision.TagStage] != "0" {
+		t.Errorf("recreated %s has tags %v, want stage 0's", group, tags)
+	}
+	if missing, err := e.p.MissingResources(ctx, first, r0); err != nil || len(missing) != 0 {
+		t.Errorf("stage 0 MissingResources after stage 1 ensured = %v, %v; want none", missing, err)
+	}
+
+	del, err := e.p.DeleteStage(ctx, second, r1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(del.Deleted, "log group "+group) {
+		t.Errorf("deleting stage 1 deleted %s", group)
+	}
+	if tags := e.logGroupTags(group); tags == nil {
+		t.Errorf("%s is gone with stage 1", group)
+	}
+	if del, err = e.p.DeleteStage(ctx, first, r0); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(del.Deleted, "log group "+group) {
+		t.Errorf("deleting stage 0 deleted %v, want %s among them", del.Deleted, group)
+	}
+}
+
+// logGroupTags returns the tags of log group name, or nil if it does not exist.
+func (e *env) logGroupTags(name string) map[string]string {
+	e.t.Helper()
+	out, err := e.logs.DescribeLogGroups(e.t.Context(), &cloudwatchlogs.DescribeLogGroupsInput{LogGroupNamePrefix: &name})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, g := range out.LogGroups {
+		if aws.ToString(g.LogGroupName) != name {
+			continue
+		}
+		arn := strings.TrimSuffix(aws.ToString(g.Arn), ":*")
+		tags, err := e.logs.ListTagsForResource(e.t.Context(), &cloudwatchlogs.ListTagsForResourceInput{ResourceArn: &arn})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		return tags.Tags
+	}
+	return nil
 }
