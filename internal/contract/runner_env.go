@@ -42,7 +42,8 @@ type RunnerEnv struct {
 	// runners; unset means the queue's own VisibilityTimeout.
 	Visibility time.Duration // EnvVisibilityTimeout
 	// RetryDelay is how long a failed message waits before its next
-	// delivery, doubled with each delivery.
+	// delivery, doubled with each delivery (capped at Visibility); below a
+	// second means at once.
 	RetryDelay time.Duration // EnvRetryDelay
 	// TempDir holds the zip archives of directory results; "" is the
 	// system's temporary directory.
