@@ -113,21 +113,40 @@ func ParseRunRecordKey(key string) (info RunRecordKeyInfo, ok bool) {
 	if len(parts) != 3 || parts[0] == "" {
 		return info, false
 	}
+	// Only the form RunRecordKey writes: "+1" or "01" would be another
+	// prefix than StageRunsPrefix lists.
 	stage, err := strconv.Atoi(parts[1])
-	if err != nil || stage < 0 {
+	if err != nil || stage < 0 || strconv.Itoa(stage) != parts[1] {
 		return info, false
 	}
 	name, found := strings.CutSuffix(parts[2], ".json")
-	if !found || len(name) < len(runTimeLayout)+1 {
+	if !found || len(name) < len(runTimeLayout)+1 || name[len(runTimeLayout)] != '-' {
 		return info, false
 	}
-	finished, err := time.Parse(runTimeLayout, name[:len(runTimeLayout)])
-	if err != nil {
+	// time.Parse also takes a comma for the decimal point: insist on the
+	// layout, which keeps keys sorting by time.
+	stamp := name[:len(runTimeLayout)]
+	finished, err := time.Parse(runTimeLayout, stamp)
+	if err != nil || finished.Format(runTimeLayout) != stamp {
 		return info, false
 	}
 	outcome, hash, found := strings.Cut(name[len(runTimeLayout)+1:], "-")
-	if !found || (outcome != OutcomeOK && outcome != OutcomeFailed) || len(hash) != 12 {
+	if !found || (outcome != OutcomeOK && outcome != OutcomeFailed) || !isHash(hash) {
 		return info, false
 	}
 	return RunRecordKeyInfo{Workflow: parts[0], Stage: stage, Finished: finished, Outcome: outcome}, true
+}
+
+// isHash reports whether s is the hash RunRecordKey writes: 12 lowercase hex
+// digits.
+func isHash(s string) bool {
+	if len(s) != 12 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -67,7 +67,9 @@ func TestParseRunRecordKeyRejects(t *testing.T) {
 		"runs/wf/0/20260304T040607.000000080Z-maybe-0123456789ab.json", "runs/wf/0/20260304T040607.000000080Z-ok-01.json",
 		"other/wf/0/20260304T040607.000000080Z-ok-0123456789ab.json", "runs/wf/0/20260304T040607.000000080Z-ok-0123456789ab",
 		"runs//0/20260304T040607.000000080Z-ok-0123456789ab.json", "runs/wf/-1/20260304T040607.000000080Z-ok-0123456789ab.json",
-		"runs/wf/0/x/20260304T040607.000000080Z-ok-0123456789ab.json"} {
+		"runs/wf/0/x/20260304T040607.000000080Z-ok-0123456789ab.json", "runs/wf/+0/20260304T040607.000000080Z-ok-0123456789ab.json",
+		"runs/wf/00/20260304T040607.000000080Z-ok-0123456789ab.json", "runs/wf/0/20260304T040607.000000080Zxok-0123456789ab.json",
+		"runs/wf/0/20260304T040607.000000080Z-ok-0123456789AB.json", "runs/wf/0/20260304T040607.000000080Z-ok-01234567-9ab.json"} {
 		if info, ok := contract.ParseRunRecordKey(bad); ok {
 			t.Errorf("ParseRunRecordKey(%q) = %+v, want not ok", bad, info)
 		}
