@@ -15,6 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 )
 
 // The inventory lives in the state bucket as one small index, read once per
@@ -209,7 +211,7 @@ func (inv *Inventory) DeleteRecord(ctx context.Context, workflow string) error {
 func (inv *Inventory) ListRunKeys(ctx context.Context, workflow string, stage int, startAfter string) ([]string, error) {
 	in := &s3.ListObjectsV2Input{
 		Bucket: aws.String(inv.bucket),
-		Prefix: aws.String(fmt.Sprintf("runs/%s/%d/", workflow, stage)),
+		Prefix: aws.String(contract.StageRunsPrefix(workflow, stage)),
 	}
 	if startAfter != "" {
 		in.StartAfter = aws.String(startAfter)
