@@ -31,8 +31,8 @@ type RunnerEnv struct {
 	Stage       int    // EnvStage
 
 	// The tuning settings below are 0 or "" when unset, which the runner
-	// reads as its defaults. The provisioner sets none of them; the demo
-	// sets them to run quickly.
+	// reads as its defaults (runner/config.go). The provisioner sets none
+	// of them; the demo sets them to run quickly.
 
 	// WaitTime is the long-poll wait of one receive, at most 20s.
 	WaitTime time.Duration // EnvWaitTime
