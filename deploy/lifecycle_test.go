@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
 	"github.com/cloudpipe/cloudpipe/inventory"
 	"github.com/cloudpipe/cloudpipe/provision"
@@ -146,7 +147,7 @@ func runLifecycle(t *testing.T) *lifecycle {
 
 	// The run-status tally (sync.Loop.UpdateRunStatuses) lists and reads
 	// the run records runners write.
-	key := fmt.Sprintf("runs/%s/1/20240101T000000Z-test.json", wf)
+	key := contract.StageRunsPrefix(wf, 1) + "20240101T000000Z-test.json"
 	putObject(t, base, state, key, `{"ok": true}`)
 	keys, err := inv.ListRunKeys(ctx, wf, 1, "")
 	if err != nil || len(keys) != 1 {

@@ -11,10 +11,10 @@ package inventory
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 	"github.com/cloudpipe/cloudpipe/provision"
 )
 
@@ -130,6 +130,4 @@ func recordName(key string) (string, bool) {
 }
 
 // runPrefix is where the runners of one stage record their runs.
-func runPrefix(workflow string, stage int) string {
-	return fmt.Sprintf("runs/%s/%d/", workflow, stage)
-}
+func runPrefix(workflow string, stage int) string { return contract.StageRunsPrefix(workflow, stage) }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 	"github.com/cloudpipe/cloudpipe/lambda"
 )
 
@@ -26,7 +27,7 @@ func provisionerEnv() map[string]string {
 }
 
 func TestConfigFromEnv(t *testing.T) {
-	want := lambda.Config{
+	want := lambda.Config{FunctionEnv: contract.FunctionEnv{
 		QueueURL:       "http://localhost:4566/000000000000/cp-wf-0",
 		DLQURL:         "http://localhost:4566/000000000000/cp-wf-0-dlq",
 		Cluster:        "cloudpipe",
@@ -38,7 +39,7 @@ func TestConfigFromEnv(t *testing.T) {
 		Container:      "sort-lines",
 		Workflow:       "wf",
 		Stage:          0,
-	}
+	}}
 	env := provisionerEnv()
 	got, err := lambda.ConfigFromEnv(func(k string) string { return env[k] })
 	if err != nil || !reflect.DeepEqual(got, want) {
@@ -53,7 +54,7 @@ func TestConfigFromEnv(t *testing.T) {
 	}{
 		{name: "defaults", change: map[string]string{"CLOUDPIPE_MAX_TASKS": "", "CLOUDPIPE_ASSIGN_PUBLIC_IP": "", "CLOUDPIPE_SECURITY_GROUPS": "", "CLOUDPIPE_STAGE": ""},
 			check: func(c lambda.Config) bool {
-				return c.MaxTasks == lambda.DefaultMaxTasks && !c.AssignPublicIP && c.SecurityGroups == nil && c.Stage == 0
+				return c.MaxTasks == contract.DefaultMaxTasks && !c.AssignPublicIP && c.SecurityGroups == nil && c.Stage == 0
 			}},
 		{name: "family:revision", change: map[string]string{"CLOUDPIPE_TASK_DEFINITION": "cp-wf-0:3"},
 			check: func(c lambda.Config) bool { return c.TaskDefinition == "cp-wf-0:3" }},

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 )
 
 // FuzzS3Event feeds hostile S3 event JSON to the handler's decoding and
@@ -36,8 +38,8 @@ func FuzzS3Event(f *testing.F) {
 					t.Fatalf("key %q decoded to %q, want %q", r.S3.Object.Key, j.msg.Key, want)
 				}
 			}
-			var back Message
-			if err := json.Unmarshal([]byte(j.body), &back); err != nil || back.Key != j.msg.Key || back.Bucket != j.msg.Bucket {
+			back, err := contract.DecodeMessage(j.body)
+			if err != nil || back.Key != j.msg.Key || back.Bucket != j.msg.Bucket {
 				t.Fatalf("message body %q does not round-trip: %v", j.body, err)
 			}
 			again, _, _ := newJob(r)

@@ -18,13 +18,14 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 	"github.com/cloudpipe/cloudpipe/lambda"
 )
 
-func decode(t *testing.T, m sqstypes.Message) lambda.Message {
+func decode(t *testing.T, m sqstypes.Message) contract.Message {
 	t.Helper()
-	var msg lambda.Message
-	if err := json.Unmarshal([]byte(aws.ToString(m.Body)), &msg); err != nil {
+	msg, err := contract.DecodeMessage(aws.ToString(m.Body))
+	if err != nil {
 		t.Fatalf("message body %q: %v", aws.ToString(m.Body), err)
 	}
 	return msg
@@ -41,7 +42,7 @@ func TestHandleOneRecord(t *testing.T) {
 		t.Fatalf("%d messages queued, want 1", len(msgs))
 	}
 	got := decode(t, msgs[0])
-	want := lambda.Message{Bucket: "in-bucket", Key: "data/a.txt", Size: 100, ETag: "etagdata/a.txt",
+	want := contract.Message{Bucket: "in-bucket", Key: "data/a.txt", Size: 100, ETag: "etagdata/a.txt",
 		EventTime: time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)}
 	if got != want {
 		t.Errorf("message = %+v, want %+v", got, want)
@@ -246,11 +247,8 @@ func TestHandleDeadLetters(t *testing.T) {
 	if len(dead) != 2 || reasons[lambda.ReasonTooLarge] == "" || reasons[lambda.ReasonBadRecord] == "" {
 		t.Fatalf("dead letters by reason %v, want %s and %s", keysOf(reasons), lambda.ReasonTooLarge, lambda.ReasonBadRecord)
 	}
-	var big struct {
-		lambda.Message
-		Truncated bool `json:"truncated"`
-	}
-	if err := json.Unmarshal([]byte(reasons[lambda.ReasonTooLarge]), &big); err != nil || !big.Truncated ||
+	big, err := contract.DecodeDeadLetter(reasons[lambda.ReasonTooLarge])
+	if err != nil || !big.Truncated ||
 		!strings.HasPrefix(huge, big.Key) || big.Bucket != "in-bucket" {
 		t.Errorf("too-large dead letter = %.200s (%v), want the record with its key cut", reasons[lambda.ReasonTooLarge], err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
 	"github.com/cloudpipe/cloudpipe/lambda"
 )
@@ -67,14 +68,14 @@ func newStage(tb testing.TB, o stageOptions) *stage {
 	}
 	subnets, sgs := testenv.NewNetwork(tb, base)
 	if o.maxTasks == 0 {
-		o.maxTasks = lambda.DefaultMaxTasks
+		o.maxTasks = contract.DefaultMaxTasks
 	}
 	s := &stage{
 		t:     tb,
 		aws:   base.Copy(),
 		calls: new(testenv.CallCounter),
 		sqs:   q,
-		cfg: lambda.Config{
+		cfg: lambda.Config{FunctionEnv: contract.FunctionEnv{
 			QueueURL:       queueURL,
 			DLQURL:         dlqURL,
 			Cluster:        name,
@@ -85,7 +86,7 @@ func newStage(tb testing.TB, o stageOptions) *stage {
 			MaxTasks:       o.maxTasks,
 			Container:      "algo",
 			Workflow:       name,
-		},
+		}},
 	}
 	if o.proxy != nil {
 		s.aws.BaseEndpoint = aws.String(o.proxy.URL)

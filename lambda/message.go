@@ -3,7 +3,6 @@ package lambda
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -12,20 +11,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/aws/aws-lambda-go/events"
-)
 
-// Message is the body of the work-queue message for one created object,
-// JSON-encoded. It is the contract with the runner, which decodes the same
-// fields (runner.ParseMessage); a test checks the two agree.
-type Message struct {
-	Bucket    string    `json:"bucket"`
-	Key       string    `json:"key"` // decoded: "in/a b.txt", never "in/a+b.txt"
-	Size      int64     `json:"size"`
-	ETag      string    `json:"etag,omitempty"`
-	VersionID string    `json:"version_id,omitempty"`
-	Sequencer string    `json:"sequencer,omitempty"`
-	EventTime time.Time `json:"event_time"`
-}
+	"github.com/cloudpipe/cloudpipe/internal/contract"
+)
 
 // MaxMessageBytes is the largest message body (with its attributes) SQS
 // accepts by default, 256 KiB. A record that does not fit cannot be queued
@@ -53,7 +41,7 @@ const (
 // job is one record on its way through the handler: its message and the
 // token that identifies the S3 event for idempotency.
 type job struct {
-	msg   Message
+	msg   contract.Message
 	body  string
 	token string // sha256 hex of the event's identity, see recordToken
 }
@@ -79,7 +67,7 @@ func newJob(r events.S3EventRecord) (j job, skip bool, err error) {
 			return job{}, false, fmt.Errorf("decode key: %w", err)
 		}
 	}
-	msg := Message{
+	msg := contract.Message{
 		Bucket:    r.S3.Bucket.Name,
 		Key:       key,
 		Size:      r.S3.Object.Size,
@@ -100,11 +88,11 @@ func newJob(r events.S3EventRecord) (j job, skip bool, err error) {
 	case strings.HasSuffix(msg.Key, "/"):
 		return job{}, true, nil
 	}
-	b, err := json.Marshal(msg)
+	body, err := msg.Encode()
 	if err != nil {
-		return job{msg: msg}, false, fmt.Errorf("encode message: %w", err)
+		return job{msg: msg}, false, err
 	}
-	j = job{msg: msg, body: string(b), token: recordToken(msg)}
+	j = job{msg: msg, body: body, token: recordToken(msg)}
 	if len(j.body) > MaxMessageBytes {
 		return j, false, errTooLarge
 	}
@@ -118,7 +106,7 @@ var errTooLarge = fmt.Errorf("message exceeds %d bytes", MaxMessageBytes)
 // sequencer orders the events of one key; emulators leave it (and the
 // version) empty, so eTag and event time are part of the identity too. The
 // result is 64 hex characters, the most ECS accepts.
-func recordToken(m Message) string {
+func recordToken(m contract.Message) string {
 	h := sha256.New()
 	for _, f := range []string{m.Bucket, m.Key, m.VersionID, m.Sequencer, m.ETag, m.EventTime.Format(time.RFC3339Nano)} {
 		h.Write([]byte(f))
@@ -158,11 +146,10 @@ func deadLetterBody(j job) string {
 			*f, truncated = cut, true
 		}
 	}
-	b, _ := json.Marshal(struct { // cannot fail: strings, numbers and a time
-		Message
-		Truncated bool `json:"truncated,omitempty"`
-	}{m, truncated})
-	return string(b)
+	// Fails only for an event time past year 9999, which an S3 event
+	// cannot carry (its times are RFC 3339, four-digit years).
+	body, _ := contract.DeadLetter{Message: m, Truncated: truncated}.Encode()
+	return body
 }
 
 // attrBudget bounds the attributes of a dead-letter message (the error text

@@ -8,6 +8,8 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	awslambda "github.com/aws/aws-lambda-go/lambda"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 )
 
 // Start serves the stage function and does not return. It loads the AWS
@@ -47,7 +49,7 @@ func Start() {
 // logLevel reads the log level from CLOUDPIPE_LOG_LEVEL, then Lambda's
 // AWS_LAMBDA_LOG_LEVEL (DEBUG, INFO, ...); unset or unknown means info.
 func logLevel(getenv func(string) string) slog.Level {
-	for _, name := range []string{"CLOUDPIPE_LOG_LEVEL", "AWS_LAMBDA_LOG_LEVEL"} {
+	for _, name := range []string{contract.EnvLogLevel, "AWS_LAMBDA_LOG_LEVEL"} {
 		var l slog.Level
 		if v := getenv(name); v != "" && l.UnmarshalText([]byte(v)) == nil {
 			return l

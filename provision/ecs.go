@@ -15,6 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
+
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 )
 
 // fargateSizes lists, for each Fargate task CPU size (CPU units, 1024 = one
@@ -133,18 +135,18 @@ func containerEnvironment(spec StageSpec, ids StageResources, stateBucket string
 	if env == nil {
 		env = map[string]string{}
 	}
-	maps.Copy(env, map[string]string{
-		"CLOUDPIPE_QUEUE_URL":     ids.QueueURL,
-		"CLOUDPIPE_INPUT_BUCKET":  spec.InputBucket,
-		"CLOUDPIPE_OUTPUT_BUCKET": spec.OutputBucket,
-		"CLOUDPIPE_RUN_COMMAND":   spec.Algorithm.RunCommand,
-		"CLOUDPIPE_INPUT_PATH":    spec.Algorithm.InputFilePath,
-		"CLOUDPIPE_OUTPUT_PATH":   spec.Algorithm.OutputFilePath,
-		"CLOUDPIPE_ALGORITHM":     spec.Algorithm.Name,
-		"CLOUDPIPE_STATE_BUCKET":  stateBucket,
-		"CLOUDPIPE_WORKFLOW":      spec.Workflow,
-		"CLOUDPIPE_STAGE":         strconv.Itoa(spec.Stage),
-	})
+	maps.Copy(env, contract.RunnerEnv{
+		QueueURL:     ids.QueueURL,
+		InputBucket:  spec.InputBucket,
+		OutputBucket: spec.OutputBucket,
+		RunCommand:   spec.Algorithm.RunCommand,
+		InputPath:    spec.Algorithm.InputFilePath,
+		OutputPath:   spec.Algorithm.OutputFilePath,
+		Algorithm:    spec.Algorithm.Name,
+		StateBucket:  stateBucket,
+		Workflow:     spec.Workflow,
+		Stage:        spec.Stage,
+	}.Env())
 	out := make([]ecstypes.KeyValuePair, 0, len(env))
 	for _, k := range slices.Sorted(maps.Keys(env)) {
 		out = append(out, ecstypes.KeyValuePair{Name: aws.String(k), Value: aws.String(env[k])})

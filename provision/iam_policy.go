@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 )
 
 // policyDocument is an IAM policy. Documents are compared by value
@@ -212,7 +214,7 @@ func taskPolicy(a stageARNs) policyDocument {
 	}
 	if a.StateBucket != "" {
 		stmts = append(stmts, policyStatement{Sid: "WriteRunRecords", Effect: "Allow", Action: stringList{"s3:PutObject"},
-			Resource: stringList{bucketARN(a.Region, a.StateBucket) + "/runs/" + a.Workflow + "/*"}})
+			Resource: stringList{bucketARN(a.Region, a.StateBucket) + "/" + contract.WorkflowRunsPrefix(a.Workflow) + "*"}})
 	}
 	stmts = append(stmts, policyStatement{Sid: "Queue", Effect: "Allow",
 		Action:   stringList{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"},

@@ -8,8 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -17,6 +15,7 @@ import (
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/cloudpipe/cloudpipe/internal/backoff"
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 )
 
 // isLambdaConflict reports ResourceConflictException: on CreateFunction the
@@ -51,19 +50,19 @@ func (p *Provisioner) functionEnvironment(spec StageSpec, ids StageResources) ma
 	if maxTasks <= 0 {
 		maxTasks = DefaultMaxTasks
 	}
-	return map[string]string{
-		"CLOUDPIPE_QUEUE_URL":        ids.QueueURL,
-		"CLOUDPIPE_DLQ_URL":          ids.DLQURL,
-		"CLOUDPIPE_CLUSTER":          p.opts.Cluster,
-		"CLOUDPIPE_TASK_DEFINITION":  ids.TaskDefinitionARN,
-		"CLOUDPIPE_SUBNETS":          strings.Join(p.opts.Network.Subnets, ","),
-		"CLOUDPIPE_SECURITY_GROUPS":  strings.Join(p.opts.Network.SecurityGroups, ","),
-		"CLOUDPIPE_ASSIGN_PUBLIC_IP": strconv.FormatBool(p.opts.Network.AssignPublicIP),
-		"CLOUDPIPE_MAX_TASKS":        strconv.Itoa(maxTasks),
-		"CLOUDPIPE_CONTAINER":        spec.Algorithm.Name,
-		"CLOUDPIPE_WORKFLOW":         spec.Workflow,
-		"CLOUDPIPE_STAGE":            strconv.Itoa(spec.Stage),
-	}
+	return contract.FunctionEnv{
+		QueueURL:       ids.QueueURL,
+		DLQURL:         ids.DLQURL,
+		Cluster:        p.opts.Cluster,
+		TaskDefinition: ids.TaskDefinitionARN,
+		Subnets:        p.opts.Network.Subnets,
+		SecurityGroups: p.opts.Network.SecurityGroups,
+		AssignPublicIP: p.opts.Network.AssignPublicIP,
+		MaxTasks:       maxTasks,
+		Container:      spec.Algorithm.Name,
+		Workflow:       spec.Workflow,
+		Stage:          spec.Stage,
+	}.Env()
 }
 
 // configDiffers reports whether a function's configuration differs from what

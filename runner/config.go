@@ -10,9 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 )
 
 // Defaults of the Config fields whose zero value means "default".
@@ -28,48 +29,11 @@ const (
 	fallbackVisibility = 30 * time.Second
 )
 
-// Config is the runner's configuration. The provisioner sets the algorithm
-// container's environment (provision/ecs.go, containerEnvironment), which
-// ConfigFromEnv reads.
+// Config is the runner's configuration: the environment the provisioner
+// sets on the algorithm container (contract.RunnerEnv), whose zero durations
+// mean the defaults above, and the settings only the caller knows.
 type Config struct {
-	QueueURL     string // CLOUDPIPE_QUEUE_URL: the stage's work queue
-	InputBucket  string // CLOUDPIPE_INPUT_BUCKET: messages naming another bucket fail; "" accepts any
-	OutputBucket string // CLOUDPIPE_OUTPUT_BUCKET: where results go
-	// RunCommand is the algorithm's run_command, e.g. "sort -o $output $input".
-	// It is split into fields at white space (no shell, no quoting) and each
-	// "$input" and "$output" in a field is replaced by the local path, so
-	// file names can never become extra arguments or shell code.
-	RunCommand string // CLOUDPIPE_RUN_COMMAND
-	// InputPath is the algorithm's input_file_path: a directory (ending in
-	// "/", or an existing directory), which gets the object under its base
-	// name, or the path of the input file itself.
-	InputPath string // CLOUDPIPE_INPUT_PATH
-	// OutputPath is the algorithm's output_file_path: a directory, in which
-	// $output is Result-<ALGORITHM>-<file>, or the path of the output file.
-	OutputPath  string // CLOUDPIPE_OUTPUT_PATH
-	Algorithm   string // CLOUDPIPE_ALGORITHM: the algorithm's name, part of result keys
-	StateBucket string // CLOUDPIPE_STATE_BUCKET: where runs are recorded; "" records none
-	Workflow    string // CLOUDPIPE_WORKFLOW
-	Stage       int    // CLOUDPIPE_STAGE
-
-	// WaitTime is the long-poll wait of one receive, at most 20s; 0 means
-	// DefaultWaitTime. CLOUDPIPE_WAIT_TIME.
-	WaitTime time.Duration
-	// IdleTimeout ends Run after this long without a message; 0 means
-	// DefaultIdleTimeout. CLOUDPIPE_IDLE_TIMEOUT.
-	IdleTimeout time.Duration
-	// Visibility is how long a received message stays invisible to other
-	// runners; the runner extends it every third of it while it works. 0
-	// means the queue's own VisibilityTimeout. CLOUDPIPE_VISIBILITY_TIMEOUT.
-	Visibility time.Duration
-	// RetryDelay is how long a failed message waits before its next
-	// delivery, doubled with each delivery (capped at Visibility); 0 means
-	// DefaultRetryDelay, and below a second means at once.
-	// CLOUDPIPE_RETRY_DELAY.
-	RetryDelay time.Duration
-	// TempDir holds the zip archives of directory results; "" is the
-	// system's temporary directory. CLOUDPIPE_TEMP_DIR.
-	TempDir string
+	contract.RunnerEnv
 
 	// S3UsePathStyle puts bucket names in the path, as emulators need. Not
 	// read from the environment: the caller knows its endpoint.
@@ -85,66 +49,12 @@ type Config struct {
 // (os.Getenv in production) and validates it, reporting every problem at
 // once with the variable it concerns.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
-	var errs []error
-	get := func(name string) string { return strings.TrimSpace(getenv(name)) }
-	c := Config{
-		QueueURL:     get("CLOUDPIPE_QUEUE_URL"),
-		InputBucket:  get("CLOUDPIPE_INPUT_BUCKET"),
-		OutputBucket: get("CLOUDPIPE_OUTPUT_BUCKET"),
-		RunCommand:   get("CLOUDPIPE_RUN_COMMAND"),
-		InputPath:    get("CLOUDPIPE_INPUT_PATH"),
-		OutputPath:   get("CLOUDPIPE_OUTPUT_PATH"),
-		Algorithm:    get("CLOUDPIPE_ALGORITHM"),
-		StateBucket:  get("CLOUDPIPE_STATE_BUCKET"),
-		Workflow:     get("CLOUDPIPE_WORKFLOW"),
-		TempDir:      get("CLOUDPIPE_TEMP_DIR"),
-	}
-	if v := get("CLOUDPIPE_STAGE"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			errs = append(errs, fmt.Errorf("CLOUDPIPE_STAGE=%q is not a stage index", v))
-		}
-		c.Stage = n
-	}
-	for _, d := range []struct {
-		name string
-		to   *time.Duration
-	}{
-		{"CLOUDPIPE_WAIT_TIME", &c.WaitTime},
-		{"CLOUDPIPE_IDLE_TIMEOUT", &c.IdleTimeout},
-		{"CLOUDPIPE_VISIBILITY_TIMEOUT", &c.Visibility},
-		{"CLOUDPIPE_RETRY_DELAY", &c.RetryDelay},
-	} {
-		if v := get(d.name); v != "" {
-			var err error
-			if *d.to, err = parseDuration(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", d.name, v, err))
-			}
-		}
-	}
-	if err := errors.Join(append(errs, c.Validate())...); err != nil {
+	env, err := contract.ReadRunnerEnv(getenv)
+	c := Config{RunnerEnv: env}
+	if err := errors.Join(err, c.Validate()); err != nil {
 		return Config{}, err
 	}
 	return c, nil
-}
-
-// parseDuration reads a Go duration ("90s", "1m30s") or a whole number of
-// seconds, as SQS states timeouts.
-func parseDuration(s string) (time.Duration, error) {
-	if n, err := strconv.Atoi(s); err == nil {
-		if n < 0 {
-			return 0, errors.New("negative duration")
-		}
-		return time.Duration(n) * time.Second, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, errors.New("not a duration (like 90s) or a number of seconds")
-	}
-	if d < 0 {
-		return 0, errors.New("negative duration")
-	}
-	return d, nil
 }
 
 // Validate reports every missing or malformed setting at once, naming each
@@ -152,34 +62,34 @@ func parseDuration(s string) (time.Duration, error) {
 func (c Config) Validate() error {
 	var errs []error
 	for _, f := range []struct{ name, value string }{
-		{"CLOUDPIPE_QUEUE_URL", c.QueueURL},
-		{"CLOUDPIPE_OUTPUT_BUCKET", c.OutputBucket},
-		{"CLOUDPIPE_RUN_COMMAND", c.RunCommand},
-		{"CLOUDPIPE_INPUT_PATH", c.InputPath},
-		{"CLOUDPIPE_OUTPUT_PATH", c.OutputPath},
-		{"CLOUDPIPE_ALGORITHM", c.Algorithm},
+		{contract.EnvQueueURL, c.QueueURL},
+		{contract.EnvOutputBucket, c.OutputBucket},
+		{contract.EnvRunCommand, c.RunCommand},
+		{contract.EnvInputPath, c.InputPath},
+		{contract.EnvOutputPath, c.OutputPath},
+		{contract.EnvAlgorithm, c.Algorithm},
 	} {
 		if strings.TrimSpace(f.value) == "" {
 			errs = append(errs, fmt.Errorf("%s is not set", f.name))
 		}
 	}
 	if c.StateBucket != "" && c.Workflow == "" {
-		errs = append(errs, errors.New("CLOUDPIPE_WORKFLOW is not set (run records are kept per workflow)"))
+		errs = append(errs, errors.New(contract.EnvWorkflow+" is not set (run records are kept per workflow)"))
 	}
 	if strings.ContainsAny(c.Algorithm, "/\x00") {
-		errs = append(errs, fmt.Errorf("CLOUDPIPE_ALGORITHM=%q: a name cannot hold / (it is part of result keys)", c.Algorithm))
+		errs = append(errs, fmt.Errorf("%s=%q: a name cannot hold / (it is part of result keys)", contract.EnvAlgorithm, c.Algorithm))
 	}
 	if strings.ContainsAny(c.Workflow, "/\x00") {
-		errs = append(errs, fmt.Errorf("CLOUDPIPE_WORKFLOW=%q: a name cannot hold /", c.Workflow))
+		errs = append(errs, fmt.Errorf("%s=%q: a name cannot hold /", contract.EnvWorkflow, c.Workflow))
 	}
 	if c.WaitTime > 20*time.Second {
-		errs = append(errs, fmt.Errorf("CLOUDPIPE_WAIT_TIME=%v: SQS waits at most 20s", c.WaitTime))
+		errs = append(errs, fmt.Errorf("%s=%v: SQS waits at most 20s", contract.EnvWaitTime, c.WaitTime))
 	}
 	if c.Visibility > 12*time.Hour {
-		errs = append(errs, fmt.Errorf("CLOUDPIPE_VISIBILITY_TIMEOUT=%v: SQS allows at most 12h", c.Visibility))
+		errs = append(errs, fmt.Errorf("%s=%v: SQS allows at most 12h", contract.EnvVisibilityTimeout, c.Visibility))
 	}
 	if c.Visibility > 0 && c.Visibility < time.Second {
-		errs = append(errs, fmt.Errorf("CLOUDPIPE_VISIBILITY_TIMEOUT=%v: SQS counts whole seconds, at least 1", c.Visibility))
+		errs = append(errs, fmt.Errorf("%s=%v: SQS counts whole seconds, at least 1", contract.EnvVisibilityTimeout, c.Visibility))
 	}
 	if c.PartSize != 0 && c.PartSize < 5<<20 {
 		errs = append(errs, fmt.Errorf("part size %d: S3 parts are at least 5 MiB", c.PartSize))

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 	"github.com/cloudpipe/cloudpipe/runner"
 )
 
@@ -30,11 +31,11 @@ func containerEnv() map[string]string {
 func TestConfigFromEnv(t *testing.T) {
 	env := containerEnv()
 	got, err := runner.ConfigFromEnv(func(k string) string { return env[k] })
-	want := runner.Config{
+	want := runner.Config{RunnerEnv: contract.RunnerEnv{
 		QueueURL: "http://localhost:4566/000000000000/cp-wf-0", InputBucket: "in-bucket", OutputBucket: "out-bucket",
 		RunCommand: "sort -o $output $input", InputPath: "/tmp/in/", OutputPath: "/tmp/out/", Algorithm: "sort-lines",
 		StateBucket: "cloudpipe-state-000000000000-us-east-1", Workflow: "wf",
-	}
+	}}
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("ConfigFromEnv = %+v, %v\nwant %+v", got, err, want)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
 	"github.com/cloudpipe/cloudpipe/runner"
 )
@@ -98,23 +99,22 @@ func newStage(tb testing.TB, o stageOptions) *stage {
 			tb.Fatal(err)
 		}
 	}
-	s.cfg = runner.Config{
-		QueueURL:       s.queueURL,
-		InputBucket:    s.in,
-		OutputBucket:   s.out,
-		RunCommand:     "cp $input $output",
-		InputPath:      filepath.Join(s.root, "in") + "/",
-		OutputPath:     filepath.Join(s.root, "out") + "/",
-		Algorithm:      "copy",
-		StateBucket:    s.state,
-		Workflow:       name,
-		Stage:          1,
-		WaitTime:       time.Second,
-		IdleTimeout:    time.Second,
-		RetryDelay:     time.Millisecond, // below a second: retry at once
-		TempDir:        filepath.Join(s.root, "tmp"),
-		S3UsePathStyle: true,
-	}
+	s.cfg = runner.Config{RunnerEnv: contract.RunnerEnv{
+		QueueURL:     s.queueURL,
+		InputBucket:  s.in,
+		OutputBucket: s.out,
+		RunCommand:   "cp $input $output",
+		InputPath:    filepath.Join(s.root, "in") + "/",
+		OutputPath:   filepath.Join(s.root, "out") + "/",
+		Algorithm:    "copy",
+		StateBucket:  s.state,
+		Workflow:     name,
+		Stage:        1,
+		WaitTime:     time.Second,
+		IdleTimeout:  time.Second,
+		RetryDelay:   time.Millisecond, // below a second: retry at once
+		TempDir:      filepath.Join(s.root, "tmp"),
+	}, S3UsePathStyle: true}
 	return s
 }
 
@@ -149,8 +149,11 @@ func (s *stage) put(key, content string) {
 // send queues the message the stage function would send for key.
 func (s *stage) send(key string) {
 	s.t.Helper()
-	body, _ := json.Marshal(runner.Message{Bucket: s.in, Key: key, Size: 1, ETag: "e", EventTime: time.Now().UTC()})
-	if _, err := s.sqs.SendMessage(s.t.Context(), &sqs.SendMessageInput{QueueUrl: &s.queueURL, MessageBody: aws.String(string(body))}); err != nil {
+	body, err := contract.Message{Bucket: s.in, Key: key, Size: 1, ETag: "e", EventTime: time.Now().UTC()}.Encode()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if _, err := s.sqs.SendMessage(s.t.Context(), &sqs.SendMessageInput{QueueUrl: &s.queueURL, MessageBody: aws.String(body)}); err != nil {
 		s.t.Fatal(err)
 	}
 }
@@ -187,18 +190,18 @@ func (s *stage) objects(bucket string) []string {
 
 // records reads the run records of the stage, oldest first, checking that
 // each key says what its record says.
-func (s *stage) records() []runner.Record {
+func (s *stage) records() []contract.RunRecord {
 	s.t.Helper()
-	var recs []runner.Record
+	var recs []contract.RunRecord
 	for _, key := range s.objects(s.state) {
-		info, ok := runner.ParseRecordKey(key)
+		info, ok := contract.ParseRunRecordKey(key)
 		if !ok {
 			s.t.Errorf("state bucket key %q is not a record key", key)
 			continue
 		}
 		body, _ := s.get(s.state, key)
-		var r runner.Record
-		if err := json.Unmarshal([]byte(body), &r); err != nil {
+		r, err := contract.DecodeRunRecord([]byte(body))
+		if err != nil {
 			s.t.Fatalf("record %s: %v", key, err)
 		}
 		if info.Outcome != r.Outcome || info.Workflow != r.Workflow || info.Stage != r.Stage || !info.Finished.Equal(r.Finished) {

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
 	"github.com/cloudpipe/cloudpipe/runner"
 )
@@ -160,7 +161,7 @@ func TestRunLargeFileMemory(t *testing.T) {
 		t.Errorf("result: %d bytes, sha256 %x; want %d bytes, %x", n, got, size, sum)
 	}
 	recs := s.records()
-	if len(recs) != 1 || recs[0].Outcome != runner.OutcomeOK || recs[0].Bytes != size || recs[0].ResultBytes != size {
+	if len(recs) != 1 || recs[0].Outcome != contract.OutcomeOK || recs[0].Bytes != size || recs[0].ResultBytes != size {
 		t.Errorf("records %+v, want one ok run of %d bytes", recs, size)
 	}
 	if l := s.leftovers(); len(l) != 0 {

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 )
 
 // Placeholders of run_command, replaced by the local paths.
@@ -51,8 +53,8 @@ func fail(step, safe string, err error) error {
 // run does the work of one message and fills rec's input, result and byte
 // counts. It returns the parsed message (for the record key) and the error
 // that made the run fail.
-func (w *worker) run(ctx context.Context, body string, rec *Record, log *slog.Logger) (Message, error) {
-	msg, err := ParseMessage(body)
+func (w *worker) run(ctx context.Context, body string, rec *Record, log *slog.Logger) (contract.Message, error) {
+	msg, err := contract.DecodeMessage(body)
 	if err != nil {
 		return msg, fail("message", "malformed message", err)
 	}
@@ -125,7 +127,7 @@ func (w *worker) run(ctx context.Context, body string, rec *Record, log *slog.Lo
 
 // resultMetadata is stored with each result, so a result can be traced to
 // its input version. Header values must be ASCII: others are left out.
-func (w *worker) resultMetadata(msg Message) map[string]string {
+func (w *worker) resultMetadata(msg contract.Message) map[string]string {
 	md := map[string]string{"cloudpipe-workflow": w.c.Workflow, "cloudpipe-stage": fmt.Sprint(w.c.Stage)}
 	if isASCII(msg.ETag) {
 		md["cloudpipe-input-etag"] = msg.ETag

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 	"github.com/cloudpipe/cloudpipe/runner"
 )
 
@@ -44,16 +45,16 @@ func TestRunSingleFile(t *testing.T) {
 	if len(recs) != 2 {
 		t.Fatalf("%d run records, want 2", len(recs))
 	}
-	var r runner.Record
+	var r contract.RunRecord
 	for _, rec := range recs {
 		if rec.Input == "s3://"+s.in+"/data/in.txt" {
 			r = rec
 		}
 	}
-	want := runner.Record{
+	want := contract.RunRecord{
 		Workflow: s.name, Stage: 1, Algorithm: "sort-lines",
 		Input: "s3://" + s.in + "/data/in.txt", Result: "s3://" + s.out + "/data/Result-sort-lines-in.txt",
-		Outcome: runner.OutcomeOK, Attempt: 1, Bytes: 6, ResultBytes: 6,
+		Outcome: contract.OutcomeOK, Attempt: 1, Bytes: 6, ResultBytes: 6,
 	}
 	got := r
 	got.Started, got.Finished, got.MessageID = time.Time{}, time.Time{}, ""
@@ -108,7 +109,7 @@ func TestRunHostileKeys(t *testing.T) {
 		}
 	}
 	for _, r := range s.records() {
-		if r.Outcome != runner.OutcomeOK {
+		if r.Outcome != contract.OutcomeOK {
 			t.Errorf("run of %s: %s (%s)", r.Input, r.Outcome, r.Error)
 		}
 	}
@@ -130,7 +131,7 @@ func TestRunUnusableKeys(t *testing.T) {
 		t.Fatalf("%d records, want 3", len(recs))
 	}
 	for _, r := range recs {
-		if r.Outcome != runner.OutcomeFailed || !strings.HasPrefix(r.Error, "message: ") {
+		if r.Outcome != contract.OutcomeFailed || !strings.HasPrefix(r.Error, "message: ") {
 			t.Errorf("run of %s: %s %q, want a failed message step", r.Input, r.Outcome, r.Error)
 		}
 	}
@@ -148,7 +149,7 @@ func TestRunOtherBucketRefused(t *testing.T) {
 	}
 	s.run()
 	recs := s.records()
-	if len(recs) != 1 || recs[0].Outcome != runner.OutcomeFailed || !strings.Contains(recs[0].Error, "another bucket") {
+	if len(recs) != 1 || recs[0].Outcome != contract.OutcomeFailed || !strings.Contains(recs[0].Error, "another bucket") {
 		t.Errorf("records %+v, want one failure naming the bucket mismatch", recs)
 	}
 }
@@ -176,7 +177,7 @@ func TestRunDuplicateMessage(t *testing.T) {
 	var dup, fresh int
 	for _, r := range s.records() {
 		switch {
-		case r.Outcome != runner.OutcomeOK:
+		case r.Outcome != contract.OutcomeOK:
 			t.Errorf("run of %s failed: %s", r.Input, r.Error)
 		case r.Duplicate:
 			dup++
@@ -207,7 +208,7 @@ func TestRunFailingCommandReachesDeadLetterQueue(t *testing.T) {
 		t.Fatalf("%d records, want 2 (maxReceiveCount)", len(recs))
 	}
 	for i, r := range recs {
-		if r.Outcome != runner.OutcomeFailed || r.Error != "run: exit status 3" || r.Attempt != i+1 {
+		if r.Outcome != contract.OutcomeFailed || r.Error != "run: exit status 3" || r.Attempt != i+1 {
 			t.Errorf("record %d: outcome %s, error %q, attempt %d; want failed, run: exit status 3, %d", i, r.Outcome, r.Error, r.Attempt, i+1)
 		}
 	}
@@ -215,7 +216,7 @@ func TestRunFailingCommandReachesDeadLetterQueue(t *testing.T) {
 	if err != nil || len(out.Messages) != 1 {
 		t.Fatalf("dead-letter queue: %d messages, %v; want the failed message", len(out.Messages), err)
 	}
-	if m, err := runner.ParseMessage(aws.ToString(out.Messages[0].Body)); err != nil || m.Key != "fail.sh" {
+	if m, err := contract.DecodeMessage(aws.ToString(out.Messages[0].Body)); err != nil || m.Key != "fail.sh" {
 		t.Errorf("dead letter %q: %v", aws.ToString(out.Messages[0].Body), err)
 	}
 	if !strings.Contains(s.logs.String(), "about to fail") {
@@ -317,7 +318,7 @@ func TestRunNoOutputFails(t *testing.T) {
 	s.send("x.txt")
 	s.run()
 	recs := s.records()
-	if len(recs) != 1 || recs[0].Outcome != runner.OutcomeFailed || !strings.HasPrefix(recs[0].Error, "output: ") {
+	if len(recs) != 1 || recs[0].Outcome != contract.OutcomeFailed || !strings.HasPrefix(recs[0].Error, "output: ") {
 		t.Errorf("records %+v, want one failed output step", recs)
 	}
 }
@@ -353,7 +354,7 @@ func TestRunHeartbeat(t *testing.T) {
 		t.Errorf("another receiver got the message %d times during the run", n)
 	}
 	recs := s.records()
-	if len(recs) != 1 || recs[0].Outcome != runner.OutcomeOK {
+	if len(recs) != 1 || recs[0].Outcome != contract.OutcomeOK {
 		t.Errorf("records %+v, want one ok run", recs)
 	}
 	if !strings.Contains(s.logs.String(), "visibility extended") {

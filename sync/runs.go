@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 	"github.com/cloudpipe/cloudpipe/inventory"
-	"github.com/cloudpipe/cloudpipe/runner"
 	"github.com/cloudpipe/cloudpipe/status"
 )
 
@@ -90,12 +90,12 @@ func (l *Loop) tally(ctx context.Context, runs RunRecords, name string, stages i
 		t.after[stage] = keys[len(keys)-1]
 		last := stage == stages-1
 		for _, k := range keys {
-			info, ok := runner.ParseRecordKey(k)
+			info, ok := contract.ParseRunRecordKey(k)
 			if !ok {
 				continue
 			}
 			switch {
-			case info.Outcome == runner.OutcomeFailed:
+			case info.Outcome == contract.OutcomeFailed:
 				t.failed++
 			case last:
 				t.done++
@@ -105,10 +105,10 @@ func (l *Loop) tally(ctx context.Context, runs RunRecords, name string, stages i
 			continue
 		}
 		newest := keys[len(keys)-1]
-		info, _ := runner.ParseRecordKey(newest)
-		t.lastKey, t.lastOK = newest, info.Outcome == runner.OutcomeOK
+		info, _ := contract.ParseRunRecordKey(newest)
+		t.lastKey, t.lastOK = newest, info.Outcome == contract.OutcomeOK
 		if t.lastOK {
-			var rec runner.Record
+			var rec contract.RunRecord
 			if err := runs.ReadRun(ctx, newest, &rec); err != nil {
 				return fmt.Errorf("run status of %s: %w", name, err)
 			}

@@ -3,7 +3,6 @@ package main
 import (
 	"archive/zip"
 	"bytes"
-	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
@@ -20,8 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
-	"github.com/cloudpipe/cloudpipe/runner"
 )
 
 func TestStartedAsLambda(t *testing.T) {
@@ -127,8 +126,11 @@ func TestRunnerCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := json.Marshal(runner.Message{Bucket: name + "-in", Key: "in/x y.txt"})
-	if _, err := sqs.NewFromConfig(cfg).SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: q.QueueUrl, MessageBody: aws.String(string(body))}); err != nil {
+	body, err := contract.Message{Bucket: name + "-in", Key: "in/x y.txt"}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sqs.NewFromConfig(cfg).SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: q.QueueUrl, MessageBody: aws.String(body)}); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
@@ -258,7 +260,7 @@ func TestLambdaMode(t *testing.T) {
 	if err != nil || len(msgs.Messages) != 1 {
 		t.Fatalf("queue: %d messages, %v; want 1", len(msgs.Messages), err)
 	}
-	m, err := runner.ParseMessage(aws.ToString(msgs.Messages[0].Body))
+	m, err := contract.DecodeMessage(aws.ToString(msgs.Messages[0].Body))
 	if err != nil || m.Key != "in/a b.txt" {
 		t.Errorf("message %+v, %v; want the decoded key in/a b.txt", m, err)
 	}

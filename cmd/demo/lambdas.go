@@ -17,6 +17,8 @@ import (
 	awslambda "github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 )
 
 // handlerReadyTimeout bounds the wait for a new handler to take its first
@@ -268,7 +270,7 @@ func baseEnv(endpoint, region, logLevel string) []string {
 		"AWS_CONFIG_FILE=" + os.DevNull,
 		"AWS_SHARED_CREDENTIALS_FILE=" + os.DevNull,
 		"AWS_EC2_METADATA_DISABLED=true",
-		"CLOUDPIPE_LOG_LEVEL=" + logLevel,
+		contract.EnvLogLevel + "=" + logLevel,
 	}
 	for _, k := range []string{"PATH", "HOME"} {
 		if v, ok := os.LookupEnv(k); ok {

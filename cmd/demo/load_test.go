@@ -25,6 +25,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
 	"github.com/cloudpipe/cloudpipe/lambda"
 	"github.com/cloudpipe/cloudpipe/provision"
@@ -540,7 +541,7 @@ func (c loadClients) poll(ctx context.Context, o *loadOutcomes, outBucket, dlqUR
 			}
 			o.seen[id] = true
 			o.reasons[aws.ToString(m.MessageAttributes[lambda.AttrReason].StringValue)]++
-			msg, err := runner.ParseMessage(aws.ToString(m.Body))
+			msg, err := contract.DecodeMessage(aws.ToString(m.Body))
 			if err != nil {
 				o.unexpected = append(o.unexpected, fmt.Sprintf("dead letter %s: %v", id, err))
 				continue
@@ -657,11 +658,11 @@ type loadRuns struct {
 }
 
 // runs reads the stage's run records: each delivery of a message leaves
-// one (runner/record.go).
+// one (contract.RunRecord).
 func (c loadClients) runs(ctx context.Context, stateBucket, wf, inBucket string) (loadRuns, error) {
 	var keys []string
 	p := s3.NewListObjectsV2Paginator(c.s3, &s3.ListObjectsV2Input{
-		Bucket: aws.String(stateBucket), Prefix: aws.String("runs/" + wf + "/0/"),
+		Bucket: aws.String(stateBucket), Prefix: aws.String(contract.StageRunsPrefix(wf, 0)),
 	})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
@@ -672,7 +673,7 @@ func (c loadClients) runs(ctx context.Context, stateBucket, wf, inBucket string)
 			keys = append(keys, aws.ToString(obj.Key))
 		}
 	}
-	recs := make([]runner.Record, len(keys))
+	recs := make([]contract.RunRecord, len(keys))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for i, key := range keys {
@@ -699,7 +700,7 @@ func (c loadClients) runs(ctx context.Context, stateBucket, wf, inBucket string)
 		}
 		r := res.byKey[key]
 		switch rec.Outcome {
-		case runner.OutcomeOK:
+		case contract.OutcomeOK:
 			r.ok++
 			res.ok++
 			if rec.Duplicate {

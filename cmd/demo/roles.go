@@ -15,6 +15,7 @@ import (
 	"github.com/aws/smithy-go/logging"
 	"github.com/lmittmann/tint"
 
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 	"github.com/cloudpipe/cloudpipe/lambda"
 	"github.com/cloudpipe/cloudpipe/runner"
 )
@@ -36,7 +37,7 @@ func lambdaMain() {
 func runnerMain() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	log := newLogger(os.Stderr, os.Getenv("CLOUDPIPE_LOG_LEVEL"))
+	log := newLogger(os.Stderr, os.Getenv(contract.EnvLogLevel))
 	cfg, err := runner.ConfigFromEnv(os.Getenv)
 	if err != nil {
 		log.Error("runner misconfigured", "err", err)

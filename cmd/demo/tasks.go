@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 	"github.com/cloudpipe/cloudpipe/internal/localecs"
 )
 
@@ -47,16 +48,16 @@ func (d *demo) startTask(ctx context.Context, t localecs.TaskSpec) (*exec.Cmd, e
 		return nil, fmt.Errorf("the demo runs only cloudpipe's runner (entry point \"agent runner\"), not %q", argv)
 	}
 	root := d.taskDir(t.TaskID)
-	env := map[string]string{
-		roleEnv:                  runnerRole,
-		"CLOUDPIPE_TEMP_DIR":     filepath.Join(root, "tmp"),
-		"TMPDIR":                 filepath.Join(root, "tmp"),
-		"CLOUDPIPE_IDLE_TIMEOUT": runnerIdleTimeout.String(),
-		"CLOUDPIPE_RETRY_DELAY":  runnerRetryDelay.String(),
-		"CLOUDPIPE_WAIT_TIME":    runnerWaitTime.String(),
-	}
+	env := contract.RunnerEnv{
+		TempDir:     filepath.Join(root, "tmp"),
+		IdleTimeout: runnerIdleTimeout,
+		RetryDelay:  runnerRetryDelay,
+		WaitTime:    runnerWaitTime,
+	}.TuningEnv()
+	env[roleEnv] = runnerRole
+	env["TMPDIR"] = filepath.Join(root, "tmp")
 	dirs := []string{filepath.Join(root, "tmp")}
-	for _, k := range []string{"CLOUDPIPE_INPUT_PATH", "CLOUDPIPE_OUTPUT_PATH"} {
+	for _, k := range []string{contract.EnvInputPath, contract.EnvOutputPath} {
 		p, ok := t.Environment[k]
 		if !ok || p == "" {
 			continue

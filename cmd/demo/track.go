@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,10 +19,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 	"github.com/cloudpipe/cloudpipe/internal/localecs"
 	"github.com/cloudpipe/cloudpipe/inventory"
 	"github.com/cloudpipe/cloudpipe/provision"
-	"github.com/cloudpipe/cloudpipe/runner"
 )
 
 // stageInfo is what the demo shows of a deployed stage.
@@ -232,7 +231,7 @@ func (t *tracker) skipExisting(ctx context.Context) error {
 
 // eachNew calls fn with the key of each record not seen before.
 func (t *tracker) eachNew(ctx context.Context, fn func(key string) error) error {
-	p := s3.NewListObjectsV2Paginator(t.s3, &s3.ListObjectsV2Input{Bucket: aws.String(t.bucket), Prefix: aws.String("runs/")})
+	p := s3.NewListObjectsV2Paginator(t.s3, &s3.ListObjectsV2Input{Bucket: aws.String(t.bucket), Prefix: aws.String(contract.RunsPrefix)})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
@@ -311,23 +310,27 @@ func (t *tracker) follow(ctx context.Context) {
 	}
 }
 
-func (t *tracker) record(ctx context.Context, key string) (runner.Record, error) {
-	var rec runner.Record
+func (t *tracker) record(ctx context.Context, key string) (contract.RunRecord, error) {
 	out, err := t.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(t.bucket), Key: aws.String(key)})
 	if err != nil {
-		return rec, fmt.Errorf("get run record %s: %w", key, err)
+		return contract.RunRecord{}, fmt.Errorf("get run record %s: %w", key, err)
 	}
 	defer out.Body.Close()
-	if err := json.NewDecoder(out.Body).Decode(&rec); err != nil {
+	body, err := io.ReadAll(out.Body)
+	if err != nil {
+		return contract.RunRecord{}, fmt.Errorf("read run record %s: %w", key, err)
+	}
+	rec, err := contract.DecodeRunRecord(body)
+	if err != nil {
 		return rec, fmt.Errorf("read run record %s: %w", key, err)
 	}
 	return rec, nil
 }
 
 // advance moves w past the stage rec reports on.
-func (t *tracker) advance(ctx context.Context, w *watch, rec runner.Record) error {
+func (t *tracker) advance(ctx context.Context, w *watch, rec contract.RunRecord) error {
 	st := w.stages[w.stage]
-	if rec.Outcome != runner.OutcomeOK {
+	if rec.Outcome != contract.OutcomeOK {
 		w.failed = rec.Error
 		t.out.printf("%s: run failed (attempt %d): %s%s\n", st.label(), rec.Attempt, rec.Error, t.logHint)
 		return nil
@@ -368,13 +371,13 @@ func (t *tracker) advance(ctx context.Context, w *watch, rec runner.Record) erro
 }
 
 // activity reports a run no watch expected: an upload made by hand.
-func (t *tracker) activity(rec runner.Record) {
+func (t *tracker) activity(rec contract.RunRecord) {
 	label := fmt.Sprintf("%s: stage %d (%s)", rec.Workflow, rec.Stage, rec.Algorithm)
 	switch {
-	case rec.Outcome == runner.OutcomeOK && rec.Duplicate:
+	case rec.Outcome == contract.OutcomeOK && rec.Duplicate:
 		t.out.printf("%s: %s -> %s (already there from an earlier upload: results are never overwritten)\n", label, rec.Input, rec.Result)
 		return
-	case rec.Outcome == runner.OutcomeOK:
+	case rec.Outcome == contract.OutcomeOK:
 		t.out.printf("%s: %s -> %s\n", label, rec.Input, rec.Result)
 		return
 	}
