@@ -2,7 +2,7 @@
 // object created in the stage's input bucket it queues one message on the
 // stage's work queue and starts Fargate tasks whose runners drain the queue.
 //
-// The agent's own binary is the function's code (DESIGN.md "One binary, three
+// The agent's own binary is the function's code (docs/design.md, "One binary, three
 // roles"); cmd/agent calls Start when the Lambda runtime runs it as bootstrap.
 package lambda
 

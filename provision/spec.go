@@ -19,20 +19,19 @@ type StageSpec struct {
 	Stage     int    // 0-based index in process.algorithms
 	Region    string // AWS region of the workflow
 	AccountID string // account the agent runs in (from STS)
-	// StateBucket is the agent's state bucket; the stage's runner records the
-	// outcome of each run under runs/<workflow>/ there.
+	// StateBucket is the agent's state bucket, kept in the stage's inventory
+	// record. The bucket the runner records runs in (and the task role may
+	// write) is Options.StateBucket, which is what provision uses.
 	StateBucket string
 
-	InputBucket  string // bucket the stage reads from (user-named, or intermediate)
+	InputBucket  string // bucket the stage reads from and is triggered by (user-named, or intermediate)
 	OutputBucket string // bucket the stage writes to
 	// InputOwned / OutputOwned say the bucket is cloudpipe's own (an intermediate
 	// bucket of a sequence_run, named by IntermediateBucketName): it must carry
 	// our tags if it exists. A user-named bucket is created (and tagged) when
 	// missing, but a pre-existing user bucket is used as it is and never deleted.
 	InputOwned, OutputOwned bool
-	// Trigger says the stage's input bucket notifies the stage's Lambda; true for
-	// every stage (stage i+1 is triggered by stage i's output bucket).
-	RetainBuckets bool // keep buckets on delete even when empty (default true)
+	RetainBuckets           bool // keep buckets on delete even when empty (default true)
 
 	Algorithm AlgorithmSpec
 	Variables map[string]string // literal env values for the algorithm container

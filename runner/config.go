@@ -2,7 +2,7 @@
 // from the stage's queue, downloads each named object, runs the algorithm's
 // command on it, uploads the result, and records how the run went.
 //
-// `agent runner` starts it in the algorithm's own container (DESIGN.md "Data
+// `agent runner` starts it in the algorithm's own container (docs/design.md, "Data
 // path"); the task ends when the queue has been idle for a while.
 package runner
 

@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-// The config repository's directories (DESIGN.md, "The config repository").
+// The config repository's directories (docs/design.md, "The config repository").
 const (
 	WorkflowsDir  = "workflows"
 	AlgorithmsDir = "algorithms"

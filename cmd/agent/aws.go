@@ -56,7 +56,7 @@ func loadAWS(ctx context.Context, cfg Config) (*awsSession, error) {
 
 // provisioner returns a Provisioner for the agent. withCode makes the agent's
 // own executable, zipped when a pass first needs it, the stage functions'
-// code (see DESIGN.md "One binary"); commands that never create a function
+// code (docs/design.md, "One binary, three roles"); commands that never create a function
 // go without.
 func (s *awsSession) provisioner(ctx context.Context, cfg Config, log *slog.Logger, withCode bool) (*provision.Provisioner, error) {
 	opts := provision.Options{

@@ -16,10 +16,10 @@ import (
 	"github.com/robfig/cron/v3"
 )
 
-// Config is every setting of the agent, one field per flag. DESIGN.md's
-// "Command line" table is the contract for names, variables and defaults.
-// Commands get a parsed and validated Config; end-to-end tests build one
-// directly from DefaultConfig.
+// Config is every setting of the agent, one field per flag. The table in
+// docs/design.md, "Command line", is the contract for names, variables and
+// defaults. Commands get a parsed and validated Config; end-to-end tests build
+// one directly from DefaultConfig.
 type Config struct {
 	Repo           string   // --repo: config repository, a URL or a local path
 	Branch         string   // --branch: the branch that is deployed
@@ -43,9 +43,9 @@ type Config struct {
 	DriftInterval  string   // --drift-interval: how often a pass also checks deployed resources still exist
 }
 
-// DefaultConfig returns the defaults of DESIGN.md's table. Fields whose default
-// depends on the environment (the AWS account, the terminal) are left empty and
-// resolved where that is known.
+// DefaultConfig returns the defaults of docs/design.md's "Command line" table.
+// Fields whose default depends on the environment (the AWS account, the
+// terminal) are left empty and resolved where that is known.
 func DefaultConfig() Config {
 	return Config{
 		Branch:        "main",

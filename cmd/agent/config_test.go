@@ -140,8 +140,9 @@ func TestParseFlagsOnlyDeclared(t *testing.T) {
 	}
 }
 
-// TestOptionsCoverConfig holds the contract of STYLE.md section 8: every
-// Config field has exactly one flag, and DESIGN.md's flags all exist.
+// TestOptionsCoverConfig holds the configuration contract of docs/design.md
+// ("Command line", "Code style"): every Config field has exactly one flag, and
+// every flag of the "Command line" table exists.
 func TestOptionsCoverConfig(t *testing.T) {
 	var cfg Config
 	fields := reflect.ValueOf(&cfg).Elem()
@@ -168,10 +169,11 @@ func TestOptionsCoverConfig(t *testing.T) {
 			t.Errorf("Config.%s has no flag", f)
 		}
 	}
-	for _, name := range []string{"repo", "branch", "schedule", "state-bucket", "cluster", "subnets",
-		"security-groups", "concurrency", "github-api", "github-repo", "listen", "log-format"} {
+	for _, name := range []string{"repo", "branch", "schedule", "drift-interval", "state-bucket", "cluster",
+		"subnets", "security-groups", "concurrency", "github-api", "github-repo", "listen", "agent-id",
+		"runner-image", "log-format", "log-level"} {
 		if findOption(name) == nil {
-			t.Errorf("DESIGN.md's --%s is missing", name)
+			t.Errorf("--%s of docs/design.md's Command line table is missing", name)
 		}
 	}
 	if got, want := envName("state-bucket"), "CLOUDPIPE_STATE_BUCKET"; got != want {

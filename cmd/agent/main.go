@@ -1,6 +1,6 @@
 // Command agent is cloudpipe's one binary: it validates a config repository of
-// workflow and algorithm files and (as more subcommands land) plans, syncs and
-// runs the AWS pipelines they describe.
+// workflow and algorithm files, plans, syncs and runs the AWS pipelines they
+// describe, and is also the pipelines' stage function and runner.
 //
 // Usage:
 //

@@ -204,7 +204,7 @@ func ready(last pipesync.PassResult, cfg Config) (bool, string) {
 }
 
 // envSecrets reads a secret from NAME, or from Secrets Manager at the ARN in
-// NAME_ARN (CLOUDPIPE_GITHUB_TOKEN_SECRET for the token, as DESIGN.md names it).
+// NAME_ARN (CLOUDPIPE_GITHUB_TOKEN_SECRET for the token, as docs/design.md names it).
 type envSecrets struct{ cfg aws.Config }
 
 func secretsFrom(cfg aws.Config) envSecrets { return envSecrets{cfg: cfg} }

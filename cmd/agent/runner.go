@@ -126,7 +126,7 @@ func installRunner(dir string, out streams) (err error) {
 }
 
 // startedAsLambda reports whether the process was started by the Lambda
-// runtime to serve a stage function (DESIGN.md "One binary, three roles"):
+// runtime to serve a stage function (docs/design.md, "One binary, three roles"):
 // the runtime API is set and the executable is the function's bootstrap,
 // or CLOUDPIPE_LAMBDA=1 asks for it under another name (a local process
 // playing the function against an emulator's runtime API).

@@ -88,7 +88,7 @@ func TestBootstrapPlanSync(t *testing.T) {
 	if !strings.Contains(errOut, "hello-sort: create...") || !strings.Contains(errOut, "hello-sort: create done") {
 		t.Errorf("sync shows no progress on stderr:\n%s", errOut)
 	}
-	// The stage functions hold the agent's own binary (DESIGN.md "One binary").
+	// The stage functions hold the agent's own binary (docs/design.md, "One binary, three roles").
 	fn, err := lambda.NewFromConfig(testenv.Kumo(t)).GetFunction(t.Context(), &lambda.GetFunctionInput{FunctionName: aws.String("cp-hello-sort-0")})
 	if err != nil {
 		t.Fatalf("stage function: %v", err)

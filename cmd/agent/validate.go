@@ -33,7 +33,7 @@ PATH that does not exist or is not in a config repository).`,
 	run:   runValidate,
 }
 
-// Directories of a config repository, as in DESIGN.md "The config repository".
+// Directories of a config repository, as in docs/design.md, "The config repository".
 const (
 	workflowsDir  = "workflows"
 	algorithmsDir = "algorithms"
