@@ -130,9 +130,9 @@ func newTransport(loc *location, o *Options) (transport.Transport, transport.Aut
 	case "http", "https":
 		var auth transport.AuthMethod
 		switch {
-		case o.Token != "":
+		case !o.Token.IsZero():
 			auth = &githttp.BasicAuth{Username: o.Username, Password: o.Token.Reveal()}
-		case loc.user != "" || loc.password != "":
+		case loc.user != "" || !loc.password.IsZero():
 			auth = &githttp.BasicAuth{Username: loc.user, Password: loc.password.Reveal()}
 		}
 		return githttp.NewClient(o.HTTPClient), auth, nil

@@ -16,6 +16,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/cloudpipe/cloudpipe/gitsource"
+	"github.com/cloudpipe/cloudpipe/internal/secret"
 	"github.com/cloudpipe/cloudpipe/provision"
 	pipesync "github.com/cloudpipe/cloudpipe/sync"
 )
@@ -116,11 +117,11 @@ func agentRelease(cfg Config) (string, error) {
 // openRepo opens --repo: a local directory (a Git repository or a plain
 // directory) or a remote URL cloned into the cache directory.
 func openRepo(ctx context.Context, cfg Config) (*pipesync.Repo, error) {
-	return openRepoWithToken(ctx, cfg, "")
+	return openRepoWithToken(ctx, cfg, secret.Value{})
 }
 
 // openRepoWithToken is openRepo with a token for HTTPS remotes.
-func openRepoWithToken(ctx context.Context, cfg Config, token string) (*pipesync.Repo, error) {
+func openRepoWithToken(ctx context.Context, cfg Config, token secret.Value) (*pipesync.Repo, error) {
 	cache := cfg.CacheDir
 	if cache == "" {
 		dir, err := os.UserCacheDir()
@@ -130,8 +131,8 @@ func openRepoWithToken(ctx context.Context, cfg Config, token string) (*pipesync
 		cache = filepath.Join(dir, "cloudpipe", "git")
 	}
 	o := gitsource.Options{URL: cfg.Repo, Branch: cfg.Branch, CacheDir: cache}
-	if token != "" && (strings.HasPrefix(cfg.Repo, "https://") || strings.HasPrefix(cfg.Repo, "http://")) {
-		o.Token = gitsource.Secret(token)
+	if !token.IsZero() && (strings.HasPrefix(cfg.Repo, "https://") || strings.HasPrefix(cfg.Repo, "http://")) {
+		o.Token = token
 	}
 	return pipesync.OpenRepo(ctx, o)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/cloudpipe/cloudpipe/internal/secret"
 	"github.com/cloudpipe/cloudpipe/metrics"
 	"github.com/cloudpipe/cloudpipe/status"
 	pipesync "github.com/cloudpipe/cloudpipe/sync"
@@ -82,14 +83,14 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 
 	var statuses pipesync.StatusPoster = &status.Discard{Logger: log}
 	var prs pipesync.PullRequestLister
-	if token != "" {
+	if !token.IsZero() {
 		ghRepo := cfg.GitHubRepo
 		if ghRepo == "" {
 			if ghRepo, err = repoFromURL(cfg.Repo); err != nil {
 				return usagef("--github-repo: %v", err)
 			}
 		}
-		gh, err := status.New(status.Options{APIURL: cfg.GitHubAPI, Repo: ghRepo, Token: status.NewSecret(token),
+		gh, err := status.New(status.Options{APIURL: cfg.GitHubAPI, Repo: ghRepo, Token: token,
 			Logger: log.With("component", "status")})
 		if err != nil {
 			return err
@@ -137,7 +138,7 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	log.Info("agent started", "repo", redactURL(cfg.Repo), "branch", cfg.Branch, "listen", ln.Addr().String(),
-		"schedule", cfg.Schedule, "webhook", hookSecret != "", "statuses", token != "")
+		"schedule", cfg.Schedule, "webhook", !hookSecret.IsZero(), "statuses", !token.IsZero())
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(ln) }()
 
@@ -155,7 +156,7 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 }
 
 // newServer serves health, readiness, metrics and the webhook.
-func newServer(cfg Config, loop *pipesync.Loop, m *metrics.Metrics, hookSecret string, log *slog.Logger) (*http.Server, error) {
+func newServer(cfg Config, loop *pipesync.Loop, m *metrics.Metrics, hookSecret secret.Value, log *slog.Logger) (*http.Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -166,9 +167,9 @@ func newServer(cfg Config, loop *pipesync.Loop, m *metrics.Metrics, hookSecret s
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	if hookSecret != "" {
+	if !hookSecret.IsZero() {
 		branchRef := "refs/heads/" + cfg.Branch
-		h, err := webhook.New(webhook.Secret(hookSecret), func(ev webhook.Event) {
+		h, err := webhook.New(hookSecret, func(ev webhook.Event) {
 			// A push to the tracked branch starts a pass at once; a pull
 			// request event does too, so its plan is posted without waiting
 			// for the next tick. Other pushes are only noted.
@@ -207,9 +208,9 @@ type envSecrets struct{ cfg aws.Config }
 
 func secretsFrom(cfg aws.Config) envSecrets { return envSecrets{cfg: cfg} }
 
-func (s envSecrets) read(ctx context.Context, name string) (string, error) {
+func (s envSecrets) read(ctx context.Context, name string) (secret.Value, error) {
 	if v := os.Getenv(name); v != "" {
-		return v, nil
+		return secret.New(v), nil
 	}
 	arnVar := name + "_ARN"
 	if name == "CLOUDPIPE_GITHUB_TOKEN" {
@@ -217,13 +218,13 @@ func (s envSecrets) read(ctx context.Context, name string) (string, error) {
 	}
 	arn := os.Getenv(arnVar)
 	if arn == "" {
-		return "", nil
+		return secret.Value{}, nil
 	}
 	out, err := secretsmanager.NewFromConfig(s.cfg).GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(arn)})
 	if err != nil {
-		return "", fmt.Errorf("read %s from Secrets Manager: %w", arnVar, err)
+		return secret.Value{}, fmt.Errorf("read %s from Secrets Manager: %w", arnVar, err)
 	}
-	return strings.TrimSpace(aws.ToString(out.SecretString)), nil
+	return secret.New(strings.TrimSpace(aws.ToString(out.SecretString))), nil
 }
 
 // repoFromURL derives owner/name from a repository URL
