@@ -50,7 +50,7 @@ func loadAWS(ctx context.Context, cfg Config) (*awsSession, error) {
 		if err != nil {
 			return nil, fmt.Errorf("find the AWS account for the default state bucket (or pass --state-bucket): %w", err)
 		}
-		s.stateBucket = fmt.Sprintf("cloudpipe-state-%s-%s", account, awsCfg.Region)
+		s.stateBucket = provision.DefaultStateBucket(account, awsCfg.Region)
 	}
 	return s, nil
 }

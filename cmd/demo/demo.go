@@ -267,7 +267,7 @@ func (d *demo) bootstrap(ctx context.Context) (string, provision.Network, error)
 		if err != nil {
 			return "", provision.Network{}, err
 		}
-		bucket = fmt.Sprintf("cloudpipe-state-%s-%s", account, region)
+		bucket = provision.DefaultStateBucket(account, region)
 	}
 	boot, err := provision.New(d.awsCfg, provision.Options{S3UsePathStyle: true, Logger: d.log.With("component", "provision")}).
 		Bootstrap(ctx, region, provision.BootstrapOptions{StateBucket: bucket, Subnets: subnets, SecurityGroups: groups})
