@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -101,17 +100,12 @@ func agentRelease(cfg Config) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("find the agent's executable: %w", err)
 	}
-	f, err := os.Open(exe)
+	code, err := provision.FileSHA256(exe)
 	if err != nil {
 		return "", fmt.Errorf("read the agent's executable: %w", err)
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("read the agent's executable %s: %w", exe, err)
-	}
-	fmt.Fprintf(h, "\x00runner-image=%s", cfg.RunnerImage)
-	return hex.EncodeToString(h.Sum(nil))[:16], nil
+	sum := sha256.Sum256([]byte(code + "\x00runner-image=" + cfg.RunnerImage))
+	return hex.EncodeToString(sum[:])[:16], nil
 }
 
 // openRepo opens --repo: a local directory (a Git repository or a plain
