@@ -376,7 +376,7 @@ func (d *demo) passDone(res pipesync.PassResult) {
 	if !rep.Plan.HasWrites() && rep.Failed() == 0 {
 		return
 	}
-	d.out.printf("commit %s: %s, %d failed, in %s\n", shortCommit(rep.Commit), rep.Plan.Summary(), rep.Failed(),
+	d.out.printf("commit %s: %s, %d failed, in %s\n", gitsource.ShortCommit(rep.Commit), rep.Plan.Summary(), rep.Failed(),
 		rep.Duration.Round(time.Millisecond))
 }
 
@@ -542,13 +542,6 @@ banana
 date
 apple
 `)
-
-func shortCommit(c string) string {
-	if len(c) > 7 {
-		return c[:7]
-	}
-	return c
-}
 
 // console serialises the lines written to stdout from the demo's
 // goroutines (task callbacks, the loop, the tracker).
