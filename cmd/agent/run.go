@@ -98,19 +98,16 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 		statuses, prs = gh, gh
 	}
 
-	var loop *pipesync.Loop
-	rec := pipesync.New(pipesync.Options{
+	drift, _ := time.ParseDuration(cfg.DriftInterval) // checked by Config.Validate
+	loop, err := pipesync.NewDaemon(ctx, pipesync.DaemonOptions{Reconciler: pipesync.Options{
 		Provisioner: prov,
 		Inventory:   newInventory(sess),
 		AgentID:     cfg.AgentID,
 		Release:     release,
 		Concurrency: cfg.Concurrency,
 		Logger:      log,
-		OnPlan:      func(p *pipesync.Plan) { loop.PostPending(ctx, p) },
-	})
-	drift, _ := time.ParseDuration(cfg.DriftInterval) // checked by Config.Validate
-	loop, err = pipesync.NewLoop(pipesync.LoopOptions{
-		Repo: repo, Reconciler: rec, Statuses: statuses, PRs: prs,
+	}, Loop: pipesync.LoopOptions{
+		Repo: repo, Statuses: statuses, PRs: prs,
 		Schedule: cfg.Schedule, DriftEvery: drift, Logger: log, Observer: m,
 		OnPass: func(res pipesync.PassResult) {
 			// The zipped binary is needed again only by a later pass that
@@ -124,7 +121,7 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 				debug.FreeOSMemory()
 			}
 		},
-	})
+	}})
 	if err != nil {
 		return err
 	}

@@ -297,20 +297,16 @@ func (d *demo) newLoop(ctx context.Context, repoDir, stateBucket string, network
 	if err != nil {
 		return nil, nil, err
 	}
-	var loop *pipesync.Loop
-	rec := pipesync.New(pipesync.Options{
+	loop, err := pipesync.NewDaemon(ctx, pipesync.DaemonOptions{Reconciler: pipesync.Options{
 		Provisioner: prov,
 		Inventory:   inv,
 		AgentID:     agentID,
 		Logger:      d.log,
-		OnPlan:      func(p *pipesync.Plan) { loop.PostPending(ctx, p) },
-	})
-	loop, err = pipesync.NewLoop(pipesync.LoopOptions{
-		Repo:       repo,
-		Reconciler: rec,
-		Statuses:   &status.Console{W: d.out},
-		Schedule:   pollSchedule,
-		Logger:     d.log,
+	}, Loop: pipesync.LoopOptions{
+		Repo:     repo,
+		Statuses: &status.Console{W: d.out},
+		Schedule: pollSchedule,
+		Logger:   d.log,
 		OnPass: func(res pipesync.PassResult) {
 			switch {
 			case res.Err != nil: // the loop logs it
@@ -324,7 +320,7 @@ func (d *demo) newLoop(ctx context.Context, repoDir, stateBucket string, network
 				d.log.Error("stage functions not updated", "err", err)
 			}
 		},
-	})
+	}})
 	if err != nil {
 		return nil, nil, err
 	}
