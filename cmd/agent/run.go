@@ -19,6 +19,7 @@ import (
 
 	"github.com/cloudpipe/cloudpipe/internal/secret"
 	"github.com/cloudpipe/cloudpipe/metrics"
+	"github.com/cloudpipe/cloudpipe/provision"
 	"github.com/cloudpipe/cloudpipe/status"
 	pipesync "github.com/cloudpipe/cloudpipe/sync"
 	"github.com/cloudpipe/cloudpipe/webhook"
@@ -58,48 +59,70 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 	}
 	m := metrics.New()
 	sess.cfg.APIOptions = append(sess.cfg.APIOptions, m.AWSMiddleware)
-	sec := secretsFrom(sess.cfg)
+	sec, err := readSecrets(ctx, sess.cfg)
+	if err != nil {
+		return err
+	}
+	loop, err := newDaemon(ctx, cfg, sess, sec.token, m, log)
+	if err != nil {
+		return err
+	}
+	srv, err := newServer(cfg, loop, m, sec.webhook, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	log.Info("agent started", "repo", redactURL(cfg.Repo), "branch", cfg.Branch, "listen", ln.Addr().String(),
+		"schedule", cfg.Schedule, "webhook", !sec.webhook.IsZero(), "statuses", !sec.token.IsZero())
+	return serve(ctx, loop, srv, ln, log)
+}
+
+// runSecrets are the credentials of `agent run`; either may be empty.
+type runSecrets struct {
+	token   secret.Value // GitHub token: statuses and HTTPS Git access
+	webhook secret.Value // webhook secret: /hooks/github
+}
+
+// readSecrets reads the GitHub token and the webhook secret from the
+// environment or Secrets Manager (see envSecrets).
+func readSecrets(ctx context.Context, awsCfg aws.Config) (runSecrets, error) {
+	sec := secretsFrom(awsCfg)
 	token, err := sec.read(ctx, "CLOUDPIPE_GITHUB_TOKEN")
 	if err != nil {
-		return err
+		return runSecrets{}, err
 	}
-	hookSecret, err := sec.read(ctx, "CLOUDPIPE_WEBHOOK_SECRET")
+	hook, err := sec.read(ctx, "CLOUDPIPE_WEBHOOK_SECRET")
 	if err != nil {
-		return err
+		return runSecrets{}, err
 	}
+	return runSecrets{token: token, webhook: hook}, nil
+}
 
+// newDaemon opens the repository and wires the reconcile loop: the
+// provisioner with the agent's own code, its release, and the status sink.
+func newDaemon(ctx context.Context, cfg Config, sess *awsSession, token secret.Value, m *metrics.Metrics,
+	log *slog.Logger) (*pipesync.Loop, error) {
 	repo, err := openRepoWithToken(ctx, cfg, token)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	prov, err := sess.provisioner(ctx, cfg, log, true)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	release, err := agentRelease(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-
-	var statuses pipesync.StatusPoster = &status.Discard{Logger: log}
-	var prs pipesync.PullRequestLister
-	if !token.IsZero() {
-		ghRepo := cfg.GitHubRepo
-		if ghRepo == "" {
-			if ghRepo, err = repoFromURL(cfg.Repo); err != nil {
-				return usagef("--github-repo: %v", err)
-			}
-		}
-		gh, err := status.New(status.Options{APIURL: cfg.GitHubAPI, Repo: ghRepo, Token: token,
-			Logger: log.With("component", "status")})
-		if err != nil {
-			return err
-		}
-		statuses, prs = gh, gh
+	statuses, prs, err := newStatusSink(cfg, token, log)
+	if err != nil {
+		return nil, err
 	}
-
 	drift, _ := time.ParseDuration(cfg.DriftInterval) // checked by Config.Validate
-	loop, err := pipesync.NewDaemon(ctx, pipesync.DaemonOptions{Reconciler: pipesync.Options{
+	return pipesync.NewDaemon(ctx, pipesync.DaemonOptions{Reconciler: pipesync.Options{
 		Provisioner: prov,
 		Inventory:   newInventory(sess),
 		AgentID:     cfg.AgentID,
@@ -109,33 +132,49 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 	}, Loop: pipesync.LoopOptions{
 		Repo: repo, Statuses: statuses, PRs: prs,
 		Schedule: cfg.Schedule, DriftEvery: drift, Logger: log, Observer: m,
-		OnPass: func(res pipesync.PassResult) {
-			// The zipped binary is needed again only by a later pass that
-			// creates or updates a function (a drift repair included).
-			prov.ReleaseCode()
-			// Creating functions sends that zip in every request, several
-			// at a time, so a pass that changed things peaks at hundreds
-			// of MiB: hand that memory back to the OS now instead of
-			// holding it while idle until the next change.
-			if res.Report != nil && res.Report.Plan.HasWrites() {
-				debug.FreeOSMemory()
-			}
-		},
+		OnPass: func(res pipesync.PassResult) { releaseCode(prov, res) },
 	}})
-	if err != nil {
-		return err
-	}
+}
 
-	srv, err := newServer(cfg, loop, m, hookSecret, log)
-	if err != nil {
-		return err
+// releaseCode runs after every pass. The zipped binary is needed again
+// only by a later pass that creates or updates a function (a drift repair
+// included), so it is dropped.
+func releaseCode(prov *provision.Provisioner, res pipesync.PassResult) {
+	prov.ReleaseCode()
+	// Creating functions sends that zip in every request, several at a
+	// time, so a pass that changed things peaks at hundreds of MiB: hand
+	// that memory back to the OS now instead of holding it while idle
+	// until the next change.
+	if res.Report != nil && res.Report.Plan.HasWrites() {
+		debug.FreeOSMemory()
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+}
+
+// newStatusSink returns where commit statuses go and which pull requests
+// are planned: GitHub with a token; without one, statuses are logged and
+// dropped and pull requests are not planned.
+func newStatusSink(cfg Config, token secret.Value, log *slog.Logger) (pipesync.StatusPoster, pipesync.PullRequestLister, error) {
+	if token.IsZero() {
+		return &status.Discard{Logger: log}, nil, nil
 	}
-	log.Info("agent started", "repo", redactURL(cfg.Repo), "branch", cfg.Branch, "listen", ln.Addr().String(),
-		"schedule", cfg.Schedule, "webhook", !hookSecret.IsZero(), "statuses", !token.IsZero())
+	ghRepo := cfg.GitHubRepo
+	if ghRepo == "" {
+		var err error
+		if ghRepo, err = repoFromURL(cfg.Repo); err != nil {
+			return nil, nil, usagef("--github-repo: %v", err)
+		}
+	}
+	gh, err := status.New(status.Options{APIURL: cfg.GitHubAPI, Repo: ghRepo, Token: token,
+		Logger: log.With("component", "status")})
+	if err != nil {
+		return nil, nil, err
+	}
+	return gh, gh, nil
+}
+
+// serve serves srv on ln while the loop runs, until ctx ends; then it
+// stops the server, giving requests in flight 5 seconds.
+func serve(ctx context.Context, loop *pipesync.Loop, srv *http.Server, ln net.Listener, log *slog.Logger) error {
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(ln) }()
 
