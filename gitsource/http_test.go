@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cloudpipe/cloudpipe/gitsource"
+	"github.com/cloudpipe/cloudpipe/internal/secret"
 )
 
 func readFile(t *testing.T, src *gitsource.Source, commit, name string) (string, error) {
@@ -316,7 +317,7 @@ func TestHTTPCredentialsNeverInErrors(t *testing.T) {
 	url := authed.URL + "/repo.git"
 
 	// The right token is sent, as basic auth.
-	src, _ := r.open(t, func(o *gitsource.Options) { o.URL = url; o.Token = token })
+	src, _ := r.open(t, func(o *gitsource.Options) { o.URL = url; o.Token = secret.New(token) })
 	if head, err := src.Head(t.Context()); err != nil || head != first {
 		t.Fatalf("Head with the token = %q, %v", head, err)
 	}
@@ -340,7 +341,7 @@ func TestHTTPCredentialsNeverInErrors(t *testing.T) {
 			}
 		}
 	}
-	wrong, _ := r.open(t, func(o *gitsource.Options) { o.URL = url; o.Token = "wr0ng-t0ken" })
+	wrong, _ := r.open(t, func(o *gitsource.Options) { o.URL = url; o.Token = secret.New("wr0ng-t0ken") })
 	_, err := wrong.Head(t.Context())
 	check("Head with a wrong token", err, gitsource.ErrAuthFailed)
 	check("Fetch with a wrong token", wrong.Fetch(t.Context()), gitsource.ErrAuthFailed)

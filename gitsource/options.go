@@ -16,6 +16,8 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+
+	"github.com/cloudpipe/cloudpipe/internal/secret"
 )
 
 // Defaults filled in by [Options.Validate].
@@ -52,7 +54,7 @@ type Options struct {
 	// is refilled by the next Fetch.
 	CacheDir string
 	// Token is sent as the HTTP(S) basic-auth password, with Username.
-	Token Secret
+	Token secret.Value
 	// Username goes with Token; default "x-access-token" when Token is set.
 	Username string
 	// SSHKeyPath is a PEM private key (without passphrase) for ssh URLs; when
@@ -86,7 +88,7 @@ func (o *Options) Validate() error {
 	case o.Timeout < 0:
 		errs = append(errs, fmt.Errorf("%w: %s", ErrInvalidTimeout, o.Timeout))
 	}
-	if o.Token != "" && o.Username == "" {
+	if !o.Token.IsZero() && o.Username == "" {
 		o.Username = DefaultUsername
 	}
 	if o.URL == "" {
@@ -100,7 +102,7 @@ func (o *Options) Validate() error {
 	if !loc.isLocal() && o.CacheDir == "" {
 		errs = append(errs, fmt.Errorf("%w: %s", ErrMissingCacheDir, loc.display))
 	}
-	if o.Token != "" && !loc.isHTTP() {
+	if !o.Token.IsZero() && !loc.isHTTP() {
 		errs = append(errs, fmt.Errorf("%w: a token is only sent over http(s), not to %s", ErrInvalidAuth, loc.display))
 	}
 	if o.SSHKeyPath != "" && loc.scheme() != "ssh" {
@@ -123,32 +125,10 @@ func (o Options) LogValue() slog.Value {
 		slog.String("url", display),
 		slog.String("branch", o.Branch),
 		slog.String("cache_dir", o.CacheDir),
-		slog.Bool("token", o.Token != ""),
+		slog.Bool("token", !o.Token.IsZero()),
 		slog.Duration("timeout", o.Timeout),
 	)
 }
-
-// Secret is a credential. It prints as "[redacted]" through fmt, slog and
-// encoding/json; only Reveal returns the value, and is called only where the
-// value is sent.
-type Secret string
-
-const redacted = "[redacted]"
-
-// String implements fmt.Stringer.
-func (Secret) String() string { return redacted }
-
-// GoString keeps %#v from printing the value.
-func (Secret) GoString() string { return redacted }
-
-// LogValue implements slog.LogValuer.
-func (Secret) LogValue() slog.Value { return slog.StringValue(redacted) }
-
-// MarshalJSON implements json.Marshaler.
-func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
-
-// Reveal returns the secret value.
-func (s Secret) Reveal() string { return string(s) }
 
 // location is a parsed Options.URL.
 type location struct {
@@ -156,7 +136,7 @@ type location struct {
 	endpoint *transport.Endpoint // remote, stripped of any credentials
 	display  string              // safe for errors and logs
 	user     string              // from the URL's userinfo (http(s) only)
-	password Secret              // from the URL's userinfo (http(s) only)
+	password secret.Value        // from the URL's userinfo (http(s) only)
 }
 
 func (l *location) isLocal() bool { return l.endpoint == nil }
@@ -221,7 +201,7 @@ func parseLocation(raw string) (*location, error) {
 		if u.Scheme == "http" || u.Scheme == "https" {
 			// Credentials travel in the Authorization header instead, so no
 			// request URL, and so no net/http or go-git error, can carry them.
-			loc.user, loc.password = u.User.Username(), Secret(pass)
+			loc.user, loc.password = u.User.Username(), secret.New(pass)
 			ep.User, ep.Password = "", ""
 			if !hasPass {
 				// https://TOKEN@host/x.git is a common way to pass a token:

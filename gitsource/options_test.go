@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cloudpipe/cloudpipe/gitsource"
+	"github.com/cloudpipe/cloudpipe/internal/secret"
 )
 
 func TestOptionsValidate(t *testing.T) {
@@ -21,7 +22,7 @@ func TestOptionsValidate(t *testing.T) {
 	}{
 		{"local path", gitsource.Options{URL: "/srv/config"}, nil},
 		{"https", gitsource.Options{URL: "https://github.com/o/r.git", CacheDir: "/c"}, nil},
-		{"https with token", gitsource.Options{URL: "https://github.com/o/r.git", CacheDir: "/c", Token: "t"}, nil},
+		{"https with token", gitsource.Options{URL: "https://github.com/o/r.git", CacheDir: "/c", Token: secret.New("t")}, nil},
 		{"ssh url", gitsource.Options{URL: "ssh://git@github.com/o/r.git", CacheDir: "/c", SSHKeyPath: "/k"}, nil},
 		{"scp-like", gitsource.Options{URL: "git@github.com:r.git", CacheDir: "/c", SSHKeyPath: "/k"}, nil},
 		{"file url", gitsource.Options{URL: "file:///srv/config"}, nil},
@@ -30,8 +31,8 @@ func TestOptionsValidate(t *testing.T) {
 		{"scp-like without cache", gitsource.Options{URL: "git@h:r.git"}, []error{gitsource.ErrMissingCacheDir}},
 		{"bad branch", gitsource.Options{URL: "/r", Branch: "a..b"}, []error{gitsource.ErrInvalidBranch}},
 		{"negative timeout", gitsource.Options{URL: "/r", Timeout: -time.Second}, []error{gitsource.ErrInvalidTimeout}},
-		{"token over ssh", gitsource.Options{URL: "git@h:r.git", CacheDir: "/c", Token: "t"}, []error{gitsource.ErrInvalidAuth}},
-		{"token for a local path", gitsource.Options{URL: "/r", Token: "t"}, []error{gitsource.ErrInvalidAuth}},
+		{"token over ssh", gitsource.Options{URL: "git@h:r.git", CacheDir: "/c", Token: secret.New("t")}, []error{gitsource.ErrInvalidAuth}},
+		{"token for a local path", gitsource.Options{URL: "/r", Token: secret.New("t")}, []error{gitsource.ErrInvalidAuth}},
 		{"ssh key over https", gitsource.Options{URL: "https://h/r.git", CacheDir: "/c", SSHKeyPath: "/k"}, []error{gitsource.ErrInvalidAuth}},
 		{"unsupported scheme", gitsource.Options{URL: "ftp://h/r.git", CacheDir: "/c"}, []error{gitsource.ErrInvalidURL}},
 		{"no host", gitsource.Options{URL: "https:///r.git", CacheDir: "/c"}, []error{gitsource.ErrInvalidURL}},
@@ -55,14 +56,14 @@ func TestOptionsValidate(t *testing.T) {
 }
 
 func TestOptionsDefaults(t *testing.T) {
-	o := gitsource.Options{URL: "https://h/r.git", CacheDir: "/c", Token: "t"}
+	o := gitsource.Options{URL: "https://h/r.git", CacheDir: "/c", Token: secret.New("t")}
 	if err := o.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	if o.Branch != "main" || o.Timeout != 30*time.Second || o.Username != "x-access-token" {
 		t.Fatalf("defaults: branch %q, timeout %s, username %q", o.Branch, o.Timeout, o.Username)
 	}
-	o = gitsource.Options{URL: "https://h/r.git", CacheDir: "/c", Token: "t", Username: "bot", Branch: "prod", Timeout: time.Second}
+	o = gitsource.Options{URL: "https://h/r.git", CacheDir: "/c", Token: secret.New("t"), Username: "bot", Branch: "prod", Timeout: time.Second}
 	if err := o.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -81,16 +82,16 @@ func TestInvalidURLHidesCredentials(t *testing.T) {
 
 func TestSecretNeverPrints(t *testing.T) {
 	const token = "ghp_s3cr3t"
-	o := gitsource.Options{URL: "https://bot:pa55word@github.com/o/r.git", CacheDir: "/c", Token: token}
+	o := gitsource.Options{URL: "https://bot:pa55word@github.com/o/r.git", CacheDir: "/c", Token: secret.New(token)}
 	var logged bytes.Buffer
 	slog.New(slog.NewJSONHandler(&logged, nil)).Info("opening", "options", o, "token", o.Token)
-	js, err := json.Marshal(struct{ Token gitsource.Secret }{o.Token})
+	js, err := json.Marshal(struct{ Token secret.Value }{o.Token})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, out := range []string{
 		fmt.Sprint(o.Token), fmt.Sprintf("%v %s %q %#v %+v", o.Token, o.Token, o.Token, o.Token, o.Token),
-		fmt.Sprintf("%+v %#v", struct{ T gitsource.Secret }{o.Token}, struct{ T gitsource.Secret }{o.Token}),
+		fmt.Sprintf("%+v %#v", struct{ T secret.Value }{o.Token}, struct{ T secret.Value }{o.Token}),
 		string(js), logged.String(),
 	} {
 		if strings.Contains(out, token) || strings.Contains(out, "pa55word") {

@@ -55,6 +55,16 @@ type PullRequest struct {
 	Head   string // commit hash
 }
 
+// ShortCommit abbreviates a commit hash to its first 7 characters, as git
+// does, for messages. A string with a slash or a space among those 7 (a ref
+// name, a path, a phrase) comes back whole, so no message shows half a name.
+func ShortCommit(commit string) string {
+	if len(commit) > 7 && !strings.ContainsAny(commit[:7], "/ ") {
+		return commit[:7]
+	}
+	return commit
+}
+
 // RefState is what one ref listing says: the tracked branch's commit and the
 // pull request heads, sorted by number.
 type RefState struct {
@@ -130,9 +140,9 @@ func newTransport(loc *location, o *Options) (transport.Transport, transport.Aut
 	case "http", "https":
 		var auth transport.AuthMethod
 		switch {
-		case o.Token != "":
+		case !o.Token.IsZero():
 			auth = &githttp.BasicAuth{Username: o.Username, Password: o.Token.Reveal()}
-		case loc.user != "" || loc.password != "":
+		case loc.user != "" || !loc.password.IsZero():
 			auth = &githttp.BasicAuth{Username: loc.user, Password: loc.password.Reveal()}
 		}
 		return githttp.NewClient(o.HTTPClient), auth, nil

@@ -3,7 +3,6 @@ package lambda
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -22,10 +21,13 @@ const (
 )
 
 // Retries of the entries of a batch that SQS failed without blaming the
-// sender (an internal error): the SDK retries whole calls, not entries.
+// sender (an internal error): the SDK retries whole calls, not entries. The
+// waits between attempts are 100ms, 200ms and 400ms, each jittered down to
+// as little as half; sendMaxDelay bounds them should sendAttempts grow.
 const (
 	sendAttempts  = 4
 	sendBaseDelay = 100 * time.Millisecond
+	sendMaxDelay  = time.Second
 )
 
 // outgoing is one message to send.
@@ -100,10 +102,9 @@ func (h *Handler) send(ctx context.Context, url string, msgs []outgoing) (sent [
 		if attempt == sendAttempts {
 			return sent, refused, fmt.Errorf("send messages: %d still failing after %d attempts", len(again), attempt)
 		}
-		// Exponential backoff with full jitter, so concurrent functions do
-		// not retry in step.
-		d := sendBaseDelay << (attempt - 1)
-		if err := backoff.Sleep(ctx, rand.N(d)+d/2); err != nil {
+		// Exponential backoff with jitter, so concurrent functions do not
+		// retry in step.
+		if err := backoff.Sleep(ctx, backoff.Exponential(attempt, sendBaseDelay, sendMaxDelay)); err != nil {
 			return sent, refused, fmt.Errorf("send messages: %w", err)
 		}
 		pending = again

@@ -1,7 +1,11 @@
 package provision
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
+	"os"
 	"sync"
 )
 
@@ -74,4 +78,20 @@ func (c *LambdaCode) Release() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.zip = nil
+}
+
+// FileSHA256 returns the SHA-256 of the file at path, in hex. The agent
+// names its release by the hash of its own executable, the stage functions'
+// code, and the demo caches that code's zip under it.
+func FileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("hash %s: %w", path, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -2,6 +2,8 @@ package provision_test
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -78,5 +80,20 @@ func TestNewLambdaCodeKeepsItsBytes(t *testing.T) {
 	got, err := code.Zip()
 	if err != nil || !bytes.Equal(got, want) {
 		t.Errorf("Zip after Release = %q, %v; want %q", got, err, want)
+	}
+}
+
+func TestFileSHA256(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent")
+	if err := os.WriteFile(path, []byte("abc"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The SHA-256 of "abc" (FIPS 180-2, appendix B.1).
+	const want = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+	if got, err := provision.FileSHA256(path); err != nil || got != want {
+		t.Errorf("FileSHA256 = %s, %v; want %s", got, err, want)
+	}
+	if _, err := provision.FileSHA256(filepath.Join(t.TempDir(), "missing")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("FileSHA256 of a missing file: err = %v, want fs.ErrNotExist", err)
 	}
 }

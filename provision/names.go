@@ -17,6 +17,13 @@ func ResourceName(workflow string, stage int) string {
 	return "cp-" + workflow + "-" + strconv.Itoa(stage)
 }
 
+// DefaultStateBucket returns "cloudpipe-state-<account>-<region>", the state
+// bucket bootstrap creates and the agent uses when no --state-bucket is
+// given. The account and region keep it unique among S3's global names.
+func DefaultStateBucket(accountID, region string) string {
+	return "cloudpipe-state-" + accountID + "-" + region
+}
+
 // maxBucketName is S3's limit on bucket name length.
 const maxBucketName = 63
 

@@ -16,6 +16,18 @@ func TestResourceName(t *testing.T) {
 	}
 }
 
+func TestDefaultStateBucket(t *testing.T) {
+	for _, c := range []struct{ account, region, want string }{
+		{"000000000000", "us-east-1", "cloudpipe-state-000000000000-us-east-1"},
+		{"123456789012", "ap-southeast-2", "cloudpipe-state-123456789012-ap-southeast-2"},
+	} {
+		got := provision.DefaultStateBucket(c.account, c.region)
+		if got != c.want || !validBucket.MatchString(got) {
+			t.Errorf("DefaultStateBucket(%s, %s) = %s, want %s, a valid bucket name", c.account, c.region, got, c.want)
+		}
+	}
+}
+
 // validBucket follows S3's naming rules for general purpose buckets.
 var validBucket = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
 

@@ -3,7 +3,6 @@ package provision
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -103,13 +102,12 @@ const (
 // Options.IAMPropagationTimeout; then it returns fn's last error.
 func (p *Provisioner) retryPropagation(ctx context.Context, op string, retryable func(error) bool, fn func(context.Context) error) error {
 	deadline := time.Now().Add(p.opts.IAMPropagationTimeout)
-	delay := propagationFirstDelay
 	for attempt := 1; ; attempt++ {
 		err := fn(ctx)
 		if err == nil || !retryable(err) {
 			return err
 		}
-		wait := delay/2 + rand.N(delay/2+1)
+		wait := backoff.Exponential(attempt, propagationFirstDelay, propagationMaxDelay)
 		if time.Now().Add(wait).After(deadline) {
 			return err
 		}
@@ -117,6 +115,5 @@ func (p *Provisioner) retryPropagation(ctx context.Context, op string, retryable
 		if err := backoff.Sleep(ctx, wait); err != nil {
 			return err
 		}
-		delay = min(2*delay, propagationMaxDelay)
 	}
 }

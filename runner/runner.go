@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -277,11 +276,7 @@ func (w *worker) heartbeat(ctx context.Context, receipt string, log *slog.Logger
 // failed: RetryDelay doubled per earlier delivery, at most the visibility
 // timeout (a failure should not wait longer than a crash would).
 func (w *worker) retryDelay(attempt int) time.Duration {
-	d := w.c.RetryDelay
-	for i := 1; i < attempt && d < w.visibility; i++ {
-		d *= 2
-	}
-	return min(d, w.visibility)
+	return cpbackoff.Capped(attempt, w.c.RetryDelay, w.visibility)
 }
 
 // seconds is d in whole seconds, as SQS takes timeouts; below a second is 0.
@@ -290,10 +285,9 @@ func seconds(d time.Duration) int32 {
 }
 
 // backoff is the wait after the n-th failed receive in a row: exponential
-// with jitter, capped at 30s.
+// from 1s with jitter, capped at 30s.
 func backoff(n int) time.Duration {
-	d := min(time.Second<<min(n-1, 5), 30*time.Second)
-	return d/2 + rand.N(d/2+1)
+	return cpbackoff.Exponential(n, time.Second, 30*time.Second)
 }
 
 // errInterrupted is the cause of a run stopped because Run's context ended.

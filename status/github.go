@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/google/go-github/v60/github"
+
+	"github.com/cloudpipe/cloudpipe/internal/secret"
 )
 
 // State is the state of a commit status.
@@ -84,7 +86,7 @@ type Options struct {
 	Repo string
 	// Token authenticates every request; it is required (without a token
 	// use Discard).
-	Token Secret
+	Token secret.Value
 	// HTTPClient sends the requests; nil means a client with a 30-second
 	// timeout. Its Transport sees each request before the token is added.
 	HTTPClient *http.Client
@@ -114,7 +116,7 @@ const maxCachedCommits = 512
 type GitHub struct {
 	client      *github.Client
 	owner, repo string
-	token       Secret
+	token       secret.Value
 	log         *slog.Logger
 
 	mu      sync.Mutex                 // guards commits and order
@@ -433,7 +435,7 @@ func (g *GitHub) OpenPullRequests(ctx context.Context) ([]PullRequest, error) {
 // redact replaces the token in s.
 func (g *GitHub) redact(s string) string {
 	if t := g.token.Reveal(); t != "" {
-		s = strings.ReplaceAll(s, t, redacted)
+		s = strings.ReplaceAll(s, t, secret.Redacted)
 	}
 	return s
 }

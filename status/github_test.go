@@ -21,6 +21,7 @@ import (
 
 	"github.com/google/go-github/v60/github"
 
+	"github.com/cloudpipe/cloudpipe/internal/secret"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
 	"github.com/cloudpipe/cloudpipe/status"
 )
@@ -52,7 +53,7 @@ func (f *fixture) client(t *testing.T, apiURL string, rt http.RoundTripper) *sta
 	o := status.Options{
 		APIURL: apiURL,
 		Repo:   f.srv.RepoName(f.repo),
-		Token:  status.NewSecret(f.srv.Token),
+		Token:  secret.New(f.srv.Token),
 		Logger: slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	if rt != nil {
@@ -487,7 +488,7 @@ func TestTokenNeverShown(t *testing.T) {
 
 	// A bad token: the server refuses it.
 	bad := "0123456789abcdef0123456789abcdef01234567"
-	g, err := status.New(status.Options{APIURL: f.srv.APIURL, Repo: f.srv.RepoName(f.repo), Token: status.NewSecret(bad)})
+	g, err := status.New(status.Options{APIURL: f.srv.APIURL, Repo: f.srv.RepoName(f.repo), Token: secret.New(bad)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -528,7 +529,7 @@ func TestTokenNeverShown(t *testing.T) {
 		"http://127.0.0.1/api/v1/?token=" + f.srv.Token,
 		"http://bot:" + f.srv.Token + "@[::1/api/v1/",
 	} {
-		_, err := status.New(status.Options{APIURL: raw, Repo: "bot/r", Token: status.NewSecret(f.srv.Token)})
+		_, err := status.New(status.Options{APIURL: raw, Repo: "bot/r", Token: secret.New(f.srv.Token)})
 		if err == nil {
 			t.Error("New accepted an API URL with a token in it")
 		}
@@ -538,7 +539,7 @@ func TestTokenNeverShown(t *testing.T) {
 }
 
 func TestNewChecksOptions(t *testing.T) {
-	token := status.NewSecret("t")
+	token := secret.New("t")
 	for _, tc := range []struct {
 		name string
 		o    status.Options
@@ -563,7 +564,7 @@ func TestNewChecksOptions(t *testing.T) {
 }
 
 func TestPostRejectsInvalid(t *testing.T) {
-	g, err := status.New(status.Options{APIURL: "http://127.0.0.1:1/", Repo: "o/r", Token: status.NewSecret("t")})
+	g, err := status.New(status.Options{APIURL: "http://127.0.0.1:1/", Repo: "o/r", Token: secret.New("t")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -138,11 +138,7 @@ func rateLimitWait(d time.Duration, attempt int) time.Duration {
 // attempt, up to backoffMax, half of it random ("equal jitter"), so retries
 // spread out but never come sooner than half the nominal wait.
 func backoff(attempt int) time.Duration {
-	d := backoffMax
-	if attempt < 16 {
-		d = min(backoffBase<<(attempt-1), backoffMax)
-	}
-	return d/2 + rand.N(d/2+1)
+	return cpbackoff.Exponential(attempt, backoffBase, backoffMax)
 }
 
 func httpStatus(resp *github.Response) int {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/cloudpipe/cloudpipe/internal/secret"
 )
 
 // MaxDescription is the longest description, in runes, that a commit status
@@ -83,7 +85,7 @@ func ErrorDescription(msg string) string {
 	}
 	msg = longWord.ReplaceAllStringFunc(msg, func(w string) string {
 		if looksLikeKey(w) {
-			return redacted
+			return secret.Redacted
 		}
 		return w
 	})
@@ -122,18 +124,18 @@ var secretPatterns = []struct {
 }{
 	// GitHub tokens (classic, OAuth, user-to-server, server-to-server,
 	// refresh, fine-grained) and GitLab personal access tokens.
-	{regexp.MustCompile(`\b(?:gh[opusr]_[A-Za-z0-9]{16,}|github_pat_[A-Za-z0-9_]{16,}|glpat-[A-Za-z0-9_-]{16,})`), redacted},
+	{regexp.MustCompile(`\b(?:gh[opusr]_[A-Za-z0-9]{16,}|github_pat_[A-Za-z0-9_]{16,}|glpat-[A-Za-z0-9_-]{16,})`), secret.Redacted},
 	// AWS access key IDs.
-	{regexp.MustCompile(`\b(?:AKIA|ASIA)[A-Z0-9]{16}\b`), redacted},
+	{regexp.MustCompile(`\b(?:AKIA|ASIA)[A-Z0-9]{16}\b`), secret.Redacted},
 	// An Authorization header or an auth scheme with its credential.
-	{regexp.MustCompile(`(?i)\b(authorization\s*[:=]\s*)(?:(?:bearer|basic|token)\s+)?[^\s,;]+`), "${1}" + redacted},
-	{regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}`), "${1} " + redacted},
+	{regexp.MustCompile(`(?i)\b(authorization\s*[:=]\s*)(?:(?:bearer|basic|token)\s+)?[^\s,;]+`), "${1}" + secret.Redacted},
+	{regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}`), "${1} " + secret.Redacted},
 	// Assignments to a name that says credential: key=value, key:value
 	// and JSON's "key": "value". "key: value" with a space is left alone,
 	// because that is how Go error chains read ("read secret: access denied").
-	{regexp.MustCompile(`(?i)\b(` + credentialName + `\s*=\s*)` + credentialValue), "${1}" + redacted},
-	{regexp.MustCompile(`(?i)\b(` + credentialName + `:)` + credentialValue), "${1}" + redacted},
-	{regexp.MustCompile(`(?i)("` + credentialName + `"\s*:\s*)"[^"]*"`), "${1}\"" + redacted + "\""},
+	{regexp.MustCompile(`(?i)\b(` + credentialName + `\s*=\s*)` + credentialValue), "${1}" + secret.Redacted},
+	{regexp.MustCompile(`(?i)\b(` + credentialName + `:)` + credentialValue), "${1}" + secret.Redacted},
+	{regexp.MustCompile(`(?i)("` + credentialName + `"\s*:\s*)"[^"]*"`), "${1}\"" + secret.Redacted + "\""},
 }
 
 // credentialName matches a parameter or field name that says it holds a

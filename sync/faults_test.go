@@ -20,6 +20,7 @@ import (
 
 	"github.com/cloudpipe/cloudpipe/gitsource"
 	"github.com/cloudpipe/cloudpipe/internal/faultproxy"
+	"github.com/cloudpipe/cloudpipe/internal/secret"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
 	"github.com/cloudpipe/cloudpipe/inventory"
 	"github.com/cloudpipe/cloudpipe/provision"
@@ -502,7 +503,7 @@ func TestGitFetchThroughFaults(t *testing.T) {
 	defer proxy.Close()
 	src, err := pipesync.OpenRepo(t.Context(), gitsource.Options{
 		URL: proxy.URL() + strings.TrimPrefix(cloneURL, root), CacheDir: t.TempDir(),
-		Token: gitsource.Secret(g.Token), Username: g.User,
+		Token: secret.New(g.Token), Username: g.User,
 		HTTPClient: &http.Client{Timeout: time.Second},
 	})
 	if err != nil {

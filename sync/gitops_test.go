@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/cloudpipe/cloudpipe/gitsource"
+	"github.com/cloudpipe/cloudpipe/internal/secret"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
 	cplambda "github.com/cloudpipe/cloudpipe/lambda"
 	"github.com/cloudpipe/cloudpipe/provision"
@@ -60,11 +61,11 @@ func newGitOps(t testing.TB, httpClient *http.Client) *gitops {
 	g.CommitFiles(t, name, testenv.ChangeFiles{Message: "algorithms", Write: write})
 
 	src, err := pipesync.OpenRepo(t.Context(), gitsource.Options{URL: cloneURL, CacheDir: t.TempDir(),
-		Token: gitsource.Secret(g.Token), Username: g.User, HTTPClient: httpClient})
+		Token: secret.New(g.Token), Username: g.User, HTTPClient: httpClient})
 	if err != nil {
 		t.Fatal(err)
 	}
-	gh, err := status.New(status.Options{APIURL: g.APIURL, Repo: g.RepoName(name), Token: status.NewSecret(g.Token)})
+	gh, err := status.New(status.Options{APIURL: g.APIURL, Repo: g.RepoName(name), Token: secret.New(g.Token)})
 	if err != nil {
 		t.Fatal(err)
 	}

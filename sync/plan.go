@@ -3,9 +3,9 @@ package sync
 import (
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
+	"github.com/cloudpipe/cloudpipe/gitsource"
 	"github.com/cloudpipe/cloudpipe/inventory"
 	"github.com/cloudpipe/cloudpipe/workflow"
 )
@@ -170,8 +170,5 @@ func short(commit string) string {
 	if commit == "" {
 		return "(none)"
 	}
-	if len(commit) > 7 && !strings.ContainsAny(commit[:7], "/ ") {
-		return commit[:7]
-	}
-	return commit
+	return gitsource.ShortCommit(commit)
 }

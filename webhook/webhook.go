@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+
+	"github.com/cloudpipe/cloudpipe/internal/secret"
 )
 
 // MaxBody bounds a delivery's size. GitHub caps payloads at 25 MB, but the
@@ -32,18 +34,9 @@ type Event struct {
 	Repo     string // owner/name
 }
 
-// Secret is the webhook secret; it prints as [redacted].
-type Secret string
-
-func (Secret) String() string               { return "[redacted]" }
-func (Secret) GoString() string             { return "[redacted]" }
-func (Secret) LogValue() slog.Value         { return slog.StringValue("[redacted]") }
-func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"[redacted]"`), nil }
-func (s Secret) reveal() []byte             { return []byte(s) }
-
 // Handler serves the webhook endpoint.
 type Handler struct {
-	secret Secret
+	key secret.Value // the webhook secret, the HMAC key of every delivery
 	// OnEvent is called, without waiting for its work, for each verified,
 	// new push or pull_request delivery.
 	onEvent func(Event)
@@ -67,14 +60,14 @@ const maxRemembered = 4096
 var ErrNoSecret = errors.New("webhook secret is empty")
 
 // New returns a Handler that calls onEvent for each verified new event.
-func New(secret Secret, onEvent func(Event), log *slog.Logger) (*Handler, error) {
-	if secret == "" {
+func New(key secret.Value, onEvent func(Event), log *slog.Logger) (*Handler, error) {
+	if key.IsZero() {
 		return nil, ErrNoSecret
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{secret: secret, onEvent: onEvent, log: log, seen: map[string]bool{}}, nil
+	return &Handler{key: key, onEvent: onEvent, log: log, seen: map[string]bool{}}, nil
 }
 
 // Outcome names what happened to a delivery, for metrics and logs.
@@ -114,7 +107,7 @@ func (h *Handler) serve(r *http.Request) (Outcome, int) {
 		return TooLarge, http.StatusRequestEntityTooLarge
 	}
 	// The signature is checked before anything of the body is parsed.
-	if !Verify(h.secret, body, r.Header.Get("X-Hub-Signature-256")) {
+	if !Verify(h.key, body, r.Header.Get("X-Hub-Signature-256")) {
 		return Unsigned, http.StatusUnauthorized
 	}
 	ev, err := Parse(r.Header.Get("X-GitHub-Event"), body)
@@ -148,9 +141,10 @@ func (h *Handler) remember(id string) bool {
 	return true
 }
 
-// Verify reports whether header is body's HMAC-SHA256 under secret, in
-// GitHub's "sha256=<hex>" form. The comparison takes constant time.
-func Verify(secret Secret, body []byte, header string) bool {
+// Verify reports whether header is body's HMAC-SHA256 under key (the
+// webhook secret), in GitHub's "sha256=<hex>" form. The comparison takes
+// constant time.
+func Verify(key secret.Value, body []byte, header string) bool {
 	hexSig, ok := strings.CutPrefix(header, "sha256=")
 	if !ok {
 		return false
@@ -159,14 +153,14 @@ func Verify(secret Secret, body []byte, header string) bool {
 	if err != nil {
 		return false
 	}
-	mac := hmac.New(sha256.New, secret.reveal())
+	mac := hmac.New(sha256.New, []byte(key.Reveal()))
 	mac.Write(body)
 	return hmac.Equal(got, mac.Sum(nil))
 }
 
 // Sign returns the X-Hub-Signature-256 value for body; for tests and tools.
-func Sign(secret Secret, body []byte) string {
-	mac := hmac.New(sha256.New, secret.reveal())
+func Sign(key secret.Value, body []byte) string {
+	mac := hmac.New(sha256.New, []byte(key.Reveal()))
 	mac.Write(body)
 	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/cloudpipe/cloudpipe/gitsource"
+	"github.com/cloudpipe/cloudpipe/internal/secret"
 	"github.com/cloudpipe/cloudpipe/provision"
 	pipesync "github.com/cloudpipe/cloudpipe/sync"
 )
@@ -49,7 +49,7 @@ func loadAWS(ctx context.Context, cfg Config) (*awsSession, error) {
 		if err != nil {
 			return nil, fmt.Errorf("find the AWS account for the default state bucket (or pass --state-bucket): %w", err)
 		}
-		s.stateBucket = fmt.Sprintf("cloudpipe-state-%s-%s", account, awsCfg.Region)
+		s.stateBucket = provision.DefaultStateBucket(account, awsCfg.Region)
 	}
 	return s, nil
 }
@@ -100,27 +100,22 @@ func agentRelease(cfg Config) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("find the agent's executable: %w", err)
 	}
-	f, err := os.Open(exe)
+	code, err := provision.FileSHA256(exe)
 	if err != nil {
 		return "", fmt.Errorf("read the agent's executable: %w", err)
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("read the agent's executable %s: %w", exe, err)
-	}
-	fmt.Fprintf(h, "\x00runner-image=%s", cfg.RunnerImage)
-	return hex.EncodeToString(h.Sum(nil))[:16], nil
+	sum := sha256.Sum256([]byte(code + "\x00runner-image=" + cfg.RunnerImage))
+	return hex.EncodeToString(sum[:])[:16], nil
 }
 
 // openRepo opens --repo: a local directory (a Git repository or a plain
 // directory) or a remote URL cloned into the cache directory.
 func openRepo(ctx context.Context, cfg Config) (*pipesync.Repo, error) {
-	return openRepoWithToken(ctx, cfg, "")
+	return openRepoWithToken(ctx, cfg, secret.Value{})
 }
 
 // openRepoWithToken is openRepo with a token for HTTPS remotes.
-func openRepoWithToken(ctx context.Context, cfg Config, token string) (*pipesync.Repo, error) {
+func openRepoWithToken(ctx context.Context, cfg Config, token secret.Value) (*pipesync.Repo, error) {
 	cache := cfg.CacheDir
 	if cache == "" {
 		dir, err := os.UserCacheDir()
@@ -130,8 +125,8 @@ func openRepoWithToken(ctx context.Context, cfg Config, token string) (*pipesync
 		cache = filepath.Join(dir, "cloudpipe", "git")
 	}
 	o := gitsource.Options{URL: cfg.Repo, Branch: cfg.Branch, CacheDir: cache}
-	if token != "" && (strings.HasPrefix(cfg.Repo, "https://") || strings.HasPrefix(cfg.Repo, "http://")) {
-		o.Token = gitsource.Secret(token)
+	if !token.IsZero() && (strings.HasPrefix(cfg.Repo, "https://") || strings.HasPrefix(cfg.Repo, "http://")) {
+		o.Token = token
 	}
 	return pipesync.OpenRepo(ctx, o)
 }

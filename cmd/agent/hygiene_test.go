@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/cloudpipe/cloudpipe/internal/secret"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
 	"github.com/cloudpipe/cloudpipe/provision"
 	"github.com/cloudpipe/cloudpipe/webhook"
@@ -289,7 +290,7 @@ printf '%s\n%s\n%s' "$DB_PASSWORD" "$API_TOKEN" "$AWS_SECRET_ACCESS_KEY" | sha25
 	pr1 := g.CreatePullRequest(t, name, "add-workflow", "main", "add "+wf)
 	pr2 := g.CreatePullRequest(t, name, "pasted-secrets", "main", "add "+wfx)
 	prEvent := []byte(fmt.Sprintf(`{"action":"opened","number":%d,"pull_request":{"number":%d},"repository":{"full_name":%q}}`, pr1, pr1, repo))
-	if code := deliver("pull-request", "pull_request", prEvent, webhook.Sign(webhook.Secret(hookSecret), prEvent)); code != http.StatusAccepted {
+	if code := deliver("pull-request", "pull_request", prEvent, webhook.Sign(secret.New(hookSecret), prEvent)); code != http.StatusAccepted {
 		t.Fatalf("signed pull_request delivery: %d, want 202", code)
 	}
 	waitStatus(pr1Head, "cloudpipe/plan", "success")
@@ -300,17 +301,17 @@ printf '%s\n%s\n%s' "$DB_PASSWORD" "$API_TOKEN" "$AWS_SECRET_ACCESS_KEY" | sha25
 	// signed one is a canary too: logging it would hand out a forgery.
 	badBody := []byte(fmt.Sprintf(`{"ref":"refs/heads/main","after":%q,"repository":{"full_name":%q}}`, pr1Head, repo))
 	canaries = append(canaries, canary{"correct signature of the badly signed delivery",
-		strings.TrimPrefix(webhook.Sign(webhook.Secret(hookSecret), badBody), "sha256=")})
+		strings.TrimPrefix(webhook.Sign(secret.New(hookSecret), badBody), "sha256=")})
 	for _, c := range []struct {
 		label string
 		body  []byte
 		sig   string
 		want  int
 	}{
-		{"bad-signature", badBody, webhook.Sign("not-the-secret", badBody), http.StatusUnauthorized},
+		{"bad-signature", badBody, webhook.Sign(secret.New("not-the-secret"), badBody), http.StatusUnauthorized},
 		{"unsigned", badBody, "", http.StatusUnauthorized},
 		{"malformed-signature", badBody, "sha256=" + strings.Repeat("zz", 32), http.StatusUnauthorized},
-		{"oversized", bytes.Repeat([]byte{'x'}, webhook.MaxBody+1), webhook.Sign(webhook.Secret(hookSecret), []byte("x")), http.StatusRequestEntityTooLarge},
+		{"oversized", bytes.Repeat([]byte{'x'}, webhook.MaxBody+1), webhook.Sign(secret.New(hookSecret), []byte("x")), http.StatusRequestEntityTooLarge},
 	} {
 		if code := deliver(c.label, "push", c.body, c.sig); code != c.want {
 			t.Errorf("%s delivery: %d, want %d", c.label, code, c.want)
@@ -320,7 +321,7 @@ printf '%s\n%s\n%s' "$DB_PASSWORD" "$API_TOKEN" "$AWS_SECRET_ACCESS_KEY" | sha25
 	// Merge: the signed push makes the agent deploy the workflow.
 	merge := g.MergePullRequest(t, name, pr1)
 	push := []byte(fmt.Sprintf(`{"ref":"refs/heads/main","after":%q,"repository":{"full_name":%q}}`, merge, repo))
-	if code := deliver("push", "push", push, webhook.Sign(webhook.Secret(hookSecret), push)); code != http.StatusAccepted {
+	if code := deliver("push", "push", push, webhook.Sign(secret.New(hookSecret), push)); code != http.StatusAccepted {
 		t.Fatalf("signed push delivery: %d, want 202", code)
 	}
 	deployed := waitStatus(merge, "cloudpipe/"+wf, "success", "failure")

@@ -17,7 +17,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/cloudpipe/cloudpipe/internal/secret"
 	"github.com/cloudpipe/cloudpipe/metrics"
+	"github.com/cloudpipe/cloudpipe/provision"
 	"github.com/cloudpipe/cloudpipe/status"
 	pipesync "github.com/cloudpipe/cloudpipe/sync"
 	"github.com/cloudpipe/cloudpipe/webhook"
@@ -57,80 +59,15 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 	}
 	m := metrics.New()
 	sess.cfg.APIOptions = append(sess.cfg.APIOptions, m.AWSMiddleware)
-	sec := secretsFrom(sess.cfg)
-	token, err := sec.read(ctx, "CLOUDPIPE_GITHUB_TOKEN")
+	sec, err := readSecrets(ctx, sess.cfg)
 	if err != nil {
 		return err
 	}
-	hookSecret, err := sec.read(ctx, "CLOUDPIPE_WEBHOOK_SECRET")
+	loop, err := newDaemon(ctx, cfg, sess, sec.token, m, log)
 	if err != nil {
 		return err
 	}
-
-	repo, err := openRepoWithToken(ctx, cfg, token)
-	if err != nil {
-		return err
-	}
-	prov, err := sess.provisioner(ctx, cfg, log, true)
-	if err != nil {
-		return err
-	}
-	release, err := agentRelease(cfg)
-	if err != nil {
-		return err
-	}
-
-	var statuses pipesync.StatusPoster = &status.Discard{Logger: log}
-	var prs pipesync.PullRequestLister
-	if token != "" {
-		ghRepo := cfg.GitHubRepo
-		if ghRepo == "" {
-			if ghRepo, err = repoFromURL(cfg.Repo); err != nil {
-				return usagef("--github-repo: %v", err)
-			}
-		}
-		gh, err := status.New(status.Options{APIURL: cfg.GitHubAPI, Repo: ghRepo, Token: status.NewSecret(token),
-			Logger: log.With("component", "status")})
-		if err != nil {
-			return err
-		}
-		statuses, prs = gh, gh
-	}
-
-	inv := newInventory(sess)
-	rec, err := pipesync.New(pipesync.Options{
-		Provisioner: prov,
-		Inventory:   inv,
-		AgentID:     cfg.AgentID,
-		Release:     release,
-		Concurrency: cfg.Concurrency,
-		Logger:      log,
-	})
-	if err != nil {
-		return err
-	}
-	drift, _ := time.ParseDuration(cfg.DriftInterval) // checked by Config.Validate
-	loop, err := pipesync.NewLoop(pipesync.LoopOptions{
-		Repo: repo, Reconciler: rec, Statuses: statuses, PRs: prs, Runs: inv,
-		Schedule: cfg.Schedule, DriftEvery: drift, Logger: log, Observer: m,
-		OnPass: func(res pipesync.PassResult) {
-			// The zipped binary is needed again only by a later pass that
-			// creates or updates a function (a drift repair included).
-			prov.ReleaseCode()
-			// Creating functions sends that zip in every request, several
-			// at a time, so a pass that changed things peaks at hundreds
-			// of MiB: hand that memory back to the OS now instead of
-			// holding it while idle until the next change.
-			if res.Report != nil && res.Report.Plan.HasWrites() {
-				debug.FreeOSMemory()
-			}
-		},
-	})
-	if err != nil {
-		return err
-	}
-
-	srv, err := newServer(cfg, loop, m, hookSecret, log)
+	srv, err := newServer(cfg, loop, m, sec.webhook, log)
 	if err != nil {
 		return err
 	}
@@ -139,7 +76,105 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	log.Info("agent started", "repo", redactURL(cfg.Repo), "branch", cfg.Branch, "listen", ln.Addr().String(),
-		"schedule", cfg.Schedule, "webhook", hookSecret != "", "statuses", token != "")
+		"schedule", cfg.Schedule, "webhook", !sec.webhook.IsZero(), "statuses", !sec.token.IsZero())
+	return serve(ctx, loop, srv, ln, log)
+}
+
+// runSecrets are the credentials of `agent run`; either may be empty.
+type runSecrets struct {
+	token   secret.Value // GitHub token: statuses and HTTPS Git access
+	webhook secret.Value // webhook secret: /hooks/github
+}
+
+// readSecrets reads the GitHub token and the webhook secret from the
+// environment or Secrets Manager (see envSecrets).
+func readSecrets(ctx context.Context, awsCfg aws.Config) (runSecrets, error) {
+	sec := secretsFrom(awsCfg)
+	token, err := sec.read(ctx, "CLOUDPIPE_GITHUB_TOKEN")
+	if err != nil {
+		return runSecrets{}, err
+	}
+	hook, err := sec.read(ctx, "CLOUDPIPE_WEBHOOK_SECRET")
+	if err != nil {
+		return runSecrets{}, err
+	}
+	return runSecrets{token: token, webhook: hook}, nil
+}
+
+// newDaemon opens the repository and wires the reconcile loop: the
+// provisioner with the agent's own code, its release, and the status sink.
+func newDaemon(ctx context.Context, cfg Config, sess *awsSession, token secret.Value, m *metrics.Metrics,
+	log *slog.Logger) (*pipesync.Loop, error) {
+	repo, err := openRepoWithToken(ctx, cfg, token)
+	if err != nil {
+		return nil, err
+	}
+	prov, err := sess.provisioner(ctx, cfg, log, true)
+	if err != nil {
+		return nil, err
+	}
+	release, err := agentRelease(cfg)
+	if err != nil {
+		return nil, err
+	}
+	statuses, prs, err := newStatusSink(cfg, token, log)
+	if err != nil {
+		return nil, err
+	}
+	drift, _ := time.ParseDuration(cfg.DriftInterval) // checked by Config.Validate
+	return pipesync.NewDaemon(pipesync.DaemonOptions{Reconciler: pipesync.Options{
+		Provisioner: prov,
+		Inventory:   newInventory(sess),
+		AgentID:     cfg.AgentID,
+		Release:     release,
+		Concurrency: cfg.Concurrency,
+		Logger:      log,
+	}, Loop: pipesync.LoopOptions{
+		Repo: repo, Statuses: statuses, PRs: prs,
+		Schedule: cfg.Schedule, DriftEvery: drift, Logger: log, Observer: m,
+		OnPass: func(res pipesync.PassResult) { releaseCode(prov, res) },
+	}})
+}
+
+// releaseCode runs after every pass. The zipped binary is needed again
+// only by a later pass that creates or updates a function (a drift repair
+// included), so it is dropped.
+func releaseCode(prov *provision.Provisioner, res pipesync.PassResult) {
+	prov.ReleaseCode()
+	// Creating functions sends that zip in every request, several at a
+	// time, so a pass that changed things peaks at hundreds of MiB: hand
+	// that memory back to the OS now instead of holding it while idle
+	// until the next change.
+	if res.Report != nil && res.Report.Plan.HasWrites() {
+		debug.FreeOSMemory()
+	}
+}
+
+// newStatusSink returns where commit statuses go and which pull requests
+// are planned: GitHub with a token; without one, statuses are logged and
+// dropped and pull requests are not planned.
+func newStatusSink(cfg Config, token secret.Value, log *slog.Logger) (pipesync.StatusPoster, pipesync.PullRequestLister, error) {
+	if token.IsZero() {
+		return &status.Discard{Logger: log}, nil, nil
+	}
+	ghRepo := cfg.GitHubRepo
+	if ghRepo == "" {
+		var err error
+		if ghRepo, err = repoFromURL(cfg.Repo); err != nil {
+			return nil, nil, usagef("--github-repo: %v", err)
+		}
+	}
+	gh, err := status.New(status.Options{APIURL: cfg.GitHubAPI, Repo: ghRepo, Token: token,
+		Logger: log.With("component", "status")})
+	if err != nil {
+		return nil, nil, err
+	}
+	return gh, gh, nil
+}
+
+// serve serves srv on ln while the loop runs, until ctx ends; then it
+// stops the server, giving requests in flight 5 seconds.
+func serve(ctx context.Context, loop *pipesync.Loop, srv *http.Server, ln net.Listener, log *slog.Logger) error {
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(ln) }()
 
@@ -157,7 +192,7 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 }
 
 // newServer serves health, readiness, metrics and the webhook.
-func newServer(cfg Config, loop *pipesync.Loop, m *metrics.Metrics, hookSecret string, log *slog.Logger) (*http.Server, error) {
+func newServer(cfg Config, loop *pipesync.Loop, m *metrics.Metrics, hookSecret secret.Value, log *slog.Logger) (*http.Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -168,9 +203,9 @@ func newServer(cfg Config, loop *pipesync.Loop, m *metrics.Metrics, hookSecret s
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	if hookSecret != "" {
+	if !hookSecret.IsZero() {
 		branchRef := "refs/heads/" + cfg.Branch
-		h, err := webhook.New(webhook.Secret(hookSecret), func(ev webhook.Event) {
+		h, err := webhook.New(hookSecret, func(ev webhook.Event) {
 			// A push to the tracked branch starts a pass at once; a pull
 			// request event does too, so its plan is posted without waiting
 			// for the next tick. Other pushes are only noted.
@@ -209,9 +244,9 @@ type envSecrets struct{ cfg aws.Config }
 
 func secretsFrom(cfg aws.Config) envSecrets { return envSecrets{cfg: cfg} }
 
-func (s envSecrets) read(ctx context.Context, name string) (string, error) {
+func (s envSecrets) read(ctx context.Context, name string) (secret.Value, error) {
 	if v := os.Getenv(name); v != "" {
-		return v, nil
+		return secret.New(v), nil
 	}
 	arnVar := name + "_ARN"
 	if name == "CLOUDPIPE_GITHUB_TOKEN" {
@@ -219,13 +254,13 @@ func (s envSecrets) read(ctx context.Context, name string) (string, error) {
 	}
 	arn := os.Getenv(arnVar)
 	if arn == "" {
-		return "", nil
+		return secret.Value{}, nil
 	}
 	out, err := secretsmanager.NewFromConfig(s.cfg).GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(arn)})
 	if err != nil {
-		return "", fmt.Errorf("read %s from Secrets Manager: %w", arnVar, err)
+		return secret.Value{}, fmt.Errorf("read %s from Secrets Manager: %w", arnVar, err)
 	}
-	return strings.TrimSpace(aws.ToString(out.SecretString)), nil
+	return secret.New(strings.TrimSpace(aws.ToString(out.SecretString))), nil
 }
 
 // repoFromURL derives owner/name from a repository URL

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/cloudpipe/cloudpipe/internal/secret"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
 	"github.com/cloudpipe/cloudpipe/webhook"
 )
@@ -211,13 +212,13 @@ func TestRunWebhookAndStatuses(t *testing.T) {
 	}
 	re := newRunEnv(t)
 	g, name := re.g, re.name
-	secret, err := secretsmanager.NewFromConfig(testenv.Kumo(t)).CreateSecret(t.Context(), &secretsmanager.CreateSecretInput{
+	tokenSecret, err := secretsmanager.NewFromConfig(testenv.Kumo(t)).CreateSecret(t.Context(), &secretsmanager.CreateSecretInput{
 		Name: aws.String(name + "-github-token"), SecretString: aws.String(g.Token)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	const hookSecret = "hook-secret-for-run-test"
-	p := startAgent(t, []string{"CLOUDPIPE_GITHUB_TOKEN_SECRET=" + aws.ToString(secret.ARN), "CLOUDPIPE_WEBHOOK_SECRET=" + hookSecret},
+	p := startAgent(t, []string{"CLOUDPIPE_GITHUB_TOKEN_SECRET=" + aws.ToString(tokenSecret.ARN), "CLOUDPIPE_WEBHOOK_SECRET=" + hookSecret},
 		"--repo", re.cloneURL, "--github-api", g.APIURL, "--github-repo", g.RepoName(name),
 		"--state-bucket", re.state, "--schedule", "@every 1h", "--agent-id", "run-test")
 	logs, base := p.logs, p.base
@@ -244,7 +245,7 @@ func TestRunWebhookAndStatuses(t *testing.T) {
 	}
 
 	passes := logs.count("pass started")
-	if code := send(webhook.Sign("wrong-secret", push), "bad-1"); code != http.StatusUnauthorized {
+	if code := send(webhook.Sign(secret.New("wrong-secret"), push), "bad-1"); code != http.StatusUnauthorized {
 		t.Fatalf("badly signed webhook: %d, want 401", code)
 	}
 	time.Sleep(1500 * time.Millisecond)
@@ -252,7 +253,7 @@ func TestRunWebhookAndStatuses(t *testing.T) {
 		t.Fatalf("a badly signed webhook started a pass")
 	}
 
-	if code := send(webhook.Sign(hookSecret, push), "good-1"); code != http.StatusAccepted {
+	if code := send(webhook.Sign(secret.New(hookSecret), push), "good-1"); code != http.StatusAccepted {
 		t.Fatalf("signed webhook: %d, want 202", code)
 	}
 	if !waitFor(time.Second, func() bool { return logs.count("pass started") > passes }) {
@@ -330,7 +331,7 @@ func TestRunMetricsAndReadiness(t *testing.T) {
 		t.Fatalf("/readyz did not recover with the Git remote back:\n%s", p.logs.text())
 	}
 	body := []byte(`{"ref":"refs/heads/other"}`)
-	for _, sig := range []string{"sha256=00", webhook.Sign(hookSecret, body)} {
+	for _, sig := range []string{"sha256=00", webhook.Sign(secret.New(hookSecret), body)} {
 		req, _ := http.NewRequest("POST", p.base+"/hooks/github", bytes.NewReader(body))
 		req.Header.Set("X-GitHub-Event", "push")
 		req.Header.Set("X-Hub-Signature-256", sig)

@@ -62,14 +62,49 @@ type demo struct {
 
 // run runs the demo until ctx ends, or with --once until the sample has
 // been processed. Progress goes to stdout, logs to opts.stderr.
-func run(ctx context.Context, opts options, stdout io.Writer) (err error) {
-	if opts.stderr == nil {
-		opts.stderr = os.Stderr
-	}
+func run(ctx context.Context, opts options, stdout io.Writer) error {
 	if opts.once {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, opts.timeout)
 		defer cancel()
+	}
+	d, err := newDemo(opts, stdout)
+	if err != nil {
+		return err
+	}
+	defer d.removeDir()
+
+	// Deferred calls stop what they stand for in reverse order of start:
+	// the loop and the handlers before the tasks and the emulator.
+	kumoURL, stopAWS, err := d.startAWS()
+	if err != nil {
+		return err
+	}
+	defer stopAWS()
+	code := d.zipCode(d.codeFile())
+	defer code() // the zipping goroutine is ours: wait for it on every path
+	d.printIntro()
+	a, err := d.startAgent(ctx, kumoURL, code)
+	if err != nil {
+		return err
+	}
+	defer a.handlers.stop()
+	first, err := d.firstPass(ctx, a)
+	if err != nil {
+		return err
+	}
+	if opts.once {
+		return d.finish(ctx, first)
+	}
+	d.stayUp(ctx, a.loop, a.repoDir)
+	return nil
+}
+
+// newDemo returns a demo with its options' defaults filled in and its
+// temporary directory made; removeDir removes that directory.
+func newDemo(opts options, stdout io.Writer) (*demo, error) {
+	if opts.stderr == nil {
+		opts.stderr = os.Stderr
 	}
 	d := &demo{
 		opts:   opts,
@@ -78,86 +113,102 @@ func run(ctx context.Context, opts options, stdout io.Writer) (err error) {
 		stderr: opts.stderr,
 		exe:    opts.executable,
 	}
+	var err error
 	if d.exe == "" {
 		if d.exe, err = os.Executable(); err != nil {
-			return fmt.Errorf("find the demo's executable: %w", err)
+			return nil, fmt.Errorf("find the demo's executable: %w", err)
 		}
 	}
 	if d.dir, err = os.MkdirTemp("", "cloudpipe-demo-"); err != nil {
-		return err
+		return nil, err
 	}
-	defer func() {
-		if rerr := os.RemoveAll(d.dir); rerr != nil {
-			d.log.Warn("temporary directory not removed", "dir", d.dir, "err", rerr)
-		}
-	}()
+	return d, nil
+}
 
-	// Deferred calls stop what they stand for in reverse order of start:
-	// the loop and the handlers (below) before the tasks and the emulator.
-	kumoURL, stopAWS, err := d.startAWS()
-	if err != nil {
-		return err
+// removeDir removes the demo's temporary directory.
+func (d *demo) removeDir() {
+	if err := os.RemoveAll(d.dir); err != nil {
+		d.log.Warn("temporary directory not removed", "dir", d.dir, "err", err)
 	}
-	defer stopAWS()
-	codeFile := opts.codeFile
-	if codeFile == "" {
-		codeFile = d.exe
-	}
-	code := d.zipCode(codeFile)
-	defer code() // the zipping goroutine is ours: wait for it on every path
+}
 
+// codeFile is the file zipped as the stage functions' code: --code-file,
+// or the demo's own executable, as the agent zips itself.
+func (d *demo) codeFile() string {
+	if d.opts.codeFile != "" {
+		return d.opts.codeFile
+	}
+	return d.exe
+}
+
+// printIntro says what the demo runs and where.
+func (d *demo) printIntro() {
 	d.out.printf("cloudpipe demo: AWS is the kumo emulator in this process, at %s.\n", d.endpoint)
 	d.out.printf("Nothing runs in a container: stage functions and tasks are processes of this program on this machine.\n")
-	if opts.port != defaultPort {
+	if d.opts.port != defaultPort {
 		d.out.printf("warning: kumo delivers S3 events only to localhost:%d, so uploads trigger nothing unless something there forwards to %s\n",
 			defaultPort, d.endpoint)
 	}
+}
+
+// localAgent is the agent the demo runs: its reconcile loop, what the loop
+// reads and deploys to, and the stage functions' handlers.
+type localAgent struct {
+	loop        *pipesync.Loop
+	inv         *inventory.Store
+	handlers    *lambdas
+	repoDir     string
+	stateBucket string
+}
+
+// startAgent does what deploying the agent does: the config repository,
+// bootstrap, and the reconcile loop with the zip that code returns as the
+// stage functions' code. The caller stops the returned handlers.
+func (d *demo) startAgent(ctx context.Context, kumoURL string, code func() ([]byte, error)) (*localAgent, error) {
 	repoDir, err := d.configRepo()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	stateBucket, network, err := d.bootstrap(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	zip, err := code()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	handlers := newLambdas(d.exe, strings.TrimPrefix(kumoURL, "http://"), d.baseEnv, d.awsCfg, d.stderr, d.log)
-	defer handlers.stop()
 	loop, inv, err := d.newLoop(ctx, repoDir, stateBucket, network, zip, handlers)
 	if err != nil {
-		return err
+		handlers.stop()
+		return nil, err
 	}
+	return &localAgent{loop: loop, inv: inv, handlers: handlers, repoDir: repoDir, stateBucket: stateBucket}, nil
+}
 
-	d.out.printf("deploying the workflows of %s (a Git repository, branch main)\n", repoDir)
-	first := loop.Pass(ctx)
+// firstPass deploys the repository's workflows, starts their stage
+// functions' handlers and uploads the sample.
+func (d *demo) firstPass(ctx context.Context, a *localAgent) (pipesync.PassResult, error) {
+	d.out.printf("deploying the workflows of %s (a Git repository, branch main)\n", a.repoDir)
+	first := a.loop.Pass(ctx)
 	if first.Err != nil {
-		return fmt.Errorf("first reconcile pass: %w", first.Err)
+		return first, fmt.Errorf("first reconcile pass: %w", first.Err)
 	}
 	d.passDone(first)
-	if err := d.refresh(ctx, inv, handlers); err != nil {
-		return err
+	if err := d.refresh(ctx, a.inv, a.handlers); err != nil {
+		return first, err
 	}
-	d.tracker.bucket = stateBucket
+	d.tracker.bucket = a.stateBucket
 	if err := d.tracker.skipExisting(ctx); err != nil {
-		return err
+		return first, err
 	}
-	err = d.uploadSample(ctx)
-	if errors.Is(err, errNothingDeployed) && !opts.once {
+	err := d.uploadSample(ctx)
+	if errors.Is(err, errNothingDeployed) && !d.opts.once {
 		// Staying up still makes sense: a commit may add a workflow.
 		d.out.printf("no workflow is deployed, so no sample is sent\n")
 		err = nil
 	}
-	if err != nil {
-		return err
-	}
-	if opts.once {
-		return d.finish(ctx, first)
-	}
-	d.stayUp(ctx, loop, repoDir)
-	return nil
+	return first, err
 }
 
 // startAWS starts the local AWS: kumo (unless options name one) behind the
@@ -268,7 +319,7 @@ func (d *demo) bootstrap(ctx context.Context) (string, provision.Network, error)
 		if err != nil {
 			return "", provision.Network{}, err
 		}
-		bucket = fmt.Sprintf("cloudpipe-state-%s-%s", account, region)
+		bucket = provision.DefaultStateBucket(account, region)
 	}
 	boot, err := provision.New(d.awsCfg, provision.Options{S3UsePathStyle: true, Logger: d.log.With("component", "provision")}).
 		Bootstrap(ctx, region, provision.BootstrapOptions{StateBucket: bucket, Subnets: subnets, SecurityGroups: groups})
@@ -298,22 +349,16 @@ func (d *demo) newLoop(ctx context.Context, repoDir, stateBucket string, network
 	if err != nil {
 		return nil, nil, err
 	}
-	rec, err := pipesync.New(pipesync.Options{
+	loop, err := pipesync.NewDaemon(pipesync.DaemonOptions{Reconciler: pipesync.Options{
 		Provisioner: prov,
 		Inventory:   inv,
 		AgentID:     agentID,
 		Logger:      d.log,
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	loop, err := pipesync.NewLoop(pipesync.LoopOptions{
-		Repo:       repo,
-		Reconciler: rec,
-		Runs:       inv,
-		Statuses:   &status.Console{W: d.out},
-		Schedule:   pollSchedule,
-		Logger:     d.log,
+	}, Loop: pipesync.LoopOptions{
+		Repo:     repo,
+		Statuses: &status.Console{W: d.out},
+		Schedule: pollSchedule,
+		Logger:   d.log,
 		OnPass: func(res pipesync.PassResult) {
 			switch {
 			case res.Err != nil: // the loop logs it
@@ -327,7 +372,7 @@ func (d *demo) newLoop(ctx context.Context, repoDir, stateBucket string, network
 				d.log.Error("stage functions not updated", "err", err)
 			}
 		},
-	})
+	}})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -379,7 +424,7 @@ func (d *demo) passDone(res pipesync.PassResult) {
 	if !rep.Plan.HasWrites() && rep.Failed() == 0 {
 		return
 	}
-	d.out.printf("commit %s: %s, %d failed, in %s\n", shortCommit(rep.Commit), rep.Plan.Summary(), rep.Failed(),
+	d.out.printf("commit %s: %s, %d failed, in %s\n", gitsource.ShortCommit(rep.Commit), rep.Plan.Summary(), rep.Failed(),
 		rep.Duration.Round(time.Millisecond))
 }
 
@@ -545,13 +590,6 @@ banana
 date
 apple
 `)
-
-func shortCommit(c string) string {
-	if len(c) > 7 {
-		return c[:7]
-	}
-	return c
-}
 
 // console serialises the lines written to stdout from the demo's
 // goroutines (task callbacks, the loop, the tracker).

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -21,9 +18,9 @@ import (
 // only for a new binary. LambdaZipFromFile's output carries no timestamps,
 // so a cached zip is byte for byte what it would return.
 func lambdaZip(exe string, log *slog.Logger) ([]byte, error) {
-	sum, err := fileSHA256(exe)
+	sum, err := provision.FileSHA256(exe)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read lambda binary: %w", err)
 	}
 	base, err := os.UserCacheDir()
 	if err != nil {
@@ -44,19 +41,6 @@ func lambdaZip(exe string, log *slog.Logger) ([]byte, error) {
 		log.Debug("lambda zip not cached", "err", err)
 	}
 	return b, nil
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("read lambda binary: %w", err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("read lambda binary: %w", err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // storeZip writes b as dir/name, atomically (a concurrent demo reads a whole

@@ -31,3 +31,26 @@ func Jitter(d time.Duration) time.Duration {
 	}
 	return d/2 + rand.N(d/2+1)
 }
+
+// Exponential returns the wait before retry number attempt (1 for the first
+// retry): base doubled per earlier attempt, at most ceiling, then jittered
+// (half of it random, see Jitter). So a retry never comes sooner than half
+// its nominal wait, and never later than ceiling. An attempt below 1 counts
+// as 1.
+func Exponential(attempt int, base, ceiling time.Duration) time.Duration {
+	return Jitter(Capped(attempt, base, ceiling))
+}
+
+// Capped is the nominal, unjittered wait of Exponential: base doubled per
+// attempt after the first, at most ceiling. Doubling stops at ceiling, so a
+// large attempt neither loops long nor overflows.
+func Capped(attempt int, base, ceiling time.Duration) time.Duration {
+	d := base
+	for i := 1; i < attempt && d < ceiling; i++ {
+		if d > ceiling/2 {
+			return ceiling
+		}
+		d *= 2
+	}
+	return min(d, ceiling)
+}
