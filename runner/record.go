@@ -11,17 +11,8 @@ import (
 	"github.com/cloudpipe/cloudpipe/internal/contract"
 )
 
-// Record and its outcomes are the run record of the contract, by the names
-// the runner's code uses.
-type Record = contract.RunRecord
-
-const (
-	OutcomeOK     = contract.OutcomeOK
-	OutcomeFailed = contract.OutcomeFailed
-)
-
 // writeRecord stores rec in the state bucket under its contract.RunRecordKey.
-func (w *worker) writeRecord(ctx context.Context, rec Record, bucket, key, receipt string) error {
+func (w *worker) writeRecord(ctx context.Context, rec contract.RunRecord, bucket, key, receipt string) error {
 	body, err := rec.Encode()
 	if err != nil {
 		return err

@@ -53,7 +53,7 @@ func fail(step, safe string, err error) error {
 // run does the work of one message and fills rec's input, result and byte
 // counts. It returns the parsed message (for the record key) and the error
 // that made the run fail.
-func (w *worker) run(ctx context.Context, body string, rec *Record, log *slog.Logger) (contract.Message, error) {
+func (w *worker) run(ctx context.Context, body string, rec *contract.RunRecord, log *slog.Logger) (contract.Message, error) {
 	msg, err := contract.DecodeMessage(body)
 	if err != nil {
 		return msg, fail("message", "malformed message", err)

@@ -15,6 +15,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	cpbackoff "github.com/cloudpipe/cloudpipe/internal/backoff"
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 )
 
 // Bounds of the receive loop.
@@ -187,7 +188,7 @@ func later(a, b time.Time) time.Time {
 func (w *worker) process(ctx context.Context, m sqstypes.Message) (retryIn time.Duration) {
 	receipt := aws.ToString(m.ReceiptHandle)
 	attempt, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
-	rec := Record{
+	rec := contract.RunRecord{
 		Workflow:  w.c.Workflow,
 		Stage:     w.c.Stage,
 		Algorithm: w.c.Algorithm,
@@ -207,7 +208,7 @@ func (w *worker) process(ctx context.Context, m sqstypes.Message) (retryIn time.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
 	defer cancel()
 	if err == nil {
-		rec.Outcome = OutcomeOK
+		rec.Outcome = contract.OutcomeOK
 		if _, derr := w.sqs.DeleteMessage(fctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(w.c.QueueURL), ReceiptHandle: &receipt}); derr != nil {
 			// The message comes back; its next run finds the result
 			// (If-None-Match) and counts as a duplicate.
@@ -216,7 +217,7 @@ func (w *worker) process(ctx context.Context, m sqstypes.Message) (retryIn time.
 		log.Info("run succeeded", "result", rec.Result, "duplicate", rec.Duplicate,
 			"bytes", rec.Bytes, "result_bytes", rec.ResultBytes, "duration", rec.Finished.Sub(rec.Started))
 	} else {
-		rec.Outcome, rec.Error = OutcomeFailed, safeMessage(err)
+		rec.Outcome, rec.Error = contract.OutcomeFailed, safeMessage(err)
 		delay := w.retryDelay(attempt)
 		if ctx.Err() != nil {
 			delay = 0 // interrupted, not failed: another task may take it now
