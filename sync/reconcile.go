@@ -20,8 +20,9 @@ import (
 type Options struct {
 	Provisioner Provisioner
 	Inventory   Inventory
-	// StateBucket is recorded in each stage's spec as the bucket its runners
-	// record their runs in; defaults to the inventory's bucket.
+	// StateBucket is recorded in each stage's spec (provision.StageSpec's
+	// StateBucket, kept in the inventory record); defaults to the
+	// inventory's bucket.
 	StateBucket string
 	// AgentID names this agent in inventory leases. Two agents sharing a
 	// state bucket need different IDs; a restarted agent with the same ID
