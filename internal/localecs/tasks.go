@@ -147,19 +147,9 @@ func (p *Proxy) runTask(w http.ResponseWriter, r *http.Request, body []byte) {
 		return
 	}
 	p.record(Request{Op: "RunTask", ClientToken: in.ClientToken, Time: p.opts.Now()})
-	count := 1
-	if in.Count != nil {
-		count = *in.Count
-	}
-	switch {
-	case count < 1 || count > maxRunTaskCount:
-		writeError(w, http.StatusBadRequest, "InvalidParameterException", "count must be between 1 and 10")
-		return
-	case in.TaskDefinition == "":
-		writeError(w, http.StatusBadRequest, "InvalidParameterException", "taskDefinition is required")
-		return
-	case len(in.ClientToken) > 64:
-		writeError(w, http.StatusBadRequest, "InvalidParameterException", "clientToken is longer than 64 characters")
+	count, invalid := in.check()
+	if invalid != "" {
+		writeError(w, http.StatusBadRequest, "InvalidParameterException", invalid)
 		return
 	}
 	clusterARN, err := p.findCluster(r, in.Cluster)
@@ -182,69 +172,22 @@ func (p *Proxy) runTask(w http.ResponseWriter, r *http.Request, body []byte) {
 	p.mu.Lock()
 	p.pruneLocked(now)
 	key := clusterARN + "\x00" + in.ClientToken
-	if tok, ok := p.tokens[key]; ok && in.ClientToken != "" {
-		if tok.paramsHash != hash {
-			p.mu.Unlock()
-			writeJSON(w, http.StatusBadRequest, map[string]any{
-				"__type":      "ConflictException",
-				"message":     "The clientToken is already in use with a different RunTask request.",
-				"resourceIds": tok.taskARNs,
-			})
-			return
-		}
-		tasks := make([]Task, 0, len(tok.taskARNs))
-		for _, arn := range tok.taskARNs {
-			if t := p.table[arn]; t != nil {
-				tasks = append(tasks, t.snapshot())
-			}
-		}
+	if answered := p.repeatedRunTaskLocked(w, key, in.ClientToken, hash); answered {
 		p.mu.Unlock()
-		p.log.Debug("run task repeated, nothing started", "client_token", in.ClientToken, "tasks", len(tasks))
-		writeJSON(w, http.StatusOK, runTaskOutput(tasks))
 		return
 	}
-	if p.closed {
+	base, status, code, msg := p.taskSpecLocked(in, clusterARN)
+	if code != "" {
 		p.mu.Unlock()
-		writeError(w, http.StatusServiceUnavailable, "ServerException", "the local ECS is shutting down")
+		writeError(w, status, code, msg)
 		return
 	}
-	td := p.lookupDefLocked(in.TaskDefinition)
-	switch {
-	case td == nil:
-		p.mu.Unlock()
-		writeError(w, http.StatusBadRequest, "ClientException", "TaskDefinition not found.")
-		return
-	case !td.active:
-		p.mu.Unlock()
-		writeError(w, http.StatusBadRequest, "ClientException", "TaskDefinition is inactive")
-		return
-	}
-	base, err := td.spec(in.Overrides.ContainerOverrides)
-	if err != nil {
-		p.mu.Unlock()
-		writeError(w, http.StatusBadRequest, "InvalidParameterException", err.Error())
-		return
-	}
-	base.ClusterARN = clusterARN
-	base.StartedBy = in.StartedBy
-	base.LaunchType = in.LaunchType
-	base.Group = in.Group
-	if base.Group == "" {
-		base.Group = "family:" + td.family
-	}
-	started := make([]Task, 0, count)
-	arns := make([]string, 0, count)
-	var reported []chan struct{}
-	for range count {
-		t := p.newTaskLocked(base, in.ClientToken, now)
-		// A task outlives the call that started it; StopTask or Close
-		// ends it.
-		p.startLocked(context.WithoutCancel(r.Context()), t)
-		arns = append(arns, t.TaskARN)
-		started = append(started, t.snapshot())
-		reported = append(reported, t.started)
-	}
+	started, reported := p.startTasksLocked(r.Context(), base, in.ClientToken, count, now)
 	if in.ClientToken != "" {
+		arns := make([]string, len(started))
+		for i, t := range started {
+			arns[i] = t.TaskARN
+		}
 		p.tokens[key] = &runToken{paramsHash: hash, taskARNs: arns, created: now}
 	}
 	p.mu.Unlock()
@@ -255,6 +198,94 @@ func (p *Proxy) runTask(w http.ResponseWriter, r *http.Request, body []byte) {
 		close(reported[i])
 	}
 	writeJSON(w, http.StatusOK, runTaskOutput(started))
+}
+
+// check returns how many tasks the request asks for, or why ECS refuses it.
+func (in runTaskInput) check() (count int, invalid string) {
+	count = 1
+	if in.Count != nil {
+		count = *in.Count
+	}
+	switch {
+	case count < 1 || count > maxRunTaskCount:
+		return 0, "count must be between 1 and 10"
+	case in.TaskDefinition == "":
+		return 0, "taskDefinition is required"
+	case len(in.ClientToken) > 64:
+		return 0, "clientToken is longer than 64 characters"
+	}
+	return count, ""
+}
+
+// repeatedRunTaskLocked answers a RunTask whose client token was used
+// before, as ECS does: the same request gets the tasks it started then and
+// starts nothing; another request with the token is a ConflictException.
+// It reports whether it answered.
+func (p *Proxy) repeatedRunTaskLocked(w http.ResponseWriter, key, token, hash string) bool {
+	tok, ok := p.tokens[key]
+	if !ok || token == "" {
+		return false
+	}
+	if tok.paramsHash != hash {
+		writeJSON(w, http.StatusBadRequest, map[string]any{
+			"__type":      "ConflictException",
+			"message":     "The clientToken is already in use with a different RunTask request.",
+			"resourceIds": tok.taskARNs,
+		})
+		return true
+	}
+	tasks := make([]Task, 0, len(tok.taskARNs))
+	for _, arn := range tok.taskARNs {
+		if t := p.table[arn]; t != nil {
+			tasks = append(tasks, t.snapshot())
+		}
+	}
+	p.log.Debug("run task repeated, nothing started", "client_token", token, "tasks", len(tasks))
+	writeJSON(w, http.StatusOK, runTaskOutput(tasks))
+	return true
+}
+
+// taskSpecLocked is the spec of the tasks in asks for, or the error ECS
+// answers with (its HTTP status, code and message).
+func (p *Proxy) taskSpecLocked(in runTaskInput, clusterARN string) (spec TaskSpec, status int, code, msg string) {
+	if p.closed {
+		return spec, http.StatusServiceUnavailable, "ServerException", "the local ECS is shutting down"
+	}
+	td := p.lookupDefLocked(in.TaskDefinition)
+	switch {
+	case td == nil:
+		return spec, http.StatusBadRequest, "ClientException", "TaskDefinition not found."
+	case !td.active:
+		return spec, http.StatusBadRequest, "ClientException", "TaskDefinition is inactive"
+	}
+	spec, err := td.spec(in.Overrides.ContainerOverrides)
+	if err != nil {
+		return spec, http.StatusBadRequest, "InvalidParameterException", err.Error()
+	}
+	spec.ClusterARN = clusterARN
+	spec.StartedBy = in.StartedBy
+	spec.LaunchType = in.LaunchType
+	spec.Group = in.Group
+	if spec.Group == "" {
+		spec.Group = "family:" + td.family
+	}
+	return spec, 0, "", ""
+}
+
+// startTasksLocked starts count tasks of spec and returns their snapshots
+// and the channels to close once each start has been reported.
+func (p *Proxy) startTasksLocked(ctx context.Context, spec TaskSpec, token string, count int, now time.Time) ([]Task, []chan struct{}) {
+	started := make([]Task, 0, count)
+	var reported []chan struct{}
+	for range count {
+		t := p.newTaskLocked(spec, token, now)
+		// A task outlives the call that started it; StopTask or Close
+		// ends it.
+		p.startLocked(context.WithoutCancel(ctx), t)
+		started = append(started, t.snapshot())
+		reported = append(reported, t.started)
+	}
+	return started, reported
 }
 
 // newTaskLocked adds a task of spec to the table.
