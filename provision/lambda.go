@@ -209,8 +209,7 @@ const (
 func (p *Provisioner) waitFunctionUpdated(ctx context.Context, c *clients, name string) error {
 	ctx, cancel := context.WithTimeout(ctx, functionWaitTimeout)
 	defer cancel()
-	delay := functionPollFirst
-	for {
+	for poll := 1; ; poll++ {
 		out, err := c.lambda.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: &name})
 		if err != nil {
 			return fmt.Errorf("wait for function %s: %w", name, err)
@@ -222,10 +221,10 @@ func (p *Provisioner) waitFunctionUpdated(ctx context.Context, c *clients, name 
 		case out.State != lambdatypes.StatePending && out.LastUpdateStatus != lambdatypes.LastUpdateStatusInProgress:
 			return nil
 		}
-		if err := backoff.Sleep(ctx, delay); err != nil {
+		// A poll, not a retry after a failure: no jitter is needed.
+		if err := backoff.Sleep(ctx, backoff.Capped(poll, functionPollFirst, functionPollMax)); err != nil {
 			return fmt.Errorf("wait for function %s: %w", name, err)
 		}
-		delay = min(2*delay, functionPollMax)
 	}
 }
 
