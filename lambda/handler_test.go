@@ -358,6 +358,31 @@ func TestHandleRunningTasksCounted(t *testing.T) {
 	}
 }
 
+// TestHandleUncountedStartsOneTask: when the running tasks cannot be
+// counted (here ListTasks is denied, as it was on a real account before the
+// role could list tasks on "*"), an event starts one task, not MaxTasks, so
+// a burst of uploads cannot run the stage far past its cap.
+func TestHandleUncountedStartsOneTask(t *testing.T) {
+	p := newFaultProxy(t)
+	p.on("ListTasks", func(int) (int, string) {
+		return http.StatusBadRequest, awsError("AccessDeniedException", "not authorized to perform: ecs:ListTasks")
+	})
+	s := newStage(t, stageOptions{proxy: p, maxTasks: 10})
+	var keys []string
+	for i := range 8 {
+		keys = append(keys, fmt.Sprintf("in/%d.txt", i))
+	}
+	if err := s.handler().Handle(t.Context(), s3Event(t, "in-bucket", keys...)); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.tasksStarted(); n != 1 {
+		t.Errorf("%d tasks started for 8 files while the count failed, want 1", n)
+	}
+	if got := len(s.receiveAll(s.cfg.QueueURL)); got != 8 {
+		t.Errorf("%d messages queued, want all 8 (the one task drains them)", got)
+	}
+}
+
 func TestHandleListTasksMissingAskedOnce(t *testing.T) {
 	s := newStage(t, stageOptions{})
 	h := s.handler()

@@ -34,14 +34,17 @@ const startedBy = "cloudpipe"
 // only logged: a retry of the event would queue every message again and run
 // the algorithm twice on each before the result's If-None-Match stopped it.
 func (h *Handler) startTasks(ctx context.Context, queued []job, margin time.Duration) (started int, dead []deadJob, err error) {
+	limit := h.cfg.MaxTasks
 	running, err := h.running(ctx)
 	if err != nil {
-		// Without a count the cap can only be kept per event (each call
-		// starts at most MaxTasks); that beats leaving messages unseen.
-		h.log.Warn("running tasks not counted", "err", err)
-		running = 0
+		// Without a count the cap cannot be kept: every event would start
+		// up to MaxTasks more. One task keeps the queue moving (each runner
+		// drains it) without letting a burst of uploads exceed the cap by
+		// more than one task per event.
+		h.log.Warn("running tasks not counted, starting at most one", "err", err)
+		running, limit = 0, 1
 	}
-	n := min(len(queued), h.cfg.MaxTasks-running)
+	n := min(len(queued), limit-running)
 	if n <= 0 {
 		h.log.Debug("stage at its task cap", "running", running, "max_tasks", h.cfg.MaxTasks)
 		return 0, nil, nil

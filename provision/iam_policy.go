@@ -154,13 +154,18 @@ func lambdaPolicy(a stageARNs) policyDocument {
 			Resource: stringList{a.QueueARN, a.DLQARN}},
 		{Sid: "RunTask", Effect: "Allow", Action: stringList{"ecs:RunTask"},
 			Resource: stringList{taskFamilyARN(a.Region, a.Account, a.Family)}, Condition: onCluster},
-		// ListTasks is authorized on container instances and DescribeTasks on
-		// tasks, both named by cluster; the condition pins the cluster again.
-		{Sid: "WatchTasks", Effect: "Allow", Action: stringList{"ecs:ListTasks", "ecs:DescribeTasks"},
-			Resource: stringList{
-				ecsARN(a.Region, a.Account, "container-instance/"+a.Cluster+"/*"),
-				ecsARN(a.Region, a.Account, "task/"+a.Cluster+"/*"),
-			}, Condition: onCluster},
+		// ListTasks names a container-instance resource in the Service
+		// Authorization Reference, but a call without a containerInstance
+		// filter (the stage function's) is authorized on "*": a policy
+		// scoped to container instances denies it, and the function could
+		// not count its tasks. The ecs:cluster condition keeps it to the
+		// agent's cluster. https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonelasticcontainerservice.html
+		// and https://docs.aws.amazon.com/AmazonECS/latest/developerguide/security_iam_id-based-policy-examples.html
+		{Sid: "CountTasks", Effect: "Allow", Action: stringList{"ecs:ListTasks"},
+			Resource: stringList{"*"}, Condition: onCluster},
+		// DescribeTasks is authorized on the tasks, named by cluster.
+		{Sid: "WatchTasks", Effect: "Allow", Action: stringList{"ecs:DescribeTasks"},
+			Resource: stringList{ecsARN(a.Region, a.Account, "task/"+a.Cluster+"/*")}, Condition: onCluster},
 		{Sid: "PassTaskRoles", Effect: "Allow", Action: stringList{"iam:PassRole"},
 			Resource:  stringList{a.ExecRoleARN, a.TaskRoleARN},
 			Condition: map[string]map[string]stringList{"StringEquals": {"iam:PassedToService": {"ecs-tasks.amazonaws.com"}}}},
