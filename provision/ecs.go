@@ -163,9 +163,12 @@ func containerSecrets(spec StageSpec) []ecstypes.Secret {
 		from = map[string]string{}
 	}
 	if arn := spec.TaskCredentialsSecret; arn != "" {
-		// "<arn>:<json key>::" selects one key of a JSON secret.
-		from["AWS_ACCESS_KEY_ID"] = arn + ":AWS_ACCESS_KEY_ID::"
-		from["AWS_SECRET_ACCESS_KEY"] = arn + ":AWS_SECRET_ACCESS_KEY::"
+		// "<arn>:<json key>::" selects one key of a JSON secret. The keys go
+		// in under cloudpipe's names, so the runner keeps the task role and
+		// only the algorithm's process gets them (see contract.AlgorithmCredentials).
+		for name, key := range contract.AlgorithmCredentials {
+			from[name] = arn + ":" + key + "::"
+		}
 	}
 	if len(from) == 0 {
 		return nil

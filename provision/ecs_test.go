@@ -116,9 +116,10 @@ func TestTaskDefinitionRequest(t *testing.T) {
 		secrets[aws.ToString(s.Name)] = aws.ToString(s.ValueFrom)
 	}
 	wantSecrets := map[string]string{
-		"DB_PASSWORD":           testSecretARN + ":password::",
-		"AWS_ACCESS_KEY_ID":     testCredsARN + ":AWS_ACCESS_KEY_ID::",
-		"AWS_SECRET_ACCESS_KEY": testCredsARN + ":AWS_SECRET_ACCESS_KEY::",
+		"DB_PASSWORD": testSecretARN + ":password::",
+		// Under cloudpipe's names: the runner must not sign with them.
+		"CLOUDPIPE_ALGORITHM_AWS_ACCESS_KEY_ID":     testCredsARN + ":AWS_ACCESS_KEY_ID::",
+		"CLOUDPIPE_ALGORITHM_AWS_SECRET_ACCESS_KEY": testCredsARN + ":AWS_SECRET_ACCESS_KEY::",
 	}
 	if !maps.Equal(secrets, wantSecrets) {
 		t.Errorf("secrets\n%v\nwant\n%v", secrets, wantSecrets)

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -278,6 +280,7 @@ func runCommand(ctx context.Context, argv []string, log *slog.Logger) error {
 		return errors.New("empty run_command")
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = algorithmEnviron(os.Environ())
 	stdout := &lineLogger{log: log, stream: "stdout"}
 	stderr := &lineLogger{log: log, stream: "stderr"}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
@@ -298,3 +301,32 @@ func runCommand(ctx context.Context, argv []string, log *slog.Logger) error {
 
 // killDelay is how long a cancelled command gets between SIGTERM and SIGKILL.
 const killDelay = 10 * time.Second
+
+// algorithmEnviron is the environment of the algorithm's process: the
+// runner's, except that the keys of a task-credentials secret, which reach
+// the container under cloudpipe's names so that the runner itself keeps
+// signing as the task role, are given under the standard AWS names, in
+// place of any keys already there (a session token of other keys would not
+// match them).
+func algorithmEnviron(environ []string) []string {
+	keys := map[string]string{}
+	for _, kv := range environ {
+		name, value, _ := strings.Cut(kv, "=")
+		if std, ok := contract.AlgorithmCredentials[name]; ok && value != "" {
+			keys[std] = value
+		}
+	}
+	out := make([]string, 0, len(environ))
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		_, ours := contract.AlgorithmCredentials[name]
+		replaced := len(keys) > 0 && (name == "AWS_ACCESS_KEY_ID" || name == "AWS_SECRET_ACCESS_KEY" || name == "AWS_SESSION_TOKEN")
+		if !ours && !replaced {
+			out = append(out, kv)
+		}
+	}
+	for _, std := range slices.Sorted(maps.Keys(keys)) {
+		out = append(out, std+"="+keys[std])
+	}
+	return out
+}

@@ -119,7 +119,8 @@ func TestSecretHygiene(t *testing.T) {
 		taskARN + ":AWS_SECRET_ACCESS_KEY::": taskSecret,
 	}
 	wantSecrets := map[string]string{"DB_PASSWORD": dbARN, "API_TOKEN": apiARN + ":token::",
-		"AWS_ACCESS_KEY_ID": taskARN + ":AWS_ACCESS_KEY_ID::", "AWS_SECRET_ACCESS_KEY": taskARN + ":AWS_SECRET_ACCESS_KEY::"}
+		"CLOUDPIPE_ALGORITHM_AWS_ACCESS_KEY_ID":     taskARN + ":AWS_ACCESS_KEY_ID::",
+		"CLOUDPIPE_ALGORITHM_AWS_SECRET_ACCESS_KEY": taskARN + ":AWS_SECRET_ACCESS_KEY::"}
 
 	// The config repository: the examples' algorithms and one that reads
 	// two secrets. Its command is a script that records a digest of the

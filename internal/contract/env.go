@@ -48,7 +48,23 @@ const (
 	// EnvLogLevel is the slog level (debug, info, ...) of the stage function
 	// and the runner; the demo sets it for the processes it starts.
 	EnvLogLevel = "CLOUDPIPE_LOG_LEVEL"
+
+	// The keys of a workflow's task_credentials_secret reach the container
+	// under these names, not as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY:
+	// the runner in the same container must go on signing as the stage's
+	// task role (the AWS SDKs prefer keys in the environment to the task
+	// role), and it hands them to the algorithm's process alone, under the
+	// standard names.
+	EnvAlgorithmAccessKeyID     = "CLOUDPIPE_ALGORITHM_AWS_ACCESS_KEY_ID"
+	EnvAlgorithmSecretAccessKey = "CLOUDPIPE_ALGORITHM_AWS_SECRET_ACCESS_KEY"
 )
+
+// AlgorithmCredentials pairs each variable the task-credentials secret is
+// mapped to with the standard name the algorithm's process sees it under.
+var AlgorithmCredentials = map[string]string{
+	EnvAlgorithmAccessKeyID:     "AWS_ACCESS_KEY_ID",
+	EnvAlgorithmSecretAccessKey: "AWS_SECRET_ACCESS_KEY",
+}
 
 // envReader reads variables through getenv, collecting every problem so
 // that a misconfigured process reports them all at once, each naming its
