@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -107,6 +108,12 @@ func newFixture(t *testing.T, argv ...string) *fixture {
 // container has VERSION=version, and returns its ARN.
 func (f *fixture) register(t *testing.T, version string) string {
 	t.Helper()
+	return f.registerImage(t, version, "alpine:3.20")
+}
+
+// registerImage is register with the algorithm container's image.
+func (f *fixture) registerImage(t *testing.T, version, image string) string {
+	t.Helper()
 	out, err := f.ecs.RegisterTaskDefinition(t.Context(), &ecs.RegisterTaskDefinitionInput{
 		Family:                  aws.String(f.family),
 		RequiresCompatibilities: []ecstypes.Compatibility{ecstypes.CompatibilityFargate},
@@ -117,7 +124,7 @@ func (f *fixture) register(t *testing.T, version string) string {
 			{Name: aws.String("init"), Image: aws.String("runner:1"), Essential: aws.Bool(false)},
 			{
 				Name:       aws.String("algo"),
-				Image:      aws.String("alpine:3.20"),
+				Image:      aws.String(image),
 				EntryPoint: []string{"/cloudpipe/agent", "runner"},
 				Environment: []ecstypes.KeyValuePair{
 					{Name: aws.String("VERSION"), Value: aws.String(version)},
@@ -422,6 +429,39 @@ func TestTaskThatCannotStartIsStopped(t *testing.T) {
 	task := out.Tasks[0]
 	if aws.ToString(task.LastStatus) != localecs.StatusStopped || string(task.StopCode) != localecs.StopTaskFailedToStart {
 		t.Errorf("task %s stop code %s, want STOPPED TaskFailedToStart", aws.ToString(task.LastStatus), string(task.StopCode))
+	}
+}
+
+// TestImageThatCannotBePulled: an image under the reserved ".invalid" TLD
+// stops its task before anything starts, with ECS's stop code and reason,
+// visible in DescribeTasks.
+func TestImageThatCannotBePulled(t *testing.T) {
+	f := newFixture(t, "true")
+	td := f.registerImage(t, "v1", "registry.invalid/team/sorter:1")
+	out := f.runTask(t, &ecs.RunTaskInput{TaskDefinition: aws.String(td)})
+	if len(out.Tasks) != 1 {
+		t.Fatalf("%d tasks, want 1", len(out.Tasks))
+	}
+	desc, err := f.ecs.DescribeTasks(t.Context(), &ecs.DescribeTasksInput{
+		Cluster: aws.String(f.cluster), Tasks: []string{aws.ToString(out.Tasks[0].TaskArn)}})
+	if err != nil || len(desc.Tasks) != 1 {
+		t.Fatalf("DescribeTasks: %v %v", desc, err)
+	}
+	task := desc.Tasks[0]
+	if aws.ToString(task.LastStatus) != localecs.StatusStopped || string(task.StopCode) != localecs.StopTaskFailedToStart ||
+		!strings.HasPrefix(aws.ToString(task.StoppedReason), "CannotPullContainerError: ") ||
+		!strings.Contains(aws.ToString(task.StoppedReason), "registry.invalid/team/sorter:1") {
+		t.Errorf("task %s, stop code %s, reason %q; want STOPPED, TaskFailedToStart, CannotPullContainerError naming the image",
+			aws.ToString(task.LastStatus), string(task.StopCode), aws.ToString(task.StoppedReason))
+	}
+	if n := len(f.starts.all()); n != 0 {
+		t.Errorf("%d processes started for an image that cannot be pulled, want 0", n)
+	}
+	// A pullable image with a registry host still starts.
+	ok := f.runTask(t, &ecs.RunTaskInput{TaskDefinition: aws.String(f.registerImage(t, "v2", "public.ecr.aws/docker/library/alpine:3.20"))})
+	f.waitStopped(t, taskARNs(ok.Tasks))
+	if n := len(f.starts.all()); n != 1 {
+		t.Errorf("%d processes started for a pullable image, want 1", n)
 	}
 }
 

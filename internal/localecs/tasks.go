@@ -313,6 +313,11 @@ func (p *Proxy) newTaskLocked(spec TaskSpec, token string, now time.Time) *task 
 func (p *Proxy) startLocked(ctx context.Context, t *task) {
 	ctx, cancel := context.WithCancel(ctx)
 	t.cancel = cancel
+	if reason := pullFailure(t.Image); reason != "" {
+		cancel()
+		p.stopBeforeStartLocked(t, reason)
+		return
+	}
 	cmd, err := p.opts.Start(ctx, t.snapshot().TaskSpec)
 	if err == nil && cmd.Cancel == nil {
 		err = errors.New("the task's command was not made with exec.CommandContext")
@@ -324,19 +329,42 @@ func (p *Proxy) startLocked(ctx context.Context, t *task) {
 		cmd.WaitDelay = p.opts.StopTimeout
 		err = cmd.Start()
 	}
-	now := p.opts.Now()
 	if err != nil {
 		cancel()
-		t.LastStatus, t.DesiredStatus = StatusStopped, StatusStopped
-		t.StopCode = StopTaskFailedToStart
-		t.StoppedReason = "CannotStartContainerError: " + err.Error()
-		t.StoppedAt = now
+		p.stopBeforeStartLocked(t, "CannotStartContainerError: "+err.Error())
 		return
 	}
-	t.StartedAt = now
+	t.StartedAt = p.opts.Now()
 	t.PID = cmd.Process.Pid
 	p.tasks.Add(1)
 	go p.wait(t, cmd)
+}
+
+// stopBeforeStartLocked stops t as ECS stops a task whose container never
+// started: STOPPED, TaskFailedToStart, the reason in stoppedReason.
+func (p *Proxy) stopBeforeStartLocked(t *task, reason string) {
+	t.LastStatus, t.DesiredStatus = StatusStopped, StatusStopped
+	t.StopCode = StopTaskFailedToStart
+	t.StoppedReason = reason
+	t.StoppedAt = p.opts.Now()
+}
+
+// pullFailure is why ECS could not pull image, or "" when it could. No image
+// can be pulled from a registry under the reserved top-level domain
+// ".invalid" (RFC 2606 section 2), so tests and the demo name such an image
+// to see a task fail before its runner starts, as ECS reports it:
+// https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_cannot_pull_image.html
+func pullFailure(image string) string {
+	host, _, ok := strings.Cut(image, "/")
+	if !ok || !strings.ContainsAny(host, ".:") {
+		return "" // a Docker Hub image: no registry host in the name
+	}
+	host, _, _ = strings.Cut(host, ":") // drop a port
+	if !strings.HasSuffix(strings.ToLower(host), ".invalid") {
+		return ""
+	}
+	return fmt.Sprintf("CannotPullContainerError: pull image manifest has been retried 5 time(s): "+
+		"failed to resolve ref %s: failed to do request: dial tcp: lookup %s: no such host", image, host)
 }
 
 // wait waits for t's process and records how it ended.
