@@ -342,13 +342,7 @@ func TestHandleRunningTasksCounted(t *testing.T) {
 		return http.StatusOK, string(b)
 	})
 	s := newStage(t, stageOptions{proxy: p, maxTasks: 10})
-	var keys []string
-	for i := range 8 {
-		keys = append(keys, fmt.Sprintf("in/%d.txt", i))
-	}
-	if err := s.handler().Handle(t.Context(), s3Event(t, "in-bucket", keys...)); err != nil {
-		t.Fatal(err)
-	}
+	s.uploadEight()
 	if n := s.tasksStarted(); n != 3 {
 		t.Errorf("%d tasks started with 7 of 10 running, want 3", n)
 	}
@@ -368,13 +362,7 @@ func TestHandleUncountedStartsOneTask(t *testing.T) {
 		return http.StatusBadRequest, awsError("AccessDeniedException", "not authorized to perform: ecs:ListTasks")
 	})
 	s := newStage(t, stageOptions{proxy: p, maxTasks: 10})
-	var keys []string
-	for i := range 8 {
-		keys = append(keys, fmt.Sprintf("in/%d.txt", i))
-	}
-	if err := s.handler().Handle(t.Context(), s3Event(t, "in-bucket", keys...)); err != nil {
-		t.Fatal(err)
-	}
+	s.uploadEight()
 	if n := s.tasksStarted(); n != 1 {
 		t.Errorf("%d tasks started for 8 files while the count failed, want 1", n)
 	}
@@ -496,3 +484,15 @@ func TestSendMessageBatchEntryRetry(t *testing.T) {
 // Compile-time check that the handler has the signature aws-lambda-go needs
 // for an S3 trigger.
 var _ func(context.Context, events.S3Event) error = (*lambda.Handler)(nil).Handle
+
+// uploadEight hands the stage's function one event of eight uploads.
+func (s *stage) uploadEight() {
+	s.t.Helper()
+	var keys []string
+	for i := range 8 {
+		keys = append(keys, fmt.Sprintf("in/%d.txt", i))
+	}
+	if err := s.handler().Handle(s.t.Context(), s3Event(s.t, "in-bucket", keys...)); err != nil {
+		s.t.Fatal(err)
+	}
+}
