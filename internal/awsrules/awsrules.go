@@ -131,11 +131,13 @@ var (
 	checks = map[string][]check{
 		"SQS.CreateQueue":             {checkQueueDeletedRecently},
 		"SQS.ChangeMessageVisibility": {checkVisibilityLimit},
+		"S3.GetBucketTagging":         {checkForeignBucket},
 	}
 	observers = map[string][]observe{
 		"SQS.DeleteQueue":    {noteQueueDeleted},
 		"SQS.ReceiveMessage": {noteReceived},
 		"SQS.DeleteMessage":  {forgetReceived},
+		"S3.CreateBucket":    {createOwnedBucketInUSEast1},
 	}
 )
 
