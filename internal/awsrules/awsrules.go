@@ -129,9 +129,10 @@ type observe func(p *Proxy, c call, a *answer)
 // checks and observers hold the rules by operation.
 var (
 	checks = map[string][]check{
-		"SQS.CreateQueue":             {checkQueueDeletedRecently},
-		"SQS.ChangeMessageVisibility": {checkVisibilityLimit},
-		"S3.GetBucketTagging":         {checkForeignBucket},
+		"SQS.CreateQueue":                       {checkQueueDeletedRecently},
+		"SQS.ChangeMessageVisibility":           {checkVisibilityLimit},
+		"S3.PutBucketNotificationConfiguration": {checkNotificationOverlap},
+		"S3.GetBucketTagging":                   {checkForeignBucket},
 	}
 	observers = map[string][]observe{
 		"SQS.DeleteQueue":    {noteQueueDeleted},
