@@ -1,6 +1,7 @@
 package faultproxy
 
 import (
+	"encoding/xml"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -21,10 +22,10 @@ const (
 	protoEC2                      // EC2 query: XML Response/Errors
 )
 
-// signingService returns the service name of a SigV4-signed request's
-// credential scope ("s3", "iam", "logs"...), or "" for an unsigned request.
-// The scope reads Credential=AKID/DATE/REGION/SERVICE/aws4_request.
-func signingService(r *http.Request) string {
+// credentialScope returns the parts of a SigV4-signed request's credential
+// scope, Credential=AKID/DATE/REGION/SERVICE/aws4_request, or nil for an
+// unsigned request.
+func credentialScope(r *http.Request) []string {
 	cred := r.URL.Query().Get("X-Amz-Credential") // presigned URLs
 	if auth := r.Header.Get("Authorization"); strings.HasPrefix(auth, "AWS4-") {
 		if _, rest, ok := strings.Cut(auth, "Credential="); ok {
@@ -33,9 +34,29 @@ func signingService(r *http.Request) string {
 	}
 	parts := strings.Split(cred, "/")
 	if len(parts) != 5 {
-		return ""
+		return nil
 	}
-	return parts[3]
+	return parts
+}
+
+// signingService returns the service name of a SigV4-signed request's
+// credential scope ("s3", "iam", "logs"...), or "" for an unsigned request.
+func signingService(r *http.Request) string {
+	if scope := credentialScope(r); scope != nil {
+		return scope[3]
+	}
+	return ""
+}
+
+// SigningRegion returns the region of a SigV4-signed request's credential
+// scope ("us-east-1"), or "" for an unsigned request. Some AWS answers
+// depend on it: S3's CreateBucket of a bucket you own succeeds only in
+// us-east-1.
+func SigningRegion(r *http.Request) string {
+	if scope := credentialScope(r); scope != nil {
+		return scope[2]
+	}
+	return ""
 }
 
 func protocolOf(r *http.Request) protocol {
@@ -231,52 +252,93 @@ var answers = map[protocol]map[Kind]faultAnswer{
 
 // writeFault answers r with the Throttle or ServerError of its protocol.
 func writeFault(w http.ResponseWriter, r *http.Request, kind Kind, id int) {
-	proto := protocolOf(r)
-	a := answers[proto][kind]
+	a := answers[protocolOf(r)][kind]
 	reqID := "faultproxy-" + strconv.Itoa(id)
+	if kind == Throttle && protocolOf(r) == protoPlain {
+		w.Header().Set("Retry-After", "1")
+	}
+	WriteError(w, r, APIError{Status: a.status, Code: a.code, Message: a.msg}, reqID)
+}
+
+// APIError is an error answer of an AWS service, as WriteError sends it.
+type APIError struct {
+	Status  int    // HTTP status
+	Code    string // the code the SDK reports (smithy.APIError's ErrorCode)
+	Message string
+	// Type is the JSON protocol's __type when it differs from Code, else
+	// "". SQS names a modeled error by its shape ("QueueDeletedRecently")
+	// and sends the query-protocol Code in the X-Amzn-Query-Error header;
+	// the SDK needs both to return the typed error with that code.
+	Type string
+}
+
+// WriteError answers r with e in the error format of r's protocol, read
+// from its signature and headers as Operation reads them, so that the AWS
+// SDK parses e.Code as it would parse the service's own answer. requestID
+// goes in the request-ID headers and body.
+func WriteError(w http.ResponseWriter, r *http.Request, e APIError, requestID string) {
 	h := w.Header()
-	h.Set("X-Amz-Request-Id", reqID)
-	h.Set("X-Amzn-RequestId", reqID)
+	h.Set("X-Amz-Request-Id", requestID)
+	h.Set("X-Amzn-RequestId", requestID)
 	var body string
-	switch proto {
+	switch proto := protocolOf(r); proto {
 	case protoRESTXML:
 		h.Set("Content-Type", "application/xml")
 		body = fmt.Sprintf(`<?xml version="1.0" encoding="UTF-8"?>`+"\n"+
 			`<Error><Code>%s</Code><Message>%s</Message><RequestId>%s</RequestId><HostId>faultproxy</HostId></Error>`,
-			a.code, a.msg, reqID)
+			xmlText(e.Code), xmlText(e.Message), xmlText(requestID))
 	case protoRESTJSON:
 		// Lambda names the error in a header; the body's Type says whose
 		// fault it is.
 		h.Set("Content-Type", "application/json")
-		h.Set("X-Amzn-ErrorType", a.code)
-		body = fmt.Sprintf(`{"Type":"User","message":%q}`, a.msg)
+		h.Set("X-Amzn-ErrorType", e.Code)
+		body = fmt.Sprintf(`{"Type":"User","message":%q}`, e.Message)
 	case protoJSON:
-		ct := r.Header.Get("Content-Type")
-		if !strings.HasPrefix(ct, "application/x-amz-json") {
-			ct = "application/x-amz-json-1.1"
-		}
-		h.Set("Content-Type", ct)
-		// SQS's JSON protocol also reads the code from this header.
-		h.Set("X-Amzn-Query-Error", a.code+";Sender")
-		body = fmt.Sprintf(`{"__type":%q,"message":%q}`, a.code, a.msg)
+		body = jsonError(h, r, e)
 	case protoQuery:
 		h.Set("Content-Type", "text/xml")
 		body = fmt.Sprintf(`<ErrorResponse><Error><Type>Sender</Type><Code>%s</Code><Message>%s</Message></Error><RequestId>%s</RequestId></ErrorResponse>`,
-			a.code, a.msg, reqID)
+			xmlText(e.Code), xmlText(e.Message), xmlText(requestID))
 	case protoEC2:
 		h.Set("Content-Type", "text/xml")
 		body = fmt.Sprintf(`<Response><Errors><Error><Code>%s</Code><Message>%s</Message></Error></Errors><RequestID>%s</RequestID></Response>`,
-			a.code, a.msg, reqID)
+			xmlText(e.Code), xmlText(e.Message), xmlText(requestID))
 	default:
 		h.Set("Content-Type", "text/plain; charset=utf-8")
-		if kind == Throttle {
-			h.Set("Retry-After", "1")
-		}
-		body = a.msg + "\n"
+		body = e.Message + "\n"
 	}
 	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(a.status)
+	w.WriteHeader(e.Status)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write([]byte(body))
 	}
+}
+
+// jsonError sets the headers of a JSON-protocol error answer and returns
+// its body.
+func jsonError(h http.Header, r *http.Request, e APIError) string {
+	ct := r.Header.Get("Content-Type")
+	if !strings.HasPrefix(ct, "application/x-amz-json") {
+		ct = "application/x-amz-json-1.1"
+	}
+	h.Set("Content-Type", ct)
+	// SQS's JSON protocol is query-compatible: the SDK reports the code
+	// of this header, and whose fault it is from the part after ";".
+	fault := "Sender"
+	if e.Status >= 500 {
+		fault = "Receiver"
+	}
+	h.Set("X-Amzn-Query-Error", e.Code+";"+fault)
+	typ := e.Type
+	if typ == "" {
+		typ = e.Code
+	}
+	return fmt.Sprintf(`{"__type":%q,"message":%q}`, typ, e.Message)
+}
+
+// xmlText escapes s for an XML element's text.
+func xmlText(s string) string {
+	var b strings.Builder
+	_ = xml.EscapeText(&b, []byte(s))
+	return b.String()
 }

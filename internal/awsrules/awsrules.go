@@ -1,0 +1,221 @@
+// Package awsrules is a loopback HTTP reverse proxy, for tests, that sits in
+// front of the kumo AWS emulator and refuses what real AWS refuses but kumo
+// accepts: a queue name reused less than 60 s after its deletion, a
+// visibility timeout past 12 hours, overlapping S3 notification rules,
+// another account's bucket. Each rule answers in the service's own error
+// format (see faultproxy.WriteError), so the AWS SDK returns the error AWS
+// would, and cites the AWS documentation page that decides it.
+//
+// It keeps what the rules need to remember (deleted queues, received
+// messages) from the requests and answers that pass through it, so every
+// client of a test must go through the same proxy.
+package awsrules
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cloudpipe/cloudpipe/internal/faultproxy"
+)
+
+// Options configure a Proxy.
+type Options struct {
+	// Now is the clock of the time-based rules; default time.Now. Tests
+	// move it forward instead of sleeping out SQS's 60 s or 12 h.
+	Now func() time.Time
+	// ForeignBuckets are bucket names the proxy treats as owned by another
+	// AWS account: S3 refuses this account's calls on them.
+	ForeignBuckets []string
+	// Transport forwards requests; default: a dedicated http.Transport.
+	Transport http.RoundTripper
+}
+
+// Proxy is a running rules proxy. Its methods are safe for concurrent use.
+type Proxy struct {
+	opts    Options
+	target  *url.URL
+	ln      net.Listener
+	srv     *http.Server
+	foreign map[string]bool
+
+	mu       sync.Mutex           // guards the fields below
+	deleted  map[string]time.Time // queue name -> when DeleteQueue succeeded
+	received map[string]time.Time // receipt handle -> when ReceiveMessage returned it
+	seq      int                  // request counter, for request IDs in refusals
+}
+
+// New starts a proxy on 127.0.0.1 (a free port) that forwards to target, a
+// base URL such as kumo's "http://127.0.0.1:PORT".
+func New(target string, o Options) (*Proxy, error) {
+	u, err := url.Parse(target)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return nil, fmt.Errorf("awsrules: target %q is not a base URL", target)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Transport == nil {
+		// No compression, so bodies pass through as sent and the rules can
+		// read the answers they learn from.
+		o.Transport = &http.Transport{DisableCompression: true, IdleConnTimeout: 30 * time.Second}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("awsrules: listen: %w", err)
+	}
+	p := &Proxy{
+		opts:     o,
+		target:   u,
+		ln:       ln,
+		foreign:  map[string]bool{},
+		deleted:  map[string]time.Time{},
+		received: map[string]time.Time{},
+	}
+	for _, b := range o.ForeignBuckets {
+		p.foreign[b] = true
+	}
+	p.srv = &http.Server{Handler: http.HandlerFunc(p.serve), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = p.srv.Serve(ln) }() // ends when Close closes the listener
+	return p, nil
+}
+
+// URL is the proxy's base URL, "http://127.0.0.1:PORT".
+func (p *Proxy) URL() string { return "http://" + p.ln.Addr().String() }
+
+// Close stops the proxy and closes its connections.
+func (p *Proxy) Close() error {
+	err := p.srv.Close()
+	if t, ok := p.opts.Transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+	if err != nil {
+		return fmt.Errorf("awsrules: close: %w", err)
+	}
+	return nil
+}
+
+// call is one request going through the proxy, with what the rules read.
+type call struct {
+	r    *http.Request
+	op   string // faultproxy.Operation: "SQS.CreateQueue", "S3.GetBucketTagging"...
+	body []byte
+	now  time.Time
+}
+
+// answer is the target's answer to a call, read whole so an observer can
+// learn from it or a rule can replace it.
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// A check refuses a call before it reaches the target: it returns the error
+// AWS answers, or nil to let the call through.
+type check func(p *Proxy, c call) *faultproxy.APIError
+
+// An observe learns from a call and its answer, and may replace the answer
+// where AWS answers otherwise than kumo.
+type observe func(p *Proxy, c call, a *answer)
+
+// checks and observers hold the rules by operation.
+var (
+	checks = map[string][]check{
+		"SQS.CreateQueue":                       {checkQueueDeletedRecently},
+		"SQS.ChangeMessageVisibility":           {checkVisibilityLimit},
+		"S3.PutBucketNotificationConfiguration": {checkNotificationOverlap},
+		"S3.GetBucketTagging":                   {checkForeignBucket},
+	}
+	observers = map[string][]observe{
+		"SQS.DeleteQueue":    {noteQueueDeleted},
+		"SQS.ReceiveMessage": {noteReceived},
+		"SQS.DeleteMessage":  {forgetReceived},
+		"S3.CreateBucket":    {createOwnedBucketInUSEast1},
+	}
+)
+
+func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return // the client went away while sending: nothing to answer
+	}
+	c := call{r: r, op: faultproxy.Operation(r, body), body: body, now: p.opts.Now()}
+	for _, chk := range checks[c.op] {
+		if e := chk(p, c); e != nil {
+			faultproxy.WriteError(w, r, *e, p.requestID())
+			return
+		}
+	}
+	a, err := p.forward(r, body)
+	if err != nil {
+		http.Error(w, "awsrules: forward: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	for _, obs := range observers[c.op] {
+		obs(p, c, a)
+	}
+	h := w.Header()
+	for k, vs := range a.header {
+		if !hopByHop[http.CanonicalHeaderKey(k)] {
+			h[k] = vs
+		}
+	}
+	h.Set("Content-Length", strconv.Itoa(len(a.body)))
+	w.WriteHeader(a.status)
+	_, _ = w.Write(a.body)
+}
+
+func (p *Proxy) requestID() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.seq++
+	return "awsrules-" + strconv.Itoa(p.seq)
+}
+
+// hopByHop are the headers that belong to one connection, not the request.
+var hopByHop = map[string]bool{
+	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true,
+	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+}
+
+// forward sends the request to the target and reads its answer. The Host
+// header is kept as the client sent it: SigV4 signs it.
+func (p *Proxy) forward(r *http.Request, body []byte) (*answer, error) {
+	out := r.Clone(r.Context())
+	out.URL.Scheme = p.target.Scheme
+	out.URL.Host = p.target.Host
+	out.URL.Path = strings.TrimSuffix(p.target.Path, "/") + r.URL.Path
+	if r.URL.RawPath != "" {
+		out.URL.RawPath = strings.TrimSuffix(p.target.Path, "/") + r.URL.RawPath
+	}
+	out.RequestURI = ""
+	out.Body = io.NopCloser(bytes.NewReader(body))
+	out.ContentLength = int64(len(body))
+	out.TransferEncoding = nil
+	for k := range out.Header {
+		if hopByHop[k] {
+			out.Header.Del(k)
+		}
+	}
+	// The body is already here; waiting for 100 Continue would only add a
+	// round trip.
+	out.Header.Del("Expect")
+	resp, err := p.opts.Transport.RoundTrip(out)
+	if err != nil {
+		return nil, fmt.Errorf("round trip: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("read answer: %w", err)
+	}
+	return &answer{status: resp.StatusCode, header: resp.Header, body: b}, nil
+}
