@@ -32,6 +32,7 @@ var allowedImports = map[string][]string{
 	"runner":    {"internal/backoff", "internal/contract"},
 
 	"internal/archtest":   {},
+	"internal/awsrules":   {"internal/faultproxy"},
 	"internal/backoff":    {},
 	"internal/contract":   {},
 	"internal/secret":     {},
