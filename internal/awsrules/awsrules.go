@@ -12,14 +12,12 @@
 package awsrules
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -164,7 +162,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	h := w.Header()
 	for k, vs := range a.header {
-		if !hopByHop[http.CanonicalHeaderKey(k)] {
+		if !faultproxy.IsHopByHop(http.CanonicalHeaderKey(k)) {
 			h[k] = vs
 		}
 	}
@@ -180,34 +178,9 @@ func (p *Proxy) requestID() string {
 	return "awsrules-" + strconv.Itoa(p.seq)
 }
 
-// hopByHop are the headers that belong to one connection, not the request.
-var hopByHop = map[string]bool{
-	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true,
-	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
-}
-
-// forward sends the request to the target and reads its answer. The Host
-// header is kept as the client sent it: SigV4 signs it.
+// forward sends the request to the target and reads its answer.
 func (p *Proxy) forward(r *http.Request, body []byte) (*answer, error) {
-	out := r.Clone(r.Context())
-	out.URL.Scheme = p.target.Scheme
-	out.URL.Host = p.target.Host
-	out.URL.Path = strings.TrimSuffix(p.target.Path, "/") + r.URL.Path
-	if r.URL.RawPath != "" {
-		out.URL.RawPath = strings.TrimSuffix(p.target.Path, "/") + r.URL.RawPath
-	}
-	out.RequestURI = ""
-	out.Body = io.NopCloser(bytes.NewReader(body))
-	out.ContentLength = int64(len(body))
-	out.TransferEncoding = nil
-	for k := range out.Header {
-		if hopByHop[k] {
-			out.Header.Del(k)
-		}
-	}
-	// The body is already here; waiting for 100 Continue would only add a
-	// round trip.
-	out.Header.Del("Expect")
+	out := faultproxy.Outbound(r, p.target, body)
 	resp, err := p.opts.Transport.RoundTrip(out)
 	if err != nil {
 		return nil, fmt.Errorf("round trip: %w", err)

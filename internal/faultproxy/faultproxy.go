@@ -398,15 +398,21 @@ var hopByHop = map[string]bool{
 	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
 }
 
-// forward sends the request to the target and counts it. The Host header is
-// kept as the client sent it: SigV4 signs it.
-func (p *Proxy) forward(r *http.Request, body []byte) (*http.Response, error) {
+// IsHopByHop reports whether header (canonical form) belongs to one
+// connection, so a proxy must not pass it on.
+func IsHopByHop(header string) bool { return hopByHop[header] }
+
+// Outbound is r, whose body was read into body, readdressed to target (a
+// base URL) for a reverse proxy to send: the connection's own headers are
+// dropped, and the Host header is kept as the client sent it, since SigV4
+// signs it. awsrules forwards with it too.
+func Outbound(r *http.Request, target *url.URL, body []byte) *http.Request {
 	out := r.Clone(r.Context())
-	out.URL.Scheme = p.target.Scheme
-	out.URL.Host = p.target.Host
-	out.URL.Path = strings.TrimSuffix(p.target.Path, "/") + r.URL.Path
+	out.URL.Scheme = target.Scheme
+	out.URL.Host = target.Host
+	out.URL.Path = strings.TrimSuffix(target.Path, "/") + r.URL.Path
 	if r.URL.RawPath != "" {
-		out.URL.RawPath = strings.TrimSuffix(p.target.Path, "/") + r.URL.RawPath
+		out.URL.RawPath = strings.TrimSuffix(target.Path, "/") + r.URL.RawPath
 	}
 	out.RequestURI = ""
 	out.Body = io.NopCloser(bytes.NewReader(body))
@@ -422,10 +428,15 @@ func (p *Proxy) forward(r *http.Request, body []byte) (*http.Response, error) {
 	// The body is already here; waiting for 100 Continue would only add a
 	// round trip.
 	out.Header.Del("Expect")
+	return out
+}
+
+// forward sends the request to the target and counts it.
+func (p *Proxy) forward(r *http.Request, body []byte) (*http.Response, error) {
 	p.mu.Lock()
 	p.stats.Forwarded++
 	p.mu.Unlock()
-	return p.opts.Transport.RoundTrip(out)
+	return p.opts.Transport.RoundTrip(Outbound(r, p.target, body))
 }
 
 // reset closes the client's connection with a TCP RST, without an answer.
