@@ -198,6 +198,10 @@ type recordedRequest struct {
 	op   string // faultproxy.Operation: "ECS.RegisterTaskDefinition", "Lambda.CreateFunction"...
 	uri  string
 	body []byte
+	// keyID is the access key ID the request was signed with, from its
+	// SigV4 credential scope: which principal sent it. It is kept apart
+	// from what the scan searches.
+	keyID string
 }
 
 // recordingProxy is a loopback reverse proxy in front of kumo that keeps
@@ -231,13 +235,37 @@ func newRecordingProxy(t *testing.T, target string, errLog io.Writer) *recording
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		p.mu.Lock()
-		p.reqs = append(p.reqs, recordedRequest{op: faultproxy.Operation(r, body), uri: r.Method + " " + r.RequestURI, body: body})
+		p.reqs = append(p.reqs, recordedRequest{op: faultproxy.Operation(r, body), uri: r.Method + " " + r.RequestURI, body: body,
+			keyID: signingKeyID(r)})
 		p.mu.Unlock()
 		rp.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
 	p.URL = srv.URL
 	return p
+}
+
+// signingKeyID is the access key ID in a SigV4 Authorization header
+// ("AWS4-HMAC-SHA256 Credential=AKID/DATE/REGION/SERVICE/aws4_request, ..."),
+// or "" for an unsigned request.
+func signingKeyID(r *http.Request) string {
+	_, cred, ok := strings.Cut(r.Header.Get("Authorization"), "Credential=")
+	if !ok {
+		return ""
+	}
+	id, _, _ := strings.Cut(cred, "/")
+	return id
+}
+
+// signedWith counts the recorded requests signed with keyID.
+func (p *recordingProxy) signedWith(keyID string) int {
+	n := 0
+	for _, r := range p.requests() {
+		if r.keyID == keyID {
+			n++
+		}
+	}
+	return n
 }
 
 func (p *recordingProxy) requests() []recordedRequest {

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -79,6 +80,9 @@ func TestSecretHygiene(t *testing.T) {
 		taskKeyID   = "AKIA" + randomString(16, upperDigits)
 		taskSecret  = randomString(19, base64ish) + "+" + randomString(19, base64ish) + "/"
 		taskJSON    = fmt.Sprintf(`{"AWS_ACCESS_KEY_ID":%q,"AWS_SECRET_ACCESS_KEY":%q}`, taskKeyID, taskSecret)
+		roleKeyID   = "ASIA" + randomString(16, upperDigits) // the stage's task role, from ECS's credentials endpoint
+		roleSecret  = randomString(19, base64ish) + "/" + randomString(19, base64ish) + "+"
+		roleToken   = "IQoJb3JpZ2luX2Vj" + randomString(100, base64ish) + "/+="
 		pastedValue = "pasted_" + randomString(28, alnum)
 		pastedVar   = "pasted/" + randomString(28, base64ish)
 	)
@@ -94,6 +98,8 @@ func TestSecretHygiene(t *testing.T) {
 		{"task credentials access key ID", taskKeyID},
 		{"task credentials secret key", taskSecret},
 		{"task credentials (whole JSON)", taskJSON},
+		{"task role secret key", roleSecret},
+		{"task role session token", roleToken},
 		{"secret value pasted into secrets", pastedValue},
 		{"password pasted into variables", pastedVar},
 	}
@@ -353,7 +359,12 @@ printf '%s\n%s\n%s' "$DB_PASSWORD" "$API_TOKEN" "$AWS_SECRET_ACCESS_KEY" | sha25
 	if len(tds) == 0 {
 		t.Fatalf("agent run registered no task definition for %s", fn)
 	}
-	runnerEnv := append(slices.Clip(awsEnv), "CLOUDPIPE_WAIT_TIME=1", "CLOUDPIPE_IDLE_TIMEOUT=2")
+	// The runner gets the task role's credentials as on ECS, from the
+	// container credentials endpoint; the task-credentials secret's keys
+	// are for the algorithm alone.
+	roleCreds := newTaskRoleEndpoint(t, roleKeyID, roleSecret, roleToken)
+	runnerEnv := append(slices.Clip(awsEnv), "CLOUDPIPE_WAIT_TIME=1", "CLOUDPIPE_IDLE_TIMEOUT=2",
+		"AWS_CONTAINER_CREDENTIALS_FULL_URI="+roleCreds.URL)
 	for _, c := range tds[len(tds)-1].ContainerDefinitions {
 		if c.Name != "digest-secrets" {
 			continue
@@ -371,6 +382,12 @@ printf '%s\n%s\n%s' "$DB_PASSWORD" "$API_TOKEN" "$AWS_SECRET_ACCESS_KEY" | sha25
 	}
 	if code, out, errOut := run("runner", runnerEnv, append([]string{"runner"}, debug...)...); code != exitOK {
 		t.Fatalf("runner: exit %d\n%s", code, red().redact(out+errOut))
+	}
+	if n := proxy.signedWith(taskKeyID); n != 0 {
+		t.Errorf("%d AWS requests signed with the task-credentials secret's key: the runner must sign as the task role", n)
+	}
+	if n := proxy.signedWith(roleKeyID); n == 0 {
+		t.Errorf("no AWS request signed with the task role's key: the runner did not use the task role")
 	}
 	res, err := s3c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(wf + "-out"), Key: aws.String("in/Result-digest-secrets-data.txt")})
 	if err != nil {
@@ -744,4 +761,20 @@ func collectGitCache(t *testing.T, col *collector, dir string) {
 	if err != nil {
 		t.Fatalf("read git cache: %v", err)
 	}
+}
+
+// newTaskRoleEndpoint serves a task role's credentials as ECS's container
+// credentials endpoint does (AWS_CONTAINER_CREDENTIALS_FULL_URI; the SDK
+// accepts plain HTTP on loopback).
+func newTaskRoleEndpoint(t *testing.T, keyID, secret, token string) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{
+			"AccessKeyId": keyID, "SecretAccessKey": secret, "Token": token,
+			"Expiration": time.Now().Add(time.Hour).UTC().Format(time.RFC3339),
+		})
+	}))
+	t.Cleanup(srv.Close)
+	return srv
 }
