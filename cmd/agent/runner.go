@@ -34,6 +34,10 @@ CLOUDPIPE_RUN_COMMAND, CLOUDPIPE_INPUT_PATH, CLOUDPIPE_OUTPUT_PATH,
 CLOUDPIPE_ALGORITHM, CLOUDPIPE_STATE_BUCKET, CLOUDPIPE_WORKFLOW and
 CLOUDPIPE_STAGE; optionally CLOUDPIPE_WAIT_TIME, CLOUDPIPE_IDLE_TIMEOUT,
 CLOUDPIPE_VISIBILITY_TIMEOUT, CLOUDPIPE_RETRY_DELAY and CLOUDPIPE_TEMP_DIR.
+The keys of a workflow's task_credentials_secret arrive as
+CLOUDPIPE_ALGORITHM_AWS_ACCESS_KEY_ID and CLOUDPIPE_ALGORITHM_AWS_SECRET_ACCESS_KEY:
+the runner signs its own calls as the task role and gives them to the
+algorithm's process alone, as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
 
 'agent runner install DIR' copies this executable to DIR/agent (mode 0755,
 atomically): the task's init container runs it to put the runner into the
