@@ -33,6 +33,7 @@ var allowedImports = map[string][]string{
 
 	"internal/archtest":   {},
 	"internal/awsrules":   {"internal/faultproxy"},
+	"internal/iamsim":     {},
 	"internal/backoff":    {},
 	"internal/contract":   {},
 	"internal/secret":     {},

@@ -118,13 +118,9 @@ func giteaBinary() (bin, skip string, err error) {
 		}
 		return bin, "", nil
 	}
-	cache := os.Getenv("CLOUDPIPE_CACHE")
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", "", fmt.Errorf("find cache: %w", err)
-		}
-		cache = filepath.Join(home, ".cache", "cloudpipe")
+	cache, err := CacheDir()
+	if err != nil {
+		return "", "", err
 	}
 	bin = filepath.Join(cache, "gitea", "v"+GiteaVersion, "gitea")
 	if _, err := os.Stat(bin); err == nil {
@@ -758,4 +754,17 @@ func (s *GiteaServer) Git(tb testing.TB, dir string, args ...string) string {
 		tb.Fatalf("git %s: %v\n%s%s", args[0], err, redact(out), redact(stderr.Bytes()))
 	}
 	return string(out)
+}
+
+// CacheDir is where test tools are built or installed once and reused:
+// $CLOUDPIPE_CACHE, default ~/.cache/cloudpipe (scripts/test uses the same).
+func CacheDir() (string, error) {
+	if cache := os.Getenv("CLOUDPIPE_CACHE"); cache != "" {
+		return cache, nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("find cache: %w", err)
+	}
+	return filepath.Join(home, ".cache", "cloudpipe"), nil
 }
