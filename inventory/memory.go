@@ -3,6 +3,7 @@ package inventory
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -36,7 +37,7 @@ func (m *Memory) Bucket() string { return "memory" }
 func (m *Memory) ReadIndex(_ context.Context) (*Index, error) {
 	idx := &Index{}
 	etag, err := m.get(indexKey, idx)
-	if err != nil && err != ErrNotFound {
+	if err != nil && !errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("read inventory index: %w", err)
 	}
 	if idx.Workflows == nil {
