@@ -65,6 +65,33 @@ type Result struct {
 	// Reason lists the statements that decided it, as the evaluator gives
 	// them (JSON), for test failure messages.
 	Reason string
+	// Grants are the identity-policy statements that allowed the request
+	// (none unless Allowed).
+	Grants []Grant
+}
+
+// Grant names one statement that allowed a request.
+type Grant struct {
+	Policy int    `json:"policy"` // index into Request.Policies
+	Index  int    `json:"index"`  // the statement's position in the policy, from 1
+	Sid    string `json:"sid"`    // its Sid, if it has one
+}
+
+// Action is the Service Authorization Reference's entry for one IAM action:
+// https://docs.aws.amazon.com/service-authorization/latest/reference/reference_policies_actions-resources-contextkeys.html
+type Action struct {
+	Name          string         `json:"action"` // "s3:ListBucket", as the reference spells it
+	ResourceTypes []ResourceType `json:"resourceTypes"`
+	ConditionKeys []string       `json:"conditionKeys"`
+}
+
+// ResourceType is one resource an action is authorized on.
+type ResourceType struct {
+	Name     string `json:"name"`     // "bucket"
+	Required bool   `json:"required"` // the reference marks it with *
+	// ARN is the format, with ${Variables}:
+	// "arn:${Partition}:s3:::${BucketName}".
+	ARN string `json:"arn"`
 }
 
 // Evaluator is a running evaluator. Its methods are safe for concurrent
@@ -75,6 +102,9 @@ type Evaluator struct {
 
 	mu  sync.Mutex
 	out *bufio.Scanner
+
+	actionsMu sync.Mutex
+	actions   map[string]Action // Describe's answers, by action as asked
 }
 
 // Start installs the evaluator under cacheDir if it is not there yet (npm ci
@@ -98,7 +128,7 @@ func Start(ctx context.Context, cacheDir string) (*Evaluator, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("iamsim: start node (Node.js must be installed): %w", err)
 	}
-	e := &Evaluator{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}
+	e := &Evaluator{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout), actions: map[string]Action{}}
 	e.out.Buffer(make([]byte, 0, 64<<10), 16<<20)
 	if a, err := e.read(); err != nil || a.Decision != "Ready" {
 		_ = e.Close()
@@ -115,32 +145,70 @@ func (e *Evaluator) Evaluate(req Request) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("iamsim: encode request: %w", err)
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if _, err := e.stdin.Write(append(line, '\n')); err != nil {
-		return Result{}, fmt.Errorf("iamsim: send request: %w", err)
-	}
-	a, err := e.read()
+	a, err := e.ask(line)
 	if err != nil {
 		return Result{}, err
 	}
 	switch a.Decision {
 	case Allowed, ImplicitlyDenied, ExplicitlyDenied:
-		return a, nil
+		return Result{Decision: a.Decision, Reason: a.Reason, Grants: a.Grants}, nil
 	}
 	return Result{}, fmt.Errorf("iamsim: %s on %s: %s", req.Action, req.Resource, a.Reason)
 }
 
-func (e *Evaluator) read() (Result, error) {
-	if !e.out.Scan() {
-		return Result{}, fmt.Errorf("iamsim: evaluator stopped: %v", e.out.Err())
+// Describe returns the Service Authorization Reference's entry for action
+// ("sqs:SendMessage"; the case of the name does not matter). An action the
+// reference does not list is an error.
+func (e *Evaluator) Describe(action string) (Action, error) {
+	e.actionsMu.Lock()
+	a, ok := e.actions[action]
+	e.actionsMu.Unlock()
+	if ok {
+		return a, nil
 	}
-	var a Result
-	if err := json.Unmarshal(e.out.Bytes(), &struct {
-		Decision *Decision `json:"decision"`
-		Reason   *string   `json:"reason"`
-	}{&a.Decision, &a.Reason}); err != nil {
-		return Result{}, fmt.Errorf("iamsim: read answer %q: %w", e.out.Bytes(), err)
+	line, err := json.Marshal(map[string]string{"describe": action})
+	if err != nil {
+		return Action{}, fmt.Errorf("iamsim: encode request: %w", err)
+	}
+	ans, err := e.ask(line)
+	if err != nil {
+		return Action{}, err
+	}
+	if ans.Decision != "Described" {
+		return Action{}, fmt.Errorf("iamsim: describe %s: %s", action, ans.Reason)
+	}
+	a = ans.Action
+	e.actionsMu.Lock()
+	e.actions[action] = a
+	e.actionsMu.Unlock()
+	return a, nil
+}
+
+// answer is one line from the evaluator: a decision, or a description.
+type answer struct {
+	Decision Decision `json:"decision"`
+	Reason   string   `json:"reason"`
+	Grants   []Grant  `json:"grants"`
+	Action
+}
+
+// ask sends one request line and reads its answer.
+func (e *Evaluator) ask(line []byte) (answer, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, err := e.stdin.Write(append(line, '\n')); err != nil {
+		return answer{}, fmt.Errorf("iamsim: send request: %w", err)
+	}
+	return e.read()
+}
+
+func (e *Evaluator) read() (answer, error) {
+	if !e.out.Scan() {
+		return answer{}, fmt.Errorf("iamsim: evaluator stopped: %v", e.out.Err())
+	}
+	var a answer
+	if err := json.Unmarshal(e.out.Bytes(), &a); err != nil {
+		return answer{}, fmt.Errorf("iamsim: read answer %q: %w", e.out.Bytes(), err)
 	}
 	return a, nil
 }

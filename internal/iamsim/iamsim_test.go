@@ -2,6 +2,7 @@ package iamsim_test
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -106,5 +107,68 @@ func TestEvaluateRefusesWhatIAMCannotEvaluate(t *testing.T) {
 	_, err := e.Evaluate(iamsim.Request{Principal: role, Action: "sqs:SendMessages", Resource: "arn:aws:sqs:us-east-1:" + account + ":q"})
 	if err == nil || !strings.Contains(err.Error(), "sqs:SendMessages") {
 		t.Fatalf("unknown action: %v, want an error naming it", err)
+	}
+}
+
+// TestGrantsNameTheAllowingStatements: an allowed request says which
+// statements allowed it, so a whole run can report statements it never used.
+func TestGrantsNameTheAllowingStatements(t *testing.T) {
+	e := startEvaluator(t)
+	queue := "arn:aws:sqs:us-east-1:" + account + ":cp-wf-0"
+	pols := []json.RawMessage{
+		policy(`{"Sid":"Unused","Effect":"Allow","Action":"s3:GetObject","Resource":"*"}`,
+			`{"Sid":"Send","Effect":"Allow","Action":"sqs:SendMessage","Resource":"`+queue+`"}`),
+	}
+	got, err := e.Evaluate(iamsim.Request{Principal: role, Policies: pols, Action: "sqs:SendMessage", Resource: queue})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []iamsim.Grant{{Policy: 0, Index: 2, Sid: "Send"}}
+	if got.Decision != iamsim.Allowed || len(got.Grants) != 1 || got.Grants[0] != want[0] {
+		t.Errorf("grants %+v (%s), want %+v", got.Grants, got.Decision, want)
+	}
+	denied, err := e.Evaluate(iamsim.Request{Principal: role, Policies: pols, Action: "sqs:DeleteQueue", Resource: queue})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(denied.Grants) != 0 {
+		t.Errorf("a denied request has grants %+v", denied.Grants)
+	}
+}
+
+// TestDescribe reads the Service Authorization Reference as data: the
+// action's spelling, its resource types and their ARN formats.
+func TestDescribe(t *testing.T) {
+	e := startEvaluator(t)
+	tests := []struct {
+		action, want, resourceType, arn string
+		required                        bool
+	}{
+		{"s3:listbucket", "s3:ListBucket", "bucket", "arn:${Partition}:s3:::${BucketName}", false},
+		{"sqs:SendMessage", "sqs:SendMessage", "queue", "arn:${Partition}:sqs:${Region}:${Account}:${QueueName}", true},
+		{"ecs:RunTask", "ecs:RunTask", "task-definition", "arn:${Partition}:ecs:${Region}:${Account}:task-definition/${TaskDefinitionFamilyName}:${TaskDefinitionRevisionNumber}", true},
+	}
+	for _, tt := range tests {
+		a, err := e.Describe(tt.action)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Name != tt.want {
+			t.Errorf("%s: named %q, want %q", tt.action, a.Name, tt.want)
+		}
+		i := slices.IndexFunc(a.ResourceTypes, func(r iamsim.ResourceType) bool { return r.Name == tt.resourceType })
+		if i < 0 {
+			t.Errorf("%s: resource types %+v lack %s", tt.action, a.ResourceTypes, tt.resourceType)
+			continue
+		}
+		if r := a.ResourceTypes[i]; r.ARN != tt.arn || r.Required != tt.required {
+			t.Errorf("%s: %+v, want ARN %s required %v", tt.action, r, tt.arn, tt.required)
+		}
+	}
+	if _, err := e.Describe("sqs:SendMessages"); err == nil {
+		t.Error("describe of an unknown action: no error")
+	}
+	if a, err := e.Describe("sts:GetCallerIdentity"); err != nil || len(a.ResourceTypes) != 0 {
+		t.Errorf("sts:GetCallerIdentity: %+v %v, want no resource types", a, err)
 	}
 }

