@@ -34,6 +34,8 @@ type Options struct {
 	ForeignBuckets []string
 	// Transport forwards requests; default: a dedicated http.Transport.
 	Transport http.RoundTripper
+	// IAM, if set, authorizes every request a role signs (see IAM).
+	IAM *IAM
 }
 
 // Proxy is a running rules proxy. Its methods are safe for concurrent use.
@@ -43,6 +45,7 @@ type Proxy struct {
 	ln      net.Listener
 	srv     *http.Server
 	foreign map[string]bool
+	iam     *authority // nil without Options.IAM
 
 	mu       sync.Mutex           // guards the fields below
 	deleted  map[string]time.Time // queue name -> when DeleteQueue succeeded
@@ -79,6 +82,13 @@ func New(target string, o Options) (*Proxy, error) {
 	}
 	for _, b := range o.ForeignBuckets {
 		p.foreign[b] = true
+	}
+	if o.IAM != nil {
+		if o.IAM.Evaluator == nil || o.IAM.Account == "" {
+			_ = ln.Close()
+			return nil, fmt.Errorf("awsrules: IAM needs an Evaluator and an Account")
+		}
+		p.iam = newAuthority(*o.IAM, u, o.Transport)
 	}
 	p.srv = &http.Server{Handler: http.HandlerFunc(p.serve), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = p.srv.Serve(ln) }() // ends when Close closes the listener
@@ -146,6 +156,16 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		return // the client went away while sending: nothing to answer
 	}
 	c := call{r: r, op: faultproxy.Operation(r, body), body: body, now: p.opts.Now()}
+	role := ""
+	if p.iam != nil {
+		role = roleOfKey(accessKeyID(r))
+	}
+	if role != "" {
+		if e := p.authorize(r, role, c); e != nil {
+			faultproxy.WriteError(w, r, *e, p.requestID())
+			return
+		}
+	}
 	for _, chk := range checks[c.op] {
 		if e := chk(p, c); e != nil {
 			faultproxy.WriteError(w, r, *e, p.requestID())
@@ -159,6 +179,12 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, obs := range observers[c.op] {
 		obs(p, c, a)
+	}
+	if p.iam != nil {
+		p.iam.learn(c, a)
+		if role != "" {
+			p.iam.hideMissingKey(r.Context(), role, c, a)
+		}
 	}
 	h := w.Header()
 	for k, vs := range a.header {

@@ -1,0 +1,472 @@
+package awsrules
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+
+	"github.com/cloudpipe/cloudpipe/internal/faultproxy"
+	"github.com/cloudpipe/cloudpipe/internal/iamsim"
+)
+
+// IAM turns on authorization: every request signed with a role's access key
+// (see RoleAccessKeyID) is authorized against that role's identity policies
+// as IAM would, and answered AccessDenied when IAM would deny it. Requests
+// signed with any other key come from the operator (a test's own set-up, the
+// demo's uploads) and are not checked, as an administrator's would pass.
+type IAM struct {
+	// Evaluator decides; it also supplies the Service Authorization
+	// Reference the requests are mapped through.
+	Evaluator *iamsim.Evaluator
+	// Account is the emulated AWS account ID (kumo's is 000000000000).
+	Account string
+	// Fixed are roles whose policies are given here rather than read from
+	// the emulator: the agent's own role, whose policy is a file the
+	// operator attaches (deploy/agent-iam-policy.json).
+	Fixed map[string][]json.RawMessage
+}
+
+// roleKeyPrefix starts every role access key ID: the rest is the role name
+// in hex, so any role name survives SigV4's Credential= syntax.
+const roleKeyPrefix = "ASIACPROLE"
+
+// RoleAccessKeyID is the access key ID a client signs with to act as the
+// role named role, as a process holding that role's session credentials
+// would. Any secret key goes with it: the emulator checks no signature.
+func RoleAccessKeyID(role string) string {
+	return roleKeyPrefix + strings.ToUpper(hex.EncodeToString([]byte(role)))
+}
+
+// RoleCredentials is a credentials provider for the role named role.
+func RoleCredentials(role string) aws.CredentialsProvider {
+	return credentials.NewStaticCredentialsProvider(RoleAccessKeyID(role), "role-session-secret", "role-session-token")
+}
+
+// roleOfKey returns the role a request's access key names, or "".
+func roleOfKey(key string) string {
+	h, ok := strings.CutPrefix(key, roleKeyPrefix)
+	if !ok {
+		return ""
+	}
+	b, err := hex.DecodeString(strings.ToLower(h))
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// accessKeyID returns the access key ID a request is signed with.
+func accessKeyID(r *http.Request) string {
+	cred := r.URL.Query().Get("X-Amz-Credential")
+	if auth := r.Header.Get("Authorization"); strings.HasPrefix(auth, "AWS4-") {
+		if _, rest, ok := strings.Cut(auth, "Credential="); ok {
+			cred, _, _ = strings.Cut(rest, ",")
+		}
+	}
+	key, _, _ := strings.Cut(cred, "/")
+	return key
+}
+
+// sessionARN is the principal IAM names in its decisions for a role's
+// session: arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION.
+func (a *authority) sessionARN(role string) string {
+	return "arn:aws:sts::" + a.cfg.Account + ":assumed-role/" + role + "/cloudpipe"
+}
+
+// authority holds what authorization needs between requests: the roles'
+// policies, the tags and task definitions resources were created with, and
+// what it decided, for Report.
+type authority struct {
+	cfg    IAM
+	target *iam.Client // reads roles' policies from the emulator
+
+	mu       sync.Mutex
+	policies map[string][]json.RawMessage // role name -> inline policies, cleared by any IAM write
+	tags     map[string]map[string]string // resource ARN -> tags, learned from the requests
+	taskDefs map[string]taskDef           // "family:revision" -> what RunTask must pass
+	latest   map[string]int               // task definition family -> latest revision
+	secrets  map[string]string            // secret name -> full ARN, learned from answers
+	stats    map[string]*PrincipalReport  // by role name
+	used     map[string]map[string]bool   // role -> statement label -> used
+}
+
+// taskDef is what the proxy learned from RegisterTaskDefinition.
+type taskDef struct {
+	roles []string // task and execution role ARNs: RunTask passes them
+}
+
+func newAuthority(cfg IAM, target *url.URL, transport http.RoundTripper) *authority {
+	client := iam.New(iam.Options{
+		Region:       "us-east-1",
+		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
+		BaseEndpoint: aws.String(target.String()),
+		HTTPClient:   &http.Client{Transport: transport},
+	})
+	return &authority{
+		cfg: cfg, target: client,
+		policies: map[string][]json.RawMessage{},
+		tags:     map[string]map[string]string{},
+		taskDefs: map[string]taskDef{},
+		latest:   map[string]int{},
+		secrets:  map[string]string{},
+		stats:    map[string]*PrincipalReport{},
+		used:     map[string]map[string]bool{},
+	}
+}
+
+// rolePolicies returns the role's identity policies: fixed, or read from
+// the emulator (inline policies; cloudpipe attaches no managed ones).
+func (a *authority) rolePolicies(ctx context.Context, role string) ([]json.RawMessage, error) {
+	if p, ok := a.cfg.Fixed[role]; ok {
+		return p, nil
+	}
+	a.mu.Lock()
+	p, ok := a.policies[role]
+	a.mu.Unlock()
+	if ok {
+		return p, nil
+	}
+	names, err := a.target.ListRolePolicies(ctx, &iam.ListRolePoliciesInput{RoleName: aws.String(role)})
+	if err != nil {
+		return nil, fmt.Errorf("read the policies of role %s: %w", role, err)
+	}
+	for _, name := range names.PolicyNames {
+		out, err := a.target.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String(role), PolicyName: aws.String(name)})
+		if err != nil {
+			return nil, fmt.Errorf("read policy %s of role %s: %w", name, role, err)
+		}
+		// IAM answers the document URL-encoded.
+		doc, err := url.QueryUnescape(aws.ToString(out.PolicyDocument))
+		if err != nil {
+			doc = aws.ToString(out.PolicyDocument)
+		}
+		p = append(p, json.RawMessage(doc))
+	}
+	a.mu.Lock()
+	a.policies[role] = p
+	a.mu.Unlock()
+	return p, nil
+}
+
+// forgetPolicies drops the cached policies after a write to IAM.
+func (a *authority) forgetPolicies() {
+	a.mu.Lock()
+	clear(a.policies)
+	a.mu.Unlock()
+}
+
+// decide authorizes each of one request's authorizations for role, and
+// returns the first denial as the error the service answers, or nil.
+func (a *authority) decide(ctx context.Context, role string, c call, reqs []authz) *faultproxy.APIError {
+	policies, err := a.rolePolicies(ctx, role)
+	if err != nil {
+		return &faultproxy.APIError{Status: http.StatusInternalServerError, Code: "InternalFailure", Message: "awsrules: " + err.Error()}
+	}
+	for _, q := range reqs {
+		res, err := a.cfg.Evaluator.Evaluate(iamsim.Request{
+			Principal: a.sessionARN(role), Policies: policies,
+			Action: q.action, Resource: q.resource, Context: q.context,
+		})
+		if err != nil {
+			return &faultproxy.APIError{Status: http.StatusInternalServerError, Code: "InternalFailure",
+				Message: fmt.Sprintf("awsrules: %s: %v", c.op, err)}
+		}
+		a.note(role, policies, q, res)
+		if res.Decision != iamsim.Allowed {
+			e := accessDenied(c, a.sessionARN(role), q, res.Decision)
+			return &e
+		}
+	}
+	return nil
+}
+
+// Authorize asks whether role may do action on resource, as AWS asks when
+// a service acts with a role a customer passed it (ECS pulling a task's
+// secrets with its execution role). It counts in Report like a request.
+func (p *Proxy) Authorize(ctx context.Context, role, action, resource string, context map[string]any) (bool, error) {
+	if p.iam == nil {
+		return true, nil
+	}
+	policies, err := p.iam.rolePolicies(ctx, role)
+	if err != nil {
+		return false, err
+	}
+	q := authz{action: action, resource: resource, context: context, op: "(service) " + action}
+	res, err := p.iam.cfg.Evaluator.Evaluate(iamsim.Request{Principal: p.iam.sessionARN(role), Policies: policies,
+		Action: action, Resource: resource, Context: context})
+	if err != nil {
+		return false, fmt.Errorf("awsrules: %w", err)
+	}
+	p.iam.note(role, policies, q, res)
+	return res.Decision == iamsim.Allowed, nil
+}
+
+// DenialMessage is IAM's message for a denial, as services put it in their
+// AccessDenied errors.
+func (p *Proxy) DenialMessage(role, action, resource string) string {
+	account := "000000000000"
+	if p.iam != nil {
+		account = p.iam.cfg.Account
+	}
+	principal := "arn:aws:sts::" + account + ":assumed-role/" + role + "/cloudpipe"
+	return "User: " + principal + " is not authorized to perform: " + action + " on resource: " + resource +
+		" because no identity-based policy allows the " + action + " action"
+}
+
+// accessDenied is the error each service answers for a denial: S3, SQS, IAM
+// and STS say AccessDenied, EC2 UnauthorizedOperation, the others
+// AccessDeniedException; the message is IAM's
+// (https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html).
+func accessDenied(c call, principal string, q authz, d iamsim.Decision) faultproxy.APIError {
+	why := "no identity-based policy allows the " + q.action + " action"
+	if d == iamsim.ExplicitlyDenied {
+		why = "of an explicit deny in an identity-based policy"
+	}
+	msg := "User: " + principal + " is not authorized to perform: " + q.action + " on resource: " + q.resource + " because " + why
+	service, _, _ := strings.Cut(c.op, ".")
+	switch service {
+	case "S3", "IAM", "STS":
+		return faultproxy.APIError{Status: http.StatusForbidden, Code: "AccessDenied", Message: msg}
+	case "SQS":
+		return faultproxy.APIError{Status: http.StatusForbidden, Code: "AccessDenied", Type: "AccessDeniedException", Message: msg}
+	case "EC2":
+		return faultproxy.APIError{Status: http.StatusForbidden, Code: "UnauthorizedOperation", Message: msg}
+	case "Lambda":
+		return faultproxy.APIError{Status: http.StatusForbidden, Code: "AccessDeniedException", Message: msg}
+	}
+	return faultproxy.APIError{Status: http.StatusBadRequest, Code: "AccessDeniedException", Message: msg}
+}
+
+// PrincipalReport is what one role did through the proxy.
+type PrincipalReport struct {
+	Authorized int      // authorizations IAM allowed
+	Denied     []string // "action on resource (op)" for each denial
+}
+
+// Report is what the proxy authorized, by role.
+type Report struct {
+	Principals map[string]PrincipalReport
+	// Unused lists, by role, the Allow statements ("Sid", or "#N" without
+	// one) of the policies the role held that allowed nothing.
+	Unused map[string][]string
+}
+
+// Report returns what the proxy authorized so far.
+func (p *Proxy) Report() Report {
+	r := Report{Principals: map[string]PrincipalReport{}, Unused: map[string][]string{}}
+	if p.iam == nil {
+		return r
+	}
+	a := p.iam
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for role, s := range a.stats {
+		r.Principals[role] = PrincipalReport{Authorized: s.Authorized, Denied: slices.Clone(s.Denied)}
+	}
+	for role, labels := range a.used {
+		for label, used := range labels {
+			if !used {
+				r.Unused[role] = append(r.Unused[role], label)
+			}
+		}
+		slices.Sort(r.Unused[role])
+	}
+	return r
+}
+
+// note counts one decision and marks the statements that allowed it.
+func (a *authority) note(role string, policies []json.RawMessage, q authz, res iamsim.Result) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.stats[role]
+	if s == nil {
+		s = &PrincipalReport{}
+		a.stats[role] = s
+	}
+	if res.Decision == iamsim.Allowed {
+		s.Authorized++
+	} else {
+		s.Denied = append(s.Denied, q.action+" on "+q.resource+" ("+q.op+")")
+	}
+	used := a.used[role]
+	if used == nil {
+		used = map[string]bool{}
+		a.used[role] = used
+	}
+	for _, l := range allowStatements(policies) {
+		if _, seen := used[l]; !seen {
+			used[l] = false
+		}
+	}
+	for _, g := range res.Grants {
+		if g.Policy < len(policies) {
+			used[statementLabel(g.Sid, g.Index)] = true
+		}
+	}
+}
+
+// allowStatements labels the Allow statements of policies.
+func allowStatements(policies []json.RawMessage) []string {
+	var out []string
+	for _, p := range policies {
+		var doc struct {
+			Statement json.RawMessage
+		}
+		if json.Unmarshal(p, &doc) != nil {
+			continue
+		}
+		var stmts []struct{ Sid, Effect string }
+		if json.Unmarshal(doc.Statement, &stmts) != nil {
+			var one struct{ Sid, Effect string }
+			if json.Unmarshal(doc.Statement, &one) != nil {
+				continue
+			}
+			stmts = append(stmts, one)
+		}
+		for i, s := range stmts {
+			if s.Effect == "Allow" {
+				out = append(out, statementLabel(s.Sid, i+1))
+			}
+		}
+	}
+	return out
+}
+
+func statementLabel(sid string, index int) string {
+	if sid != "" {
+		return sid
+	}
+	return fmt.Sprintf("#%d", index)
+}
+
+// authorize answers the IAM decision on a call role signed: nil when every
+// authorization it needs is allowed.
+func (p *Proxy) authorize(r *http.Request, role string, c call) *faultproxy.APIError {
+	reqs, err := p.iam.authorizations(c, faultproxy.SigningRegion(r))
+	if err != nil {
+		// A request the proxy cannot map fails loudly, so a new call in
+		// the code shows up as a missing model, not as a silent allow.
+		return &faultproxy.APIError{Status: http.StatusInternalServerError, Code: "InternalFailure", Message: "awsrules: " + err.Error()}
+	}
+	return p.iam.decide(r.Context(), role, c, reqs)
+}
+
+// learn keeps what later authorizations need from a successful answer: the
+// tags a resource was created with, the roles of a task definition, a
+// secret's full ARN; and forgets cached policies after any IAM write.
+func (a *authority) learn(c call, ans *answer) {
+	if ans.status >= 300 {
+		return
+	}
+	service, op, _ := strings.Cut(c.op, ".")
+	if service == "IAM" && !strings.HasPrefix(op, "Get") && !strings.HasPrefix(op, "List") {
+		a.forgetPolicies()
+	}
+	p := readParams(c)
+	region := faultproxy.SigningRegion(c.r)
+	switch c.op {
+	case "ECS.RegisterTaskDefinition":
+		var out struct {
+			TaskDefinition struct {
+				Family           string `json:"family"`
+				Revision         int    `json:"revision"`
+				TaskRoleArn      string `json:"taskRoleArn"`
+				ExecutionRoleArn string `json:"executionRoleArn"`
+			} `json:"taskDefinition"`
+		}
+		if json.Unmarshal(ans.body, &out) != nil || out.TaskDefinition.Family == "" {
+			return
+		}
+		td := out.TaskDefinition
+		var roles []string
+		for _, r := range []string{p.str("taskRoleArn"), p.str("executionRoleArn")} {
+			if r != "" {
+				roles = append(roles, r)
+			}
+		}
+		a.mu.Lock()
+		a.taskDefs[td.Family+":"+strconv.Itoa(td.Revision)] = taskDef{roles: roles}
+		a.latest[td.Family] = max(a.latest[td.Family], td.Revision)
+		a.mu.Unlock()
+		return
+	case "Secrets Manager.CreateSecret":
+		var out struct{ ARN, Name string }
+		if json.Unmarshal(ans.body, &out) == nil && out.ARN != "" {
+			a.mu.Lock()
+			a.secrets[out.Name] = out.ARN
+			a.mu.Unlock()
+		}
+	}
+	tags := p.tags()
+	vs, err := a.resourceVars(c, p)
+	if err != nil || len(vs) == 0 {
+		return
+	}
+	// The resource's ARN as the create action names it.
+	action := actionOf[c.op]
+	if action == "" {
+		action = iamPrefixes[service] + ":" + op
+	}
+	res, err := a.resources(action, region, vs, op)
+	if err != nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, arn := range res {
+		switch {
+		case strings.HasPrefix(op, "Create") && len(tags) > 0:
+			a.tags[arn] = tags
+		case strings.HasPrefix(op, "Tag"):
+			if a.tags[arn] == nil {
+				a.tags[arn] = map[string]string{}
+			}
+			maps.Copy(a.tags[arn], tags)
+		case strings.HasPrefix(op, "Delete") && op != "DeleteObject" && op != "DeleteMessage":
+			delete(a.tags, arn)
+		}
+	}
+}
+
+// hideMissingKey answers a missing object as S3 does to a principal that
+// may not list the bucket: 403 AccessDenied, not 404 NoSuchKey. "If you
+// don't have the s3:ListBucket permission, Amazon S3 returns an HTTP status
+// code 403 Access Denied error."
+// https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html
+func (a *authority) hideMissingKey(ctx context.Context, role string, c call, ans *answer) {
+	if ans.status != http.StatusNotFound || (c.op != "S3.GetObject" && c.op != "S3.HeadObject") {
+		return
+	}
+	p := readParams(c)
+	bucket := "arn:aws:s3:::" + p.path[0]
+	policies, err := a.rolePolicies(ctx, role)
+	if err != nil {
+		return
+	}
+	q := authz{op: c.op + " (missing key)", action: "s3:ListBucket", resource: bucket}
+	res, err := a.cfg.Evaluator.Evaluate(iamsim.Request{Principal: a.sessionARN(role), Policies: policies, Action: q.action, Resource: q.resource})
+	if err != nil || res.Decision == iamsim.Allowed {
+		if err == nil {
+			a.note(role, policies, q, res)
+		}
+		return
+	}
+	ans.status = http.StatusForbidden
+	ans.header = http.Header{"Content-Type": {"application/xml"}}
+	ans.body = []byte(`<?xml version="1.0" encoding="UTF-8"?>` + "\n" + `<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>`)
+	if c.r.Method == http.MethodHead {
+		ans.body = nil
+	}
+}

@@ -1,0 +1,224 @@
+package awsrules_test
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/cloudpipe/cloudpipe/internal/awsrules"
+	"github.com/cloudpipe/cloudpipe/internal/iamsim"
+	"github.com/cloudpipe/cloudpipe/internal/testenv"
+)
+
+const kumoAccount = "000000000000"
+
+var (
+	evalOnce sync.Once
+	evalErr  error
+	eval     *iamsim.Evaluator
+)
+
+// evaluator is the test binary's IAM evaluator, started once: it ends with
+// the process.
+func evaluator(t *testing.T) *iamsim.Evaluator {
+	t.Helper()
+	evalOnce.Do(func() {
+		var cache string
+		if cache, evalErr = testenv.CacheDir(); evalErr == nil {
+			eval, evalErr = iamsim.Start(t.Context(), cache)
+		}
+	})
+	if evalErr != nil {
+		t.Fatalf("the IAM evaluator is required (Node.js, and the npm registry once): %v", evalErr)
+	}
+	return eval
+}
+
+func doc(statements ...string) json.RawMessage {
+	return json.RawMessage(`{"Version":"2012-10-17","Statement":[` + strings.Join(statements, ",") + `]}`)
+}
+
+// iamProxy starts a proxy with IAM on, the role "tester" holding policy,
+// and returns it with the operator's config and the tester's.
+func iamProxy(t *testing.T, policy json.RawMessage) (*awsrules.Proxy, aws.Config, aws.Config) {
+	t.Helper()
+	p, operator := newProxy(t, awsrules.Options{IAM: &awsrules.IAM{
+		Evaluator: evaluator(t), Account: kumoAccount,
+		Fixed: map[string][]json.RawMessage{"tester": {policy}},
+	}})
+	tester := operator.Copy()
+	tester.Credentials = awsrules.RoleCredentials("tester")
+	return p, operator, tester
+}
+
+func TestRoleAccessKeyIDNamesTheRole(t *testing.T) {
+	for _, role := range []string{"cloudpipe-agent", "cp-wf-0-task", "a+b=c,d.e@f_g"} {
+		key := awsrules.RoleAccessKeyID(role)
+		if strings.ContainsAny(key, "/,= ") {
+			t.Errorf("%s: key %q would break SigV4's Credential=", role, key)
+		}
+		if awsrules.RoleAccessKeyID(role+"x") == key {
+			t.Errorf("%s: two roles share key %q", role, key)
+		}
+	}
+}
+
+// TestIAMRefusesWhatThePolicyDoesNotAllow: each service answers a denial
+// in its own error, and only the operator (unsigned by a role) passes
+// unchecked.
+func TestIAMRefusesWhatThePolicyDoesNotAllow(t *testing.T) {
+	ctx := t.Context()
+	name := testenv.UniqueName(t)
+	queueARN := "arn:aws:sqs:us-east-1:" + kumoAccount + ":" + name
+	p, operator, tester := iamProxy(t, doc(
+		`{"Sid":"Queue","Effect":"Allow","Action":["sqs:CreateQueue","sqs:GetQueueUrl"],"Resource":"`+queueARN+`"}`,
+		`{"Sid":"Objects","Effect":"Allow","Action":"s3:PutObject","Resource":"arn:aws:s3:::`+name+`/in/*"}`,
+		`{"Sid":"Never","Effect":"Allow","Action":"sqs:PurgeQueue","Resource":"*"}`))
+
+	q := sqs.NewFromConfig(tester)
+	if _, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)}); err != nil {
+		t.Fatalf("create the queue the policy names: %v", err)
+	}
+	_, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name + "-other")})
+	wantRefused(t, err, http.StatusForbidden, "AccessDenied", "")
+	if err != nil && !strings.Contains(err.Error(), "is not authorized to perform: sqs:CreateQueue on resource: "+queueARN+"-other") {
+		t.Errorf("denial %v does not say what IAM says", err)
+	}
+	// The operator is not checked.
+	if _, err := sqs.NewFromConfig(operator).CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name + "-other")}); err != nil {
+		t.Fatalf("operator: %v", err)
+	}
+
+	bucket := name
+	createBucket(ctx, t, s3.NewFromConfig(operator, testenv.S3PathStyle), bucket)
+	s3c := s3.NewFromConfig(tester, testenv.S3PathStyle)
+	if _, err := s3c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("in/a"), Body: strings.NewReader("a")}); err != nil {
+		t.Fatalf("put under in/: %v", err)
+	}
+	_, err = s3c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("out/a"), Body: strings.NewReader("a")})
+	wantRefused(t, err, http.StatusForbidden, "AccessDenied", "")
+
+	_, err = iam.NewFromConfig(tester).GetRole(ctx, &iam.GetRoleInput{RoleName: aws.String("cp-nothing")})
+	wantRefused(t, err, http.StatusForbidden, "AccessDenied", "")
+	_, err = lambda.NewFromConfig(tester).GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: aws.String("cp-nothing")})
+	wantRefused(t, err, http.StatusForbidden, "AccessDeniedException", "")
+	_, err = ecs.NewFromConfig(tester).DescribeClusters(ctx, &ecs.DescribeClustersInput{Clusters: []string{"cloudpipe"}})
+	wantRefused(t, err, http.StatusBadRequest, "AccessDeniedException", "")
+
+	rep := p.Report()
+	got := rep.Principals["tester"]
+	if got.Authorized != 2 || len(got.Denied) != 5 {
+		t.Errorf("report %+v, want 2 authorized and 5 denied", got)
+	}
+	if u := rep.Unused["tester"]; len(u) != 1 || u[0] != "Never" {
+		t.Errorf("unused statements %v, want [Never]", u)
+	}
+}
+
+// TestIAMAuthorizesTheDependentActions: creating with tags needs the tag
+// action too, and handing a role to a service needs iam:PassRole.
+func TestIAMAuthorizesTheDependentActions(t *testing.T) {
+	ctx := t.Context()
+	name := testenv.UniqueName(t)
+	queueARN := "arn:aws:sqs:us-east-1:" + kumoAccount + ":" + name
+	_, _, tester := iamProxy(t, doc(
+		`{"Effect":"Allow","Action":"sqs:CreateQueue","Resource":"`+queueARN+`*"}`,
+		`{"Effect":"Allow","Action":"sqs:TagQueue","Resource":"`+queueARN+`-tagged","Condition":{"StringEquals":{"aws:RequestTag/cloudpipe:managed":"true"}}}`,
+		`{"Effect":"Allow","Action":"lambda:CreateFunction","Resource":"*"}`))
+	q := sqs.NewFromConfig(tester)
+	if _, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name + "-tagged"),
+		Tags: map[string]string{"cloudpipe:managed": "true"}}); err != nil {
+		t.Fatalf("create with the tag the policy allows: %v", err)
+	}
+	_, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name + "-other"),
+		Tags: map[string]string{"cloudpipe:managed": "true"}})
+	wantRefused(t, err, http.StatusForbidden, "AccessDenied", "")
+	if err != nil && !strings.Contains(err.Error(), "sqs:TagQueue") {
+		t.Errorf("denial %v, want it to name sqs:TagQueue", err)
+	}
+
+	_, err = lambda.NewFromConfig(tester).CreateFunction(ctx, &lambda.CreateFunctionInput{
+		FunctionName: aws.String(name), Role: aws.String("arn:aws:iam::" + kumoAccount + ":role/" + name),
+		Runtime: lambdatypes.RuntimeProvidedal2023, Handler: aws.String("bootstrap"),
+		Code: &lambdatypes.FunctionCode{ZipFile: []byte("PK")},
+	})
+	wantRefused(t, err, http.StatusForbidden, "AccessDeniedException", "")
+	if err != nil && !strings.Contains(err.Error(), "iam:PassRole") {
+		t.Errorf("denial %v, want it to name iam:PassRole", err)
+	}
+}
+
+// TestIAMReadsACreatedRolesPolicies: a role made in the emulator is
+// authorized by the inline policies it holds there, and a new policy takes
+// effect at once.
+func TestIAMReadsACreatedRolesPolicies(t *testing.T) {
+	ctx := t.Context()
+	name := testenv.UniqueName(t)
+	_, operator, _ := iamProxy(t, doc(`{"Effect":"Allow","Action":"sqs:ListQueues","Resource":"*"}`))
+	admin := iam.NewFromConfig(operator)
+	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
+	if _, err := admin.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String(name), AssumeRolePolicyDocument: aws.String(trust)}); err != nil {
+		t.Fatal(err)
+	}
+	role := operator.Copy()
+	role.Credentials = awsrules.RoleCredentials(name)
+	q := sqs.NewFromConfig(role)
+	_, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
+	wantRefused(t, err, http.StatusForbidden, "AccessDenied", "")
+
+	policy := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sqs:CreateQueue","Resource":"arn:aws:sqs:*:*:` + name + `"}]}`
+	if _, err := admin.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String(name), PolicyName: aws.String("p"), PolicyDocument: aws.String(policy)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)}); err != nil {
+		t.Fatalf("after PutRolePolicy: %v", err)
+	}
+}
+
+// TestIAMMissingKeyIsAccessDeniedWithoutListBucket: S3 hides whether a key
+// exists from a principal that may not list the bucket.
+func TestIAMMissingKeyIsAccessDeniedWithoutListBucket(t *testing.T) {
+	ctx := t.Context()
+	name := testenv.UniqueName(t)
+	get := `{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::` + name + `*/*"}`
+	list := `{"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::` + name + `-listed"}`
+	_, operator, tester := iamProxy(t, doc(get, list))
+	for _, b := range []string{name, name + "-listed"} {
+		createBucket(ctx, t, s3.NewFromConfig(operator, testenv.S3PathStyle), b)
+	}
+	c := s3.NewFromConfig(tester, testenv.S3PathStyle)
+	_, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(name), Key: aws.String("missing")})
+	wantRefused(t, err, http.StatusForbidden, "AccessDenied", "")
+	_, err = c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(name + "-listed"), Key: aws.String("missing")})
+	if !errors.As(err, new(*s3types.NoSuchKey)) {
+		t.Errorf("with s3:ListBucket: %v, want NoSuchKey", err)
+	}
+}
+
+// TestIAMListTasksIsAuthorizedOnStarWithinTheCluster: the exception the
+// reference does not show.
+func TestIAMListTasksIsAuthorizedOnStarWithinTheCluster(t *testing.T) {
+	ctx := t.Context()
+	cluster := "arn:aws:ecs:us-east-1:" + kumoAccount + ":cluster/cloudpipe"
+	_, _, tester := iamProxy(t, doc(`{"Effect":"Allow","Action":"ecs:ListTasks","Resource":"*","Condition":{"ArnEquals":{"ecs:cluster":"`+cluster+`"}}}`))
+	c := ecs.NewFromConfig(tester)
+	_, err := c.ListTasks(ctx, &ecs.ListTasksInput{Cluster: aws.String("cloudpipe"), DesiredStatus: ecstypes.DesiredStatusRunning})
+	if errors.As(err, new(*ecstypes.AccessDeniedException)) {
+		t.Errorf("ListTasks on the policy's cluster: %v", err)
+	}
+	_, err = c.ListTasks(ctx, &ecs.ListTasksInput{Cluster: aws.String("other")})
+	wantRefused(t, err, http.StatusBadRequest, "AccessDeniedException", "")
+}
