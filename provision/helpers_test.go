@@ -55,15 +55,19 @@ func newEnv(t *testing.T, mods ...func(*aws.Config)) *env {
 	cfg := testenv.Kumo(t)
 	e := &env{t: t, name: testenv.UniqueName(t), cfg: cfg, calls: &testenv.CallCounter{}}
 	e.subnets, e.sgs = testenv.NewNetwork(t, cfg)
-	pcfg := cfg.Copy()
+	// The provisioner acts as the agent: its requests are authorized by
+	// deploy/agent-iam-policy.json, so the names below are the ones that
+	// policy scopes (the cluster "cloudpipe", state buckets
+	// "cloudpipe-state-*").
+	pcfg := testenv.AsRole(cfg, testenv.AgentRole)
 	e.calls.Attach(&pcfg)
 	for _, mod := range mods {
 		mod(&pcfg)
 	}
 	e.opts = provision.Options{
-		Cluster:               "cloudpipe-test",
+		Cluster:               "cloudpipe",
 		Network:               provision.Network{Subnets: e.subnets, SecurityGroups: e.sgs},
-		StateBucket:           e.name + "-state",
+		StateBucket:           "cloudpipe-state-" + e.name,
 		LambdaCode:            provision.NewLambdaCode(tinyZip(t)),
 		LambdaArchitecture:    "x86_64",
 		RunnerImage:           "ghcr.io/cloudpipe/agent:test",

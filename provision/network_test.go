@@ -22,7 +22,7 @@ import (
 func TestBootstrapWithGivenNetwork(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
-	o := provision.BootstrapOptions{StateBucket: e.name + "-state", Cluster: e.name, Subnets: e.subnets, SecurityGroups: e.sgs}
+	o := provision.BootstrapOptions{StateBucket: "cloudpipe-state-" + e.name, Cluster: "cloudpipe", Subnets: e.subnets, SecurityGroups: e.sgs}
 
 	if _, err := e.p.LoadNetwork(ctx, testenv.Region, o.StateBucket); !errors.Is(err, provision.ErrNotFound) {
 		t.Errorf("LoadNetwork before bootstrap: %v, want ErrNotFound", err)
@@ -95,7 +95,7 @@ func TestBootstrapWithGivenNetwork(t *testing.T) {
 
 func TestBootstrapCreatesSecurityGroup(t *testing.T) {
 	e := newEnv(t)
-	o := provision.BootstrapOptions{StateBucket: e.name + "-state", Cluster: e.name, Subnets: e.subnets}
+	o := provision.BootstrapOptions{StateBucket: "cloudpipe-state-" + e.name, Cluster: "cloudpipe", Subnets: e.subnets}
 	first, err := e.p.Bootstrap(t.Context(), testenv.Region, o)
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +123,7 @@ func TestBootstrapCreatesSecurityGroup(t *testing.T) {
 func TestBootstrapWithoutNetwork(t *testing.T) {
 	e := newEnv(t)
 	// kumo has no default VPC, like an account whose default VPC was deleted.
-	_, err := e.p.Bootstrap(t.Context(), testenv.Region, provision.BootstrapOptions{StateBucket: e.name + "-state", Cluster: e.name})
+	_, err := e.p.Bootstrap(t.Context(), testenv.Region, provision.BootstrapOptions{StateBucket: "cloudpipe-state-" + e.name, Cluster: "cloudpipe"})
 	if !errors.Is(err, provision.ErrNoNetwork) {
 		t.Fatalf("Bootstrap without subnets: %v, want ErrNoNetwork", err)
 	}

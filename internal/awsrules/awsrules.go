@@ -12,12 +12,14 @@
 package awsrules
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -177,6 +179,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "awsrules: forward: "+err.Error(), http.StatusBadGateway)
 		return
 	}
+	if p.iam != nil && strings.HasPrefix(c.op, "IAM.") {
+		sameAccountInIAM(a, p.iam.cfg.Account)
+	}
 	for _, obs := range observers[c.op] {
 		obs(p, c, a)
 	}
@@ -205,8 +210,11 @@ func (p *Proxy) requestID() string {
 }
 
 // forward sends the request to the target and reads its answer.
+//
+// A request runs to its end even when the client gives up waiting, as it
+// does at AWS: what it created is then there, and the rules learn of it.
 func (p *Proxy) forward(r *http.Request, body []byte) (*answer, error) {
-	out := faultproxy.Outbound(r, p.target, body)
+	out := faultproxy.Outbound(r, p.target, body).WithContext(context.WithoutCancel(r.Context()))
 	resp, err := p.opts.Transport.RoundTrip(out)
 	if err != nil {
 		return nil, fmt.Errorf("round trip: %w", err)

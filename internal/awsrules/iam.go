@@ -1,6 +1,7 @@
 package awsrules
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -434,10 +435,17 @@ func (a *authority) learn(c call, ans *answer) {
 				a.tags[arn] = map[string]string{}
 			}
 			maps.Copy(a.tags[arn], tags)
-		case strings.HasPrefix(op, "Delete") && op != "DeleteObject" && op != "DeleteMessage":
+		case deletesResource[c.op]:
 			delete(a.tags, arn)
 		}
 	}
+}
+
+// deletesResource are the operations that delete the resource they name
+// (DeleteRolePolicy, say, does not delete the role).
+var deletesResource = map[string]bool{
+	"IAM.DeleteRole": true, "SQS.DeleteQueue": true, "Lambda.DeleteFunction": true, "CloudWatch Logs.DeleteLogGroup": true,
+	"S3.DeleteBucket": true, "ECS.DeleteCluster": true, "Secrets Manager.DeleteSecret": true,
 }
 
 // hideMissingKey answers a missing object as S3 does to a principal that
@@ -469,4 +477,16 @@ func (a *authority) hideMissingKey(ctx context.Context, role string, c call, ans
 	if c.r.Method == http.MethodHead {
 		ans.body = nil
 	}
+}
+
+// kumoIAMAccount is the account kumo writes into IAM ARNs; every other
+// service of kumo says testenv's 000000000000. In one AWS account a role's
+// ARN names that account, and IAM treats a role of another account as
+// cross-account (iam:PassRole of it fails), so the proxy answers IAM's ARNs
+// in the account the rest of kumo uses.
+const kumoIAMAccount = "123456789012"
+
+// sameAccountInIAM rewrites kumo's IAM account in an IAM answer.
+func sameAccountInIAM(a *answer, account string) {
+	a.body = bytes.ReplaceAll(a.body, []byte("arn:aws:iam::"+kumoIAMAccount+":"), []byte("arn:aws:iam::"+account+":"))
 }

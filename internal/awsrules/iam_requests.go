@@ -566,11 +566,11 @@ func (a *authority) dependent(c call, p params, region string, resources []strin
 		case strings.HasPrefix(c.op, "EC2."):
 			extra["ec2:CreateAction"] = op
 		}
-		for _, r := range resources {
-			if op == "RunTask" {
-				continue // tags the new task, not the task definition
-			}
-			add(tag, r, tagCtx(extra))
+		// The tags go on the created resource, the first the action
+		// names (not CreateSecurityGroup's VPC); RunTask's tag its new
+		// tasks, which have no ARN yet.
+		if op != "RunTask" && len(resources) > 0 {
+			add(tag, resources[0], tagCtx(extra))
 		}
 	}
 	// Handing a role to a service needs iam:PassRole on it:

@@ -49,13 +49,15 @@ func KumoURL(tb testing.TB) string {
 	return kumoSrv.URL
 }
 
-// Kumo returns an aws.Config pointed at the process-wide kumo server: region
-// us-east-1, static credentials, BaseEndpoint set to the server URL and the
-// SDK's standard retryer. S3 clients built from it also need path-style
+// Kumo returns an aws.Config for the process-wide kumo server behind its
+// AWS-rules proxy (see AWSRules): region us-east-1, the operator's static
+// credentials (which IAM does not check: use Agent or AsRole for a
+// principal's requests), BaseEndpoint set to the proxy's URL and the SDK's
+// standard retryer. S3 clients built from it also need path-style
 // addressing: pass S3PathStyle to s3.NewFromConfig.
 func Kumo(tb testing.TB) aws.Config {
 	tb.Helper()
-	return KumoConfig(KumoURL(tb))
+	return KumoConfig(AWSRules(tb).URL())
 }
 
 // KumoConfig is Kumo for the emulator at url, such as one KumoProcess

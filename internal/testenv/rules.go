@@ -1,0 +1,83 @@
+package testenv
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/cloudpipe/cloudpipe/deploy"
+	"github.com/cloudpipe/cloudpipe/internal/awsrules"
+	"github.com/cloudpipe/cloudpipe/internal/iamsim"
+)
+
+// Account is the AWS account ID kumo answers with.
+const Account = "000000000000"
+
+// AgentRole is the role the agent's requests are signed as in tests: its
+// policy is deploy/agent-iam-policy.json, as an operator attaches it.
+const AgentRole = "cloudpipe-agent"
+
+// The rules proxy is process-wide like kumo: its memory (deleted queues,
+// resource tags, task definitions) must see every request of the process.
+var (
+	rulesOnce sync.Once
+	rulesErr  error
+	rules     *awsrules.Proxy
+)
+
+// AWSRules returns the test binary's AWS-rules proxy (internal/awsrules) in
+// front of its kumo, with IAM on: every request a role signs is authorized
+// against that role's policies. It starts the IAM evaluator (Node.js; the
+// npm registry once, to install it into CacheDir) on first use, and fails
+// the test without it: the AWS rules are not optional.
+func AWSRules(tb testing.TB) *awsrules.Proxy {
+	tb.Helper()
+	target := KumoURL(tb)
+	rulesOnce.Do(func() { rules, rulesErr = StartAWSRules(context.Background(), target) })
+	if rulesErr != nil {
+		tb.Fatalf("AWS rules layer: %v", rulesErr)
+	}
+	return rules
+}
+
+// StartAWSRules starts an AWS-rules proxy with IAM in front of the emulator
+// at target, the agent's role holding deploy/agent-iam-policy.json. The IAM
+// evaluator runs as long as the process.
+func StartAWSRules(ctx context.Context, target string) (*awsrules.Proxy, error) {
+	cache, err := CacheDir()
+	if err != nil {
+		return nil, err
+	}
+	eval, err := iamsim.Start(ctx, cache)
+	if err != nil {
+		return nil, fmt.Errorf("the IAM evaluator is required (Node.js, and the npm registry once): %w", err)
+	}
+	p, err := awsrules.New(target, awsrules.Options{IAM: &awsrules.IAM{
+		Evaluator: eval, Account: Account,
+		Fixed: map[string][]json.RawMessage{AgentRole: {json.RawMessage(deploy.AgentPolicy)}},
+	}})
+	if err != nil {
+		_ = eval.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// AsRole returns a copy of cfg whose requests are signed as the role named
+// role, and so authorized by its policies.
+func AsRole(cfg aws.Config, role string) aws.Config {
+	out := cfg.Copy()
+	out.Credentials = awsrules.RoleCredentials(role)
+	return out
+}
+
+// Agent returns the config the agent's own code uses in tests: through the
+// AWS rules, signed as AgentRole.
+func Agent(tb testing.TB) aws.Config {
+	tb.Helper()
+	return AsRole(Kumo(tb), AgentRole)
+}
