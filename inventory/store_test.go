@@ -68,13 +68,13 @@ func forEachStore(t *testing.T, test func(t *testing.T, st store, putRun func(st
 func openS3Store(t *testing.T) (store, func(string, any), *testenv.CallCounter) {
 	t.Helper()
 	cfg := testenv.Kumo(t)
-	bucket := testenv.UniqueName(t) + "-state"
+	bucket := "cloudpipe-state-" + testenv.UniqueName(t) // as the agent's policy scopes it
 	client := s3.NewFromConfig(cfg, testenv.S3PathStyle)
 	if _, err := client.CreateBucket(t.Context(), &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
 		t.Fatal(err)
 	}
 	calls := &testenv.CallCounter{}
-	counted := cfg.Copy()
+	counted := testenv.AsRole(cfg, testenv.AgentRole) // the store is the agent's
 	calls.Attach(&counted)
 	putRun := func(key string, v any) {
 		body, err := json.Marshal(v)
@@ -193,7 +193,7 @@ func testRecords(t *testing.T, inv store, _ func(string, any), _ *testenv.CallCo
 }
 
 func TestInventoryMissingStateBucket(t *testing.T) {
-	inv := inventory.NewStore(testenv.Kumo(t), testenv.UniqueName(t)+"-nobucket", true)
+	inv := inventory.NewStore(testenv.Agent(t), "cloudpipe-state-"+testenv.UniqueName(t)+"-nobucket", true)
 	_, err := inv.ReadIndex(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "agent bootstrap") {
 		t.Fatalf("ReadIndex on a missing bucket: %v, want a hint to run bootstrap", err)

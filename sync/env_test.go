@@ -52,9 +52,11 @@ func newEnv(t testing.TB) *env {
 	base := testenv.Kumo(t)
 	sum := sha256.Sum256([]byte(t.Name()))
 	e := &env{t: t, prefix: "t" + hex.EncodeToString(sum[:])[:7]}
-	e.state = e.prefix + "-state"
+	// The agent's code acts as its role, so its names are the ones
+	// deploy/agent-iam-policy.json scopes.
+	e.state = "cloudpipe-state-" + e.prefix
 
-	cfg := base.Copy()
+	cfg := testenv.AsRole(base, testenv.AgentRole)
 	e.calls = &testenv.CallCounter{}
 	e.calls.Attach(&cfg)
 	e.crash = &crashAfter{}

@@ -352,7 +352,7 @@ func TestReconcileThroughFaults(t *testing.T) {
 	// A per-attempt timeout well above kumo's answer time, so only the
 	// proxy's held requests time out.
 	const attemptTimeout = time.Second
-	proxy, err := faultproxy.New(testenv.KumoURL(t), faultproxy.Options{
+	proxy, err := faultproxy.New(testenv.AWSRules(t).URL(), faultproxy.Options{
 		Seed: *faultsSeed, Throttle: 0.05, ServerError: 0.03, ResetBefore: 0.02, ResetAfter: 0.02,
 		Timeout: 0.01, TimeoutHold: 2 * attemptTimeout, Latency: 0.5, MaxLatency: 20 * time.Millisecond,
 	})

@@ -180,7 +180,9 @@ func TestGitOpsPullRequestsMergeDriftDelete(t *testing.T) {
 	if _, err := o.sqs.DeleteQueue(t.Context(), &sqs.DeleteQueueInput{QueueUrl: q.QueueUrl}); err != nil {
 		t.Fatal(err)
 	}
+	// Two hours pass, for AWS too: SQS frees a deleted queue's name after 60 s.
 	o.clock.now = o.clock.now.Add(2 * time.Hour)
+	testenv.AdvanceAWSClock(2 * time.Hour)
 	res = o.pass()
 	if !res.Drift || res.Report == nil {
 		t.Fatalf("no drift check after the interval: %+v", res)
@@ -330,16 +332,19 @@ func (o *gitops) runOneFile(wf, in string) {
 		EventSource: "aws:s3", EventName: "ObjectCreated:Put", EventTime: time.Now(),
 		S3: events.S3Entity{Bucket: events.S3Bucket{Name: in}, Object: events.S3Object{Key: url.QueryEscape(key), Size: 16, ETag: "e1"}},
 	}}}
-	if err := cplambda.New(o.cfg, lc).Handle(ctx, ev); err != nil {
+	// The handler acts as the function's role, as it would in Lambda.
+	if err := cplambda.New(testenv.AsRoleARN(o.cfg, aws.ToString(fn.Role)), lc).Handle(ctx, ev); err != nil {
 		t.Fatalf("handler: %v", err)
 	}
 
 	var env map[string]string
+	var taskRole string
 	for _, in := range o.calls.Inputs("ECS.RegisterTaskDefinition") {
 		td := in.(*ecs.RegisterTaskDefinitionInput)
 		if aws.ToString(td.Family) != provision.ResourceName(wf, 0) {
 			continue
 		}
+		taskRole = aws.ToString(td.TaskRoleArn)
 		env = map[string]string{}
 		for _, kv := range td.ContainerDefinitions[len(td.ContainerDefinitions)-1].Environment {
 			env[aws.ToString(kv.Name)] = aws.ToString(kv.Value)
@@ -356,7 +361,8 @@ func (o *gitops) runOneFile(wf, in string) {
 	dir := t.TempDir()
 	rc.InputPath, rc.OutputPath = dir+"/in/", dir+"/out/"
 	rc.S3UsePathStyle, rc.IdleTimeout, rc.WaitTime = true, time.Second, time.Second
-	if err := runner.Run(ctx, o.cfg, rc, slog.New(slog.NewTextHandler(testWriter{t}, nil))); err != nil {
+	// The runner acts as the task role, as it would in ECS.
+	if err := runner.Run(ctx, testenv.AsRoleARN(o.cfg, taskRole), rc, slog.New(slog.NewTextHandler(testWriter{t}, nil))); err != nil {
 		t.Fatalf("runner: %v", err)
 	}
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
@@ -27,7 +30,15 @@ var (
 	rulesOnce sync.Once
 	rulesErr  error
 	rules     *awsrules.Proxy
+	// clockShift is how far AdvanceAWSClock moved the rules' clock.
+	clockShift atomic.Int64
 )
+
+// AdvanceAWSClock moves the AWS rules' clock forward by d, for a test that
+// stands for time passing between two steps (SQS frees a deleted queue's
+// name after 60 s) without waiting it out. The clock is the process's, so
+// it only ever moves forward.
+func AdvanceAWSClock(d time.Duration) { clockShift.Add(int64(d)) }
 
 // AWSRules returns the test binary's AWS-rules proxy (internal/awsrules) in
 // front of its kumo, with IAM on: every request a role signs is authorized
@@ -56,10 +67,12 @@ func StartAWSRules(ctx context.Context, target string) (*awsrules.Proxy, error) 
 	if err != nil {
 		return nil, fmt.Errorf("the IAM evaluator is required (Node.js, and the npm registry once): %w", err)
 	}
-	p, err := awsrules.New(target, awsrules.Options{IAM: &awsrules.IAM{
-		Evaluator: eval, Account: Account,
-		Fixed: map[string][]json.RawMessage{AgentRole: {json.RawMessage(deploy.AgentPolicy)}},
-	}})
+	p, err := awsrules.New(target, awsrules.Options{
+		Now: func() time.Time { return time.Now().Add(time.Duration(clockShift.Load())) },
+		IAM: &awsrules.IAM{
+			Evaluator: eval, Account: Account,
+			Fixed: map[string][]json.RawMessage{AgentRole: {json.RawMessage(deploy.AgentPolicy)}},
+		}})
 	if err != nil {
 		_ = eval.Close()
 		return nil, err
@@ -80,4 +93,10 @@ func AsRole(cfg aws.Config, role string) aws.Config {
 func Agent(tb testing.TB) aws.Config {
 	tb.Helper()
 	return AsRole(Kumo(tb), AgentRole)
+}
+
+// AsRoleARN is AsRole for a role given by its ARN, as a Lambda function's
+// configuration or a task definition names it.
+func AsRoleARN(cfg aws.Config, roleARN string) aws.Config {
+	return AsRole(cfg, roleARN[strings.LastIndex(roleARN, "/")+1:])
 }
