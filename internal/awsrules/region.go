@@ -105,6 +105,33 @@ func (p *Proxy) inRegion(k resKey, region string) bool {
 	return set[region]
 }
 
+// known reports whether the proxy saw k created (or deleted).
+func (p *Proxy) known(k resKey) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.homes[k]
+	return ok
+}
+
+// bucketExists asks the target whether bucket exists (HEAD /bucket): a
+// bucket the proxy did not see created is in us-east-1 if it exists at
+// all.
+func (p *Proxy) bucketExists(c call, bucket string) bool {
+	u := *p.target
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/" + url.PathEscape(bucket)
+	req, err := http.NewRequestWithContext(c.r.Context(), http.MethodHead, u.String(), nil)
+	if err != nil {
+		return true
+	}
+	req.Header.Set("Authorization", c.r.Header.Get("Authorization"))
+	resp, err := p.opts.Transport.RoundTrip(req)
+	if err != nil {
+		return true // cannot tell: judge it as existing
+	}
+	resp.Body.Close()
+	return resp.StatusCode != http.StatusNotFound
+}
+
 // homeOf is a region k exists in, for an answer that names it.
 func (p *Proxy) homeOf(k resKey) string {
 	p.mu.Lock()
@@ -217,7 +244,9 @@ var regionObservers = map[string][]observe{
 // https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingRouting.html
 func checkBucketRegion(p *Proxy, c call) *faultproxy.APIError {
 	k := resKey{kindBucket, bucketOf(c.r)}
-	if p.inRegion(k, regionOf(c)) {
+	if p.inRegion(k, regionOf(c)) || !p.known(k) && !p.bucketExists(c, k.name) {
+		// A bucket that exists nowhere is NoSuchBucket from every region:
+		// the target says so.
 		return nil
 	}
 	return &faultproxy.APIError{
