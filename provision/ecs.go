@@ -108,7 +108,7 @@ func (p *Provisioner) taskDefinitionInput(spec StageSpec, ids StageResources) (*
 			Condition:     ecstypes.ContainerConditionSuccess,
 		}},
 		MountPoints:      []ecstypes.MountPoint{{SourceVolume: aws.String(volumeName), ContainerPath: aws.String(runnerMount), ReadOnly: aws.Bool(true)}},
-		Environment:      containerEnvironment(spec, ids, p.opts.StateBucket),
+		Environment:      containerEnvironment(spec, ids, p.opts.StateBucket, p.stateRegion()),
 		Secrets:          containerSecrets(spec),
 		PortMappings:     portMappings(spec.Algorithm.Ports),
 		LogConfiguration: logs,
@@ -129,8 +129,10 @@ func (p *Provisioner) taskDefinitionInput(spec StageSpec, ids StageResources) (*
 
 // containerEnvironment returns the algorithm container's environment: the
 // workflow's variables, then the runner's settings, which win on a clash.
-// Sorted, so the same spec always gives the same request and hash.
-func containerEnvironment(spec StageSpec, ids StageResources, stateBucket string) []ecstypes.KeyValuePair {
+// Sorted, so the same spec always gives the same request and hash. The
+// state bucket is named with its region, the agent's, which a stage of
+// another region does not share.
+func containerEnvironment(spec StageSpec, ids StageResources, stateBucket, stateRegion string) []ecstypes.KeyValuePair {
 	env := maps.Clone(spec.Variables)
 	if env == nil {
 		env = map[string]string{}
@@ -144,6 +146,7 @@ func containerEnvironment(spec StageSpec, ids StageResources, stateBucket string
 		OutputPath:   spec.Algorithm.OutputFilePath,
 		Algorithm:    spec.Algorithm.Name,
 		StateBucket:  stateBucket,
+		StateRegion:  stateRegion,
 		Workflow:     spec.Workflow,
 		Stage:        spec.Stage,
 	}.Env())

@@ -105,6 +105,7 @@ func TestTaskDefinitionRequest(t *testing.T) {
 		"CLOUDPIPE_OUTPUT_PATH":   spec.Algorithm.OutputFilePath,
 		"CLOUDPIPE_ALGORITHM":     spec.Algorithm.Name,
 		"CLOUDPIPE_STATE_BUCKET":  e.opts.StateBucket,
+		"CLOUDPIPE_STATE_REGION":  "us-east-1",
 		"CLOUDPIPE_WORKFLOW":      spec.Workflow,
 		"CLOUDPIPE_STAGE":         "0",
 	}

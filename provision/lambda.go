@@ -44,8 +44,9 @@ type functionConfig struct {
 }
 
 // functionEnvironment returns the stage function's environment: everything
-// the handler needs to queue an upload and start a task for it.
-func (p *Provisioner) functionEnvironment(spec StageSpec, ids StageResources) map[string]string {
+// the handler needs to queue an upload and start a task for it in net, the
+// network of the stage's region.
+func (p *Provisioner) functionEnvironment(spec StageSpec, ids StageResources, net Network) map[string]string {
 	maxTasks := spec.MaxTasks
 	if maxTasks <= 0 {
 		maxTasks = DefaultMaxTasks
@@ -55,9 +56,9 @@ func (p *Provisioner) functionEnvironment(spec StageSpec, ids StageResources) ma
 		DLQURL:         ids.DLQURL,
 		Cluster:        p.opts.Cluster,
 		TaskDefinition: ids.TaskDefinitionARN,
-		Subnets:        p.opts.Network.Subnets,
-		SecurityGroups: p.opts.Network.SecurityGroups,
-		AssignPublicIP: p.opts.Network.AssignPublicIP,
+		Subnets:        net.Subnets,
+		SecurityGroups: net.SecurityGroups,
+		AssignPublicIP: net.AssignPublicIP,
 		MaxTasks:       maxTasks,
 		Container:      spec.Algorithm.Name,
 		Workflow:       spec.Workflow,

@@ -19,8 +19,9 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
 
-// networkKey is where Bootstrap stores the Network in the state bucket, so
-// every later pass and every stage function uses the same one.
+// networkKey is where Bootstrap stores the Network of the agent's region in
+// the state bucket, so every later pass and every stage function uses the
+// same one (NetworkKey names those of other regions).
 const networkKey = "config/network.json"
 
 // tasksSecurityGroup is the security group Bootstrap creates in the default
@@ -55,11 +56,12 @@ type BootstrapResult struct {
 
 // Bootstrap creates the prerequisites shared by every pipeline of a region,
 // idempotently, tagged cloudpipe:managed=true: the state bucket
-// (versioning, default encryption, public access blocked), the ECS cluster
-// and the network tasks run in, which it stores at
-// s3://<state bucket>/config/network.json. An existing state bucket without
-// our tags is used as it is. It fails with an error matching ErrNoNetwork
-// when no subnets are given and the region has no default VPC.
+// (versioning, default encryption, public access blocked) in the agent's
+// region (the config's), and in region the ECS cluster and the network
+// tasks run in, which it stores in the state bucket (see NetworkKey). An
+// existing state bucket without our tags is used as it is. It fails with
+// an error matching ErrNoNetwork when no subnets are given and the region
+// has no default VPC.
 func (p *Provisioner) Bootstrap(ctx context.Context, region string, o BootstrapOptions) (BootstrapResult, error) {
 	if o.StateBucket == "" {
 		return BootstrapResult{}, errors.New("bootstrap: state bucket is required")
@@ -67,11 +69,11 @@ func (p *Provisioner) Bootstrap(ctx context.Context, region string, o BootstrapO
 	if o.Cluster == "" {
 		o.Cluster = p.opts.Cluster
 	}
-	c := p.clients(region)
+	c, home := p.clients(region), p.clients("")
 	r := BootstrapResult{StateBucket: o.StateBucket}
 	tags := map[string]string{TagManaged: "true"}
 
-	if err := ensureStateBucket(ctx, c, o.StateBucket, tags, &r); err != nil {
+	if err := ensureStateBucket(ctx, home, o.StateBucket, tags, &r); err != nil {
 		return r, err
 	}
 	if err := ensureCluster(ctx, c, o.Cluster, tags, &r); err != nil {
@@ -82,7 +84,7 @@ func (p *Provisioner) Bootstrap(ctx context.Context, region string, o BootstrapO
 		return r, err
 	}
 	r.Network = net
-	if err := storeNetwork(ctx, c, o.StateBucket, net, &r); err != nil {
+	if err := storeNetwork(ctx, home, o.StateBucket, p.NetworkKey(region), net, &r); err != nil {
 		return r, err
 	}
 	return r, nil
@@ -306,10 +308,11 @@ func findTasksSecurityGroup(ctx context.Context, c *clients, vpc string) (string
 	return "", fmt.Errorf("describe security groups %s in %s: %w", tasksSecurityGroup, vpc, ErrNotFound)
 }
 
-// storeNetwork writes net to the state bucket unless it is there already.
-func storeNetwork(ctx context.Context, c *clients, bucket string, net Network, r *BootstrapResult) error {
-	what := "s3 object s3://" + bucket + "/" + networkKey
-	have, err := loadNetwork(ctx, c, bucket)
+// storeNetwork writes net to the state bucket at key unless it is there
+// already.
+func storeNetwork(ctx context.Context, c *clients, bucket, key string, net Network, r *BootstrapResult) error {
+	what := "s3 object s3://" + bucket + "/" + key
+	have, err := loadNetwork(ctx, c, bucket, key)
 	switch {
 	case err == nil && reflect.DeepEqual(have, net):
 		r.Found = append(r.Found, what)
@@ -324,12 +327,12 @@ func storeNetwork(ctx context.Context, c *clients, bucket string, net Network, r
 	}
 	_, err = c.s3.PutObject(ctx, &s3.PutObjectInput{
 		Bucket:      &bucket,
-		Key:         aws.String(networkKey),
+		Key:         aws.String(key),
 		Body:        bytes.NewReader(body),
 		ContentType: aws.String("application/json"),
 	})
 	if err != nil {
-		return fmt.Errorf("put object s3://%s/%s: %w", bucket, networkKey, err)
+		return fmt.Errorf("put object s3://%s/%s: %w", bucket, key, err)
 	}
 	if isNew {
 		r.Created = append(r.Created, what)
@@ -339,30 +342,42 @@ func storeNetwork(ctx context.Context, c *clients, bucket string, net Network, r
 	return nil
 }
 
-// LoadNetwork returns the Network that Bootstrap stored in stateBucket, or
-// an error matching ErrNotFound when bootstrap has not run (no object, or
-// no bucket).
+// LoadNetwork returns the Network that Bootstrap (or PrepareRegion) stored
+// for region in stateBucket, which is in the agent's region, or an error
+// matching ErrNotFound when bootstrap has not run (no object, or no
+// bucket).
 func (p *Provisioner) LoadNetwork(ctx context.Context, region, stateBucket string) (Network, error) {
-	return loadNetwork(ctx, p.clients(region), stateBucket)
+	return loadNetwork(ctx, p.clients(""), stateBucket, p.NetworkKey(region))
 }
 
-func loadNetwork(ctx context.Context, c *clients, bucket string) (Network, error) {
-	out, err := c.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: aws.String(networkKey)})
+// NetworkKey is where the network of region is stored in the state bucket:
+// config/network.json for the agent's own region (where bootstrap wrote it
+// before workflows could name other regions), else
+// config/regions/<region>/network.json.
+func (p *Provisioner) NetworkKey(region string) string {
+	if region == "" || region == p.cfg.Region {
+		return networkKey
+	}
+	return "config/regions/" + region + "/network.json"
+}
+
+func loadNetwork(ctx context.Context, c *clients, bucket, key string) (Network, error) {
+	out, err := c.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: aws.String(key)})
 	var nsk *s3types.NoSuchKey
 	if errors.As(err, &nsk) || hasCode(err, "NoSuchKey") || isBucketNotFound(err) {
-		return Network{}, fmt.Errorf("get object s3://%s/%s: %w", bucket, networkKey, ErrNotFound)
+		return Network{}, fmt.Errorf("get object s3://%s/%s: %w", bucket, key, ErrNotFound)
 	}
 	if err != nil {
-		return Network{}, fmt.Errorf("get object s3://%s/%s: %w", bucket, networkKey, err)
+		return Network{}, fmt.Errorf("get object s3://%s/%s: %w", bucket, key, err)
 	}
 	defer out.Body.Close()
 	body, err := io.ReadAll(out.Body)
 	if err != nil {
-		return Network{}, fmt.Errorf("get object s3://%s/%s: %w", bucket, networkKey, err)
+		return Network{}, fmt.Errorf("get object s3://%s/%s: %w", bucket, key, err)
 	}
 	var net Network
 	if err := json.Unmarshal(body, &net); err != nil {
-		return Network{}, fmt.Errorf("decode s3://%s/%s: %w", bucket, networkKey, err)
+		return Network{}, fmt.Errorf("decode s3://%s/%s: %w", bucket, key, err)
 	}
 	return net, nil
 }

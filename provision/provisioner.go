@@ -40,10 +40,14 @@ const (
 // Options configure a Provisioner. The zero value works, with the defaults
 // above, except that EnsureStage needs LambdaCode and RunnerImage.
 type Options struct {
-	Cluster string  // ECS cluster name; default "cloudpipe"
-	Network Network // subnets and security groups for RunTask, passed to each Lambda
-	// StateBucket holds the inventory and run records; the task role may
-	// PutObject under runs/<workflow>/ in it. Empty: that statement is left out.
+	Cluster string // ECS cluster name, in every region; default "cloudpipe"
+	// Network holds the subnets and security groups for RunTask in the
+	// agent's region (the config's), passed to each Lambda. Other regions'
+	// come from the state bucket, or are chosen on first use (PrepareRegion).
+	Network Network
+	// StateBucket holds the inventory and run records, in the agent's
+	// region; the task role may PutObject under runs/<workflow>/ in it.
+	// Empty: that statement is left out.
 	StateBucket string
 	// LambdaCode is the deployment package of every stage function: a zip
 	// holding an executable named bootstrap (see LambdaCodeFromFile).
@@ -80,6 +84,9 @@ type Provisioner struct {
 
 	mu      sync.Mutex          // guards regions
 	regions map[string]*clients // by region
+
+	prepMu   sync.Mutex         // held while a region is prepared; guards networks
+	networks map[string]Network // of the regions prepared, by region (region.go)
 }
 
 // clients is one region's set of service clients.
@@ -149,7 +156,7 @@ func New(cfg aws.Config, opts Options) *Provisioner {
 	// Clip so that appending never writes into the caller's backing array.
 	apiOpts := cfg.APIOptions[:len(cfg.APIOptions):len(cfg.APIOptions)]
 	cfg.APIOptions = append(apiOpts, debugLogMiddleware(log))
-	return &Provisioner{cfg: cfg, opts: opts, log: log, regions: map[string]*clients{}}
+	return &Provisioner{cfg: cfg, opts: opts, log: log, regions: map[string]*clients{}, networks: map[string]Network{}}
 }
 
 // clients returns the service clients of region (the config's region when

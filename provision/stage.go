@@ -126,8 +126,14 @@ func (p *Provisioner) EnsureStage(ctx context.Context, spec StageSpec, prev Stag
 		}
 		spec.AccountID = account
 	}
+	// The stage runs tasks in its region's cluster and network, prepared
+	// there first if this is the region's first stage.
+	net, err := p.regionNetwork(ctx, spec.Region)
+	if err != nil {
+		return prev, err
+	}
 	s := &stageBuild{
-		p: p, c: p.clients(spec.Region), spec: spec, prev: prev,
+		p: p, c: p.clients(spec.Region), spec: spec, prev: prev, net: net,
 		names: namesOf(spec), tags: stageTags(spec.Workflow, spec.Stage),
 	}
 	res := s.start()

@@ -20,6 +20,7 @@ type stageBuild struct {
 	prev  StageResources
 	names stageNames
 	tags  map[string]string
+	net   Network // where the stage's tasks run, in its region
 }
 
 // start returns prev with spec's names filled in, so identifiers recorded
@@ -194,7 +195,7 @@ func (s *stageBuild) ensureTaskDefinition(ctx context.Context, in *ecs.RegisterT
 // ensureFunction ensures the stage function, whose environment names the
 // queues and the task definition, and records the code it runs.
 func (s *stageBuild) ensureFunction(ctx context.Context, res *StageResources) error {
-	want := functionConfig{Role: res.LambdaRoleARN, Environment: s.p.functionEnvironment(s.spec, *res)}
+	want := functionConfig{Role: res.LambdaRoleARN, Environment: s.p.functionEnvironment(s.spec, *res, s.net)}
 	arn, err := s.p.ensureFunction(ctx, s.c, s.names.function, want, s.tags)
 	setIfKnown(&res.FunctionARN, arn)
 	if err != nil {

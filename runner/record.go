@@ -18,7 +18,7 @@ func (w *worker) writeRecord(ctx context.Context, rec contract.RunRecord, bucket
 		return err
 	}
 	rk := contract.RunRecordKey(rec.Workflow, rec.Stage, rec.Finished, rec.Outcome, bucket, key, receipt)
-	_, err = w.s3.PutObject(ctx, &s3.PutObjectInput{
+	_, err = w.state.PutObject(ctx, &s3.PutObjectInput{
 		Bucket:      aws.String(w.c.StateBucket),
 		Key:         aws.String(rk),
 		Body:        bytes.NewReader(body),

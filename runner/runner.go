@@ -35,7 +35,8 @@ const (
 type worker struct {
 	c          Config
 	sqs        *sqs.Client
-	s3         *s3.Client
+	s3         *s3.Client // the stage's buckets, in the task's region
+	state      *s3.Client // the state bucket, in Config.StateRegion
 	xfer       *transfer
 	log        *slog.Logger
 	visibility time.Duration // of received messages; heartbeats extend it
@@ -77,11 +78,17 @@ func Run(ctx context.Context, awsCfg aws.Config, c Config, log *slog.Logger) err
 	}
 	s3c := s3.NewFromConfig(awsCfg, s3Options(c))
 	w := &worker{
-		c:    c,
-		sqs:  sqs.NewFromConfig(awsCfg),
-		s3:   s3c,
-		xfer: newTransfer(s3c, c),
-		log:  log.With("component", "runner", "workflow", c.Workflow, "stage", c.Stage),
+		c:     c,
+		sqs:   sqs.NewFromConfig(awsCfg),
+		s3:    s3c,
+		state: s3c,
+		xfer:  newTransfer(s3c, c),
+		log:   log.With("component", "runner", "workflow", c.Workflow, "stage", c.Stage),
+	}
+	if c.StateRegion != "" && c.StateRegion != awsCfg.Region {
+		// A stage of a workflow in another region than the agent's: S3
+		// answers only at the bucket's regional endpoint.
+		w.state = s3.NewFromConfig(awsCfg, s3Options(c), func(o *s3.Options) { o.Region = c.StateRegion })
 	}
 	w.visibility = w.queueVisibility(ctx)
 	if c.StateBucket == "" {

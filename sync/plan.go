@@ -68,6 +68,26 @@ func (p *Plan) Summary() string {
 	return fmt.Sprintf("+%d create ~%d update -%d delete", c, u, d)
 }
 
+// Regions returns, sorted, the regions other than home (the agent's) that
+// the plan's creates and updates deploy to: those whose cluster and network
+// a pass may have to prepare first (provision.Provisioner.PlanRegion says
+// whether it does).
+func (p *Plan) Regions(home string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, c := range p.Changes {
+		if (c.Action != Create && c.Action != Update) || c.Desired == nil {
+			continue
+		}
+		if r := c.Desired.Region; r != "" && r != home && !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // HasWrites reports whether applying the plan changes anything in AWS.
 func (p *Plan) HasWrites() bool {
 	for _, c := range p.Changes {

@@ -179,3 +179,31 @@ func TestPlanSummary(t *testing.T) {
 		t.Error("HasWrites() = true for an all-unchanged plan")
 	}
 }
+
+func TestPlanRegions(t *testing.T) {
+	in := func(region string, a pipesync.Action) pipesync.Change {
+		return pipesync.Change{Workflow: region + string(a), Action: a, Desired: &workflow.Workflow{Region: region}}
+	}
+	tests := []struct {
+		name    string
+		changes []pipesync.Change
+		want    string
+	}{
+		{"none", nil, ""},
+		{"home only", []pipesync.Change{in("us-east-1", pipesync.Create)}, ""},
+		{"created and updated, sorted, once each", []pipesync.Change{
+			in("eu-west-1", pipesync.Update), in("ap-south-1", pipesync.Create), in("eu-west-1", pipesync.Create)},
+			"ap-south-1,eu-west-1"},
+		{"unchanged, invalid and skipped prepare nothing", []pipesync.Change{
+			in("eu-west-1", pipesync.Unchanged), in("eu-west-2", pipesync.Invalid), in("eu-west-3", pipesync.Skip)}, ""},
+		{"a delete has no desired region", []pipesync.Change{{Workflow: "gone", Action: pipesync.Delete}}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := strings.Join((&pipesync.Plan{Changes: tt.changes}).Regions("us-east-1"), ",")
+			if got != tt.want {
+				t.Errorf("Regions(us-east-1) = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

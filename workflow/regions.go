@@ -82,3 +82,6 @@ func squash(r string) string {
 	}
 	return string(b)
 }
+
+// IsRegion reports whether region is an AWS region code a workflow may name.
+func IsRegion(region string) bool { return regionPartition[region] != "" }

@@ -10,7 +10,7 @@ import (
 
 var bootstrapCommand = &command{
 	name:     "bootstrap",
-	synopsis: "[--state-bucket B] [--cluster C] [--subnets S --security-groups G]",
+	synopsis: "[--state-bucket B] [--cluster C] [--region R] [--subnets S --security-groups G]",
 	summary:  "create the shared prerequisites (state bucket, cluster, network)",
 	help: `Create what every pipeline of the region shares, idempotently, tagged
 cloudpipe:managed=true: the state bucket (versioning, default encryption,
@@ -18,8 +18,14 @@ public access blocked), the ECS cluster, and the network Fargate tasks run in.
 Without --subnets, the default VPC's subnets are used with a new egress-only
 security group "cloudpipe-tasks"; with neither flags nor a default VPC it
 stops and says which flags to pass. The network choice is stored in the state
-bucket so every later pass uses it. Prints what it created and what it found.`,
-	flags: []string{"state-bucket", "cluster", "subnets", "security-groups", "log-format", "log-level"},
+bucket so every later pass uses it. Prints what it created and what it found.
+
+--region R prepares the cluster and network of another region, for workflows
+whose "region" is R; the state bucket stays in the agent's region (AWS_REGION),
+and R's network choice is stored there. Without it, the first pass that deploys
+to R prepares R by the same rules, and fails naming this command when R has no
+default VPC.`,
+	flags: []string{"state-bucket", "cluster", "region", "subnets", "security-groups", "log-format", "log-level"},
 	run:   runBootstrap,
 }
 
@@ -30,7 +36,11 @@ func runBootstrap(ctx context.Context, cfg Config, _ []string, out streams) erro
 		return err
 	}
 	prov := provision.New(sess.cfg, provision.Options{Cluster: cfg.Cluster, S3UsePathStyle: sess.pathStyle, Logger: log})
-	res, err := prov.Bootstrap(ctx, sess.cfg.Region, provision.BootstrapOptions{
+	region := cfg.Region
+	if region == "" {
+		region = sess.cfg.Region
+	}
+	res, err := prov.Bootstrap(ctx, region, provision.BootstrapOptions{
 		StateBucket: sess.stateBucket, Cluster: cfg.Cluster,
 		Subnets: cfg.Subnets, SecurityGroups: cfg.SecurityGroups,
 	})
@@ -46,7 +56,7 @@ func runBootstrap(ctx context.Context, cfg Config, _ []string, out streams) erro
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out.stdout, "state bucket s3://%s, cluster %s, subnets %s, security groups %s, public IP %v\n",
-		res.StateBucket, cfg.Cluster, strings.Join(res.Network.Subnets, ","), strings.Join(res.Network.SecurityGroups, ","), res.Network.AssignPublicIP)
+	fmt.Fprintf(out.stdout, "region %s: state bucket s3://%s (in %s), cluster %s, subnets %s, security groups %s, public IP %v\n",
+		region, res.StateBucket, sess.cfg.Region, cfg.Cluster, strings.Join(res.Network.Subnets, ","), strings.Join(res.Network.SecurityGroups, ","), res.Network.AssignPublicIP)
 	return nil
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+
+	"github.com/cloudpipe/cloudpipe/workflow"
 )
 
 // Config is every setting of the agent, one field per flag. The table in
@@ -27,6 +29,7 @@ type Config struct {
 	Schedule       string   // --schedule: poll schedule, cron syntax
 	StateBucket    string   // --state-bucket: inventory bucket; "" derives cloudpipe-state-<account>-<region>
 	Cluster        string   // --cluster: ECS cluster
+	Region         string   // --region: bootstrap: region whose cluster and network to prepare; "" is the agent's (AWS_REGION)
 	Subnets        []string // --subnets: Fargate task subnets; nil means bootstrap's choice
 	SecurityGroups []string // --security-groups: Fargate task security groups; nil means bootstrap's choice
 	Concurrency    int      // --concurrency: workflows applied at once
@@ -79,6 +82,9 @@ func (c Config) Validate() error {
 	}
 	if c.Cluster == "" {
 		bad("cluster", "must not be empty")
+	}
+	if c.Region != "" && !workflow.IsRegion(c.Region) {
+		bad("region", "%q is not an AWS region code such as eu-west-1", c.Region)
 	}
 	if d, err := time.ParseDuration(c.DriftInterval); err != nil || d < time.Minute {
 		bad("drift-interval", "%q is not a duration of at least 1m (e.g. 10m)", c.DriftInterval)
@@ -155,6 +161,8 @@ var options = []option{
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.StateBucket) }},
 	{name: "cluster", usage: "ECS cluster that runs the tasks",
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.Cluster) }},
+	{name: "region", usage: "region whose cluster and network to prepare (the state bucket stays in the agent's region)", defText: "the agent's region, AWS_REGION",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.Region) }},
 	{name: "subnets", usage: "comma-separated subnet IDs for Fargate tasks", defText: "chosen by bootstrap",
 		value: func(c *Config) flag.Value { return (*listValue)(&c.Subnets) }},
 	{name: "security-groups", usage: "comma-separated security group IDs for Fargate tasks", defText: "chosen by bootstrap",

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"time"
 
+	"github.com/cloudpipe/cloudpipe/provision"
 	pipesync "github.com/cloudpipe/cloudpipe/sync"
 )
 
@@ -14,11 +16,15 @@ var planCommand = &command{
 	help: `Read the config repository at the branch head (or --ref), validate it, compare
 it with the inventory in the state bucket and print the plan: one line per
 workflow with its action (+ create, ~ update, - delete, = unchanged,
-! invalid, ? held by another agent) and the reason. Nothing is written.
+! invalid, ? held by another agent) and the reason. Then, for each other
+region than the agent's that a workflow is created or updated in, a line when
+the pass would first prepare it, e.g. "region eu-west-1: would create cluster
+cloudpipe and use the default VPC vpc-1" (see bootstrap --region). Nothing is
+written.
 
 Exit status: 0 the plan was made (even if files are invalid: they are shown
 as "!" lines), 1 the repository or the inventory could not be read.`,
-	flags: []string{"repo", "branch", "ref", "state-bucket", "agent-id", "cache-dir", "log-format", "log-level"},
+	flags: []string{"repo", "branch", "ref", "state-bucket", "cluster", "agent-id", "cache-dir", "log-format", "log-level"},
 	run:   runPlan,
 }
 
@@ -36,7 +42,8 @@ func runPlan(ctx context.Context, cfg Config, _ []string, out streams) error {
 	if err != nil {
 		return err
 	}
-	// A plan needs the inventory only: no reconciler, no provisioner.
+	// A plan needs the inventory, and a provisioner only to read what
+	// other regions have: no reconciler.
 	idx, err := newInventory(sess).ReadIndex(ctx)
 	if err != nil {
 		return err
@@ -46,5 +53,24 @@ func runPlan(ctx context.Context, cfg Config, _ []string, out streams) error {
 	// comparing them would list every workflow as an upgrade.
 	plan := pipesync.ComputePlan(desired, idx, pipesync.AgentID(cfg.AgentID), "", time.Now())
 	log.Debug("plan made", "commit", desired.Commit, "summary", plan.Summary())
-	return plan.WritePlan(out.stdout)
+	if err := plan.WritePlan(out.stdout); err != nil {
+		return err
+	}
+	regions := plan.Regions(sess.cfg.Region)
+	if len(regions) == 0 {
+		return nil
+	}
+	prov := provision.New(sess.cfg, provision.Options{
+		Cluster: cfg.Cluster, StateBucket: sess.stateBucket, S3UsePathStyle: sess.pathStyle, Logger: log,
+	})
+	for _, region := range regions {
+		line, err := prov.PlanRegion(ctx, region)
+		if err != nil {
+			return err
+		}
+		if line != "" {
+			fmt.Fprintln(out.stdout, line)
+		}
+	}
+	return nil
 }

@@ -53,6 +53,9 @@ type Proxy struct {
 	deleted  map[string]time.Time // queue name -> when DeleteQueue succeeded
 	received map[string]time.Time // receipt handle -> when ReceiveMessage returned it
 	seq      int                  // request counter, for request IDs in refusals
+
+	// homes (guarded by mu too): resource -> regions it exists in, see region.go.
+	homes map[resKey]map[string]bool
 }
 
 // New starts a proxy on 127.0.0.1 (a free port) that forwards to target, a
@@ -136,7 +139,7 @@ type check func(p *Proxy, c call) *faultproxy.APIError
 // where AWS answers otherwise than kumo.
 type observe func(p *Proxy, c call, a *answer)
 
-// checks and observers hold the rules by operation.
+// checks and observers hold the rules by operation; region.go adds its own.
 var (
 	checks = map[string][]check{
 		"SQS.CreateQueue":                       {checkQueueDeletedRecently},
@@ -174,7 +177,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	a, err := p.forward(r, body)
+	a, err := p.forward(r, requestARNsToKumo(c, body))
 	if err != nil {
 		http.Error(w, "awsrules: forward: "+err.Error(), http.StatusBadGateway)
 		return
@@ -185,6 +188,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	for _, obs := range observers[c.op] {
 		obs(p, c, a)
 	}
+	answerARNsInRegion(c, a)
 	if p.iam != nil {
 		p.iam.learn(c, a)
 		if role != "" {

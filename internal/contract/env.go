@@ -39,6 +39,7 @@ const (
 	EnvOutputPath        = "CLOUDPIPE_OUTPUT_PATH"
 	EnvAlgorithm         = "CLOUDPIPE_ALGORITHM"
 	EnvStateBucket       = "CLOUDPIPE_STATE_BUCKET"
+	EnvStateRegion       = "CLOUDPIPE_STATE_REGION"
 	EnvWaitTime          = "CLOUDPIPE_WAIT_TIME"
 	EnvIdleTimeout       = "CLOUDPIPE_IDLE_TIMEOUT"
 	EnvVisibilityTimeout = "CLOUDPIPE_VISIBILITY_TIMEOUT"

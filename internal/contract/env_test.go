@@ -45,7 +45,7 @@ func TestRunnerEnvRoundTrip(t *testing.T) {
 	full := contract.RunnerEnv{
 		QueueURL: "http://localhost:4566/000000000000/cp-wf-0", InputBucket: "in", OutputBucket: "out",
 		RunCommand: "sort -o $output $input", InputPath: "/tmp/in/", OutputPath: "/tmp/out/result.txt",
-		Algorithm: "sort-lines", StateBucket: "state", Workflow: "wf", Stage: 3,
+		Algorithm: "sort-lines", StateBucket: "state", StateRegion: "us-east-1", Workflow: "wf", Stage: 3,
 		WaitTime: 5 * time.Second, IdleTimeout: 90 * time.Second, Visibility: 12 * time.Hour,
 		RetryDelay: time.Millisecond, TempDir: "/scratch",
 	}
@@ -56,9 +56,9 @@ func TestRunnerEnvRoundTrip(t *testing.T) {
 		env  contract.RunnerEnv
 		vars int // how many variables Env writes
 	}{
-		{"full", full, 15},
-		{"provisioned", provisioned, 10},
-		{"empty", contract.RunnerEnv{}, 10},
+		{"full", full, 16},
+		{"provisioned", provisioned, 11},
+		{"empty", contract.RunnerEnv{}, 11},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

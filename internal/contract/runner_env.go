@@ -27,6 +27,11 @@ type RunnerEnv struct {
 	OutputPath  string // EnvOutputPath
 	Algorithm   string // EnvAlgorithm: the algorithm's name, part of result keys
 	StateBucket string // EnvStateBucket: where runs are recorded; "" records none
+	// StateRegion is the state bucket's region: the agent's, which a stage
+	// of a workflow in another region does not run in (S3 answers a
+	// request sent to another region's endpoint with a redirect). ""
+	// means the task's own region.
+	StateRegion string // EnvStateRegion
 	Workflow    string // EnvWorkflow
 	Stage       int    // EnvStage
 
@@ -64,6 +69,7 @@ func (e RunnerEnv) Env() map[string]string {
 		EnvOutputPath:   e.OutputPath,
 		EnvAlgorithm:    e.Algorithm,
 		EnvStateBucket:  e.StateBucket,
+		EnvStateRegion:  e.StateRegion,
 		EnvWorkflow:     e.Workflow,
 		EnvStage:        strconv.Itoa(e.Stage),
 	}
@@ -108,6 +114,7 @@ func ReadRunnerEnv(getenv func(string) string) (RunnerEnv, error) {
 		OutputPath:   r.optional(EnvOutputPath),
 		Algorithm:    r.optional(EnvAlgorithm),
 		StateBucket:  r.optional(EnvStateBucket),
+		StateRegion:  r.optional(EnvStateRegion),
 		Workflow:     r.optional(EnvWorkflow),
 		TempDir:      r.optional(EnvTempDir),
 		Stage:        r.stage(),

@@ -270,6 +270,9 @@ type APIError struct {
 	// and sends the query-protocol Code in the X-Amzn-Query-Error header;
 	// the SDK needs both to return the typed error with that code.
 	Type string
+	// Header holds headers the answer carries besides the protocol's own,
+	// such as S3's x-amz-bucket-region on a PermanentRedirect.
+	Header http.Header
 }
 
 // WriteError answers r with e in the error format of r's protocol, read
@@ -278,6 +281,9 @@ type APIError struct {
 // goes in the request-ID headers and body.
 func WriteError(w http.ResponseWriter, r *http.Request, e APIError, requestID string) {
 	h := w.Header()
+	for k, vs := range e.Header {
+		h[http.CanonicalHeaderKey(k)] = vs
+	}
 	h.Set("X-Amz-Request-Id", requestID)
 	h.Set("X-Amzn-RequestId", requestID)
 	var body string
