@@ -46,6 +46,12 @@ type functionConfig struct {
 // functionEnvironment returns the stage function's environment: everything
 // the handler needs to queue an upload and start a task for it.
 func (p *Provisioner) functionEnvironment(spec StageSpec, ids StageResources) map[string]string {
+	return p.functionEnv(spec, ids).Env()
+}
+
+// functionEnv is the stage function's configuration; the agent starts a
+// stage's task from the same one (StartStageTask).
+func (p *Provisioner) functionEnv(spec StageSpec, ids StageResources) contract.FunctionEnv {
 	maxTasks := spec.MaxTasks
 	if maxTasks <= 0 {
 		maxTasks = DefaultMaxTasks
@@ -62,7 +68,7 @@ func (p *Provisioner) functionEnvironment(spec StageSpec, ids StageResources) ma
 		Container:      spec.Algorithm.Name,
 		Workflow:       spec.Workflow,
 		Stage:          spec.Stage,
-	}.Env()
+	}
 }
 
 // configDiffers reports whether a function's configuration differs from what
