@@ -156,7 +156,9 @@ func (l *Loop) checkStranded(ctx context.Context, name string, stages []inventor
 				t.deadStarts, t.deadReason = s.failed, s.reason
 			}
 			if err != nil {
-				log.Error("stranded files not all dead-lettered", "moved", n, "err", err)
+				if ctx.Err() == nil {
+					log.Error("stranded files not all dead-lettered", "moved", n, "err", err)
+				}
 				break
 			}
 			log.Warn("stranded files dead-lettered", "count", n, "failed_starts", s.failed, "reason", s.reason)

@@ -507,7 +507,14 @@ func (d *demo) runStatusEvery() time.Duration {
 // again for files left waiting, then dead-letters them.
 func (d *demo) finish(ctx context.Context, loop *pipesync.Loop, first pipesync.PassResult) error {
 	tr := d.tracker
-	tickCtx, stopTicks := context.WithCancel(ctx)
+	update := func() {
+		if err := loop.UpdateRunStatuses(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn("run statuses not updated", "err", err)
+		}
+	}
+	// The ticks stop between two updates, not in one: an update may be
+	// moving files to a dead-letter queue.
+	stopTicks := make(chan struct{})
 	var ticks sync.WaitGroup
 	ticks.Add(1)
 	go func() {
@@ -516,18 +523,20 @@ func (d *demo) finish(ctx context.Context, loop *pipesync.Loop, first pipesync.P
 		defer t.Stop()
 		for {
 			select {
-			case <-tickCtx.Done():
+			case <-ctx.Done():
+				return
+			case <-stopTicks:
 				return
 			case <-t.C:
-				if err := loop.UpdateRunStatuses(tickCtx); err != nil && tickCtx.Err() == nil {
-					d.log.Warn("run statuses not updated", "err", err)
-				}
+				update()
 			}
 		}
 	}()
 	err := tr.wait(ctx)
-	stopTicks()
+	close(stopTicks)
 	ticks.Wait()
+	// The run statuses as they end, dead letters included.
+	update()
 	if errors.Is(err, context.Canceled) {
 		d.out.printf("interrupted\n")
 		return errReported
