@@ -122,6 +122,15 @@ func (a *authorizer) logGroupARN(name *string) string {
 	return a.arn("logs", "log-group:"+aws.ToString(name))
 }
 
+// clusterARN is the ARN of a cluster given by name or ARN.
+func (a *authorizer) clusterARN(cluster *string) string {
+	c := aws.ToString(cluster)
+	if strings.HasPrefix(c, "arn:") {
+		return c
+	}
+	return a.arn("ecs", "cluster/"+c)
+}
+
 // queueARN derives a queue's ARN from its URL (.../<account>/<name>).
 func (a *authorizer) queueARN(queueURL *string) string {
 	u, err := url.Parse(aws.ToString(queueURL))
@@ -232,6 +241,12 @@ func (a *authorizer) authorizations(c call) ([]authzRequest, error) {
 	case *sqs.SetQueueAttributesInput:
 		q := a.queueARN(in.QueueUrl)
 		out = append(out, r("sqs:SetQueueAttributes", q, a.resourceTags(q)))
+	case *sqs.ReceiveMessageInput:
+		out = append(out, r("sqs:ReceiveMessage", a.queueARN(in.QueueUrl), nil))
+	case *sqs.SendMessageInput:
+		out = append(out, r("sqs:SendMessage", a.queueARN(in.QueueUrl), nil))
+	case *sqs.DeleteMessageInput:
+		out = append(out, r("sqs:DeleteMessage", a.queueARN(in.QueueUrl), nil))
 	case *sqs.DeleteQueueInput:
 		q := a.queueARN(in.QueueUrl)
 		out = append(out, r("sqs:DeleteQueue", q, a.resourceTags(q)))
@@ -340,6 +355,30 @@ func (a *authorizer) authorizations(c call) ([]authzRequest, error) {
 			if aws.ToString(role) != "" {
 				out = append(out, a.passRole(c, aws.ToString(role), "ecs-tasks.amazonaws.com"))
 			}
+		}
+	case *ecs.RunTaskInput:
+		// RunTask is authorized on the task definition, with the cluster
+		// as ecs:cluster, and passes the task definition's execution and
+		// task roles: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-iam-roles.html
+		td := aws.ToString(in.TaskDefinition)
+		if !strings.HasPrefix(td, "arn:") {
+			td = a.arn("ecs", "task-definition/"+td)
+		}
+		out = append(out, r("ecs:RunTask", td, map[string]string{"ecs:cluster": a.clusterARN(in.Cluster)}))
+		family := td[strings.LastIndex(td, "/")+1:]
+		if i := strings.IndexByte(family, ':'); i >= 0 {
+			family = family[:i]
+		}
+		for _, role := range []string{family + "-exec", family + "-task"} {
+			out = append(out, a.passRole(c, role, "ecs-tasks.amazonaws.com"))
+		}
+	case *ecs.ListTasksInput:
+		// Without a containerInstance filter ListTasks is authorized on "*"
+		// (see provision's lambdaPolicy).
+		out = append(out, r("ecs:ListTasks", "*", map[string]string{"ecs:cluster": a.clusterARN(in.Cluster)}))
+	case *ecs.DescribeTasksInput:
+		for _, task := range in.Tasks {
+			out = append(out, r("ecs:DescribeTasks", task, map[string]string{"ecs:cluster": a.clusterARN(in.Cluster)}))
 		}
 	case *ecs.DeregisterTaskDefinitionInput:
 		out = append(out, r("ecs:DeregisterTaskDefinition", "*", nil))

@@ -139,11 +139,14 @@ func runLifecycle(t *testing.T) *lifecycle {
 
 	tamper(t, base, wf, account)
 	v2 := configRepo(wf, name+"-in", name+"-out", "thorough")
-	r2 := reconciler(newProvisioner("code v2")) // a new agent version ships new function code
+	p2 := newProvisioner("code v2") // a new agent version ships new function code
+	r2 := reconciler(p2)
 	pass("update", r2, v2, "c2", false)
 
 	deleteLogGroup(t, base, "/aws/lambda/"+provision.ResourceName(wf, 1))
 	pass("drift repair", r2, v2, "c2", true)
+
+	strandedFiles(t, base, p2, inv, wf)
 
 	// The run-status tally (sync.Loop.UpdateRunStatuses) lists and reads
 	// the run records runners write.
@@ -162,6 +165,34 @@ func runLifecycle(t *testing.T) *lifecycle {
 	pass("delete", r2, configRepo("", "", "", ""), "c3", false)
 
 	return &lifecycle{account: account, calls: calls.all(), counts: counter.Ops()}
+}
+
+// strandedFiles does what the run-status tick does for a file left waiting
+// in stage 0's work queue (sync/strand.go): read the stage's activity,
+// start a task again, and dead-letter the file. kumo has no ListTasks, so
+// the activity is read with nothing waiting, and the ECS reads are in
+// declaredCalls.
+func strandedFiles(t *testing.T, base aws.Config, p *provision.Provisioner, inv *inventory.Store, wf string) {
+	t.Helper()
+	ctx := t.Context()
+	rec, err := inv.ReadRecord(ctx, wf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, res := rec.Stages[0].Spec, rec.Stages[0].Resources
+	if a, err := p.StageActivity(ctx, spec, res); err != nil || a.Waiting != 0 {
+		t.Fatalf("activity of an idle stage: %+v, %v", a, err)
+	}
+	if _, err := p.StartStageTask(ctx, spec, res); err != nil {
+		t.Fatalf("start a stage task: %v", err)
+	}
+	if _, err := sqs.NewFromConfig(base).SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(res.QueueURL),
+		MessageBody: aws.String(`{"bucket":"in","key":"stranded.txt"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := p.DeadLetterWaiting(ctx, spec, res, "test"); err != nil || n != 1 {
+		t.Fatalf("dead-letter the waiting file: %d, %v", n, err)
+	}
 }
 
 // configRepo is a config repository with a two-stage sequence_run workflow
@@ -294,10 +325,18 @@ func deleteObject(t *testing.T, cfg aws.Config, bucket, key string) {
 // drives, listed from the code so the policy is checked for them too.
 func declaredCalls(account string) []authzRequest {
 	secret := "arn:aws:secretsmanager:" + testenv.Region + ":" + account + ":secret:cloudpipe/github-token-AbCdEf"
+	cluster := map[string]string{"ecs:cluster": "arn:aws:ecs:" + testenv.Region + ":" + account + ":cluster/" + clusterName}
 	return []authzRequest{{
 		Op:     "Secrets Manager.GetSecretValue",
 		Action: "secretsmanager:GetSecretValue", Resource: secret,
 		Why: "declared: agent run reads CLOUDPIPE_GITHUB_TOKEN_SECRET and CLOUDPIPE_WEBHOOK_SECRET_ARN (cmd/agent/run.go)",
+	}, {
+		Op: "ECS.ListTasks", Action: "ecs:ListTasks", Resource: "*", Context: cluster,
+		Why: "declared: provision.StageActivity counts a stage's tasks when files wait (kumo has no ListTasks; provision/activity_test.go runs it on the local ECS)",
+	}, {
+		Op: "ECS.DescribeTasks", Action: "ecs:DescribeTasks", Context: cluster,
+		Resource: "arn:aws:ecs:" + testenv.Region + ":" + account + ":task/" + clusterName + "/0123456789abcdef0123456789abcdef",
+		Why:      "declared: provision.StageActivity reads why a stage's last task stopped (after ListTasks, which kumo lacks)",
 	}}
 }
 

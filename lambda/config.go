@@ -9,9 +9,9 @@ package lambda
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/cloudpipe/cloudpipe/internal/contract"
+	"github.com/cloudpipe/cloudpipe/internal/stagetask"
 )
 
 // Config is the stage function's configuration: the environment the
@@ -26,28 +26,11 @@ type Config struct {
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	env, err := contract.ReadFunctionEnv(getenv)
 	errs := []error{err}
-	if env.TaskDefinition != "" && taskFamily(env.TaskDefinition) == "" {
+	if env.TaskDefinition != "" && stagetask.Family(env.TaskDefinition) == "" {
 		errs = append(errs, fmt.Errorf("%s=%q names no task definition family", contract.EnvTaskDefinition, env.TaskDefinition))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, err
 	}
 	return Config{FunctionEnv: env}, nil
-}
-
-// taskFamily returns the family of a task definition given as an ARN
-// (arn:aws:ecs:REGION:ACCOUNT:task-definition/FAMILY:REVISION), as
-// FAMILY:REVISION or as FAMILY. ListTasks filters by family, not by revision,
-// so tasks of an older revision still count against the cap.
-func taskFamily(td string) string {
-	if i := strings.LastIndex(td, "task-definition/"); i >= 0 {
-		td = td[i+len("task-definition/"):]
-	}
-	if i := strings.IndexByte(td, ':'); i >= 0 {
-		td = td[:i]
-	}
-	if strings.Contains(td, "/") {
-		return ""
-	}
-	return td
 }

@@ -30,12 +30,13 @@ const (
 )
 
 // Message attributes of a dead-letter message the function sends itself (a
-// message SQS moved there after maxReceiveCount failed runs has none).
+// message SQS moved there after maxReceiveCount failed runs has none); the
+// agent sets the same ones on the files it dead-letters.
 const (
-	AttrReason   = "cloudpipe.reason"   // one of the Reason constants
-	AttrError    = "cloudpipe.error"    // what went wrong, for the operator
-	AttrWorkflow = "cloudpipe.workflow" // the stage's workflow
-	AttrStage    = "cloudpipe.stage"    // the stage index
+	AttrReason   = contract.AttrDeadLetterReason // one of the Reason constants
+	AttrError    = contract.AttrDeadLetterError  // what went wrong, for the operator
+	AttrWorkflow = contract.AttrDeadLetterFlow   // the stage's workflow
+	AttrStage    = contract.AttrDeadLetterStage  // the stage index
 )
 
 // job is one record on its way through the handler: its message and the

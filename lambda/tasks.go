@@ -13,17 +13,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/cloudpipe/cloudpipe/internal/stagetask"
 )
 
-// maxRunTaskCount is the most tasks one RunTask call may start.
-const maxRunTaskCount = 10
-
-// startedBy marks the tasks the stage function starts (ECS shows it, and
-// ListTasks can filter on it).
-const startedBy = "cloudpipe"
-
 // startTasks starts tasks for the queued jobs: one per job, at most
-// maxRunTaskCount per RunTask call, and never more than MaxTasks of the
+// stagetask.MaxRunTaskCount per RunTask call, and never more than MaxTasks of the
 // stage running at once. Every task's runner drains the queue, so fewer
 // tasks than jobs is fine; what matters is that some task will run.
 //
@@ -50,8 +45,8 @@ func (h *Handler) startTasks(ctx context.Context, queued []job, margin time.Dura
 		return 0, nil, nil
 	}
 	var failure error
-	for from := 0; from < n; from += maxRunTaskCount {
-		chunk := queued[from:min(from+maxRunTaskCount, n)]
+	for from := 0; from < n; from += stagetask.MaxRunTaskCount {
+		chunk := queued[from:min(from+stagetask.MaxRunTaskCount, n)]
 		if left := remaining(ctx); left < margin {
 			failure = fmt.Errorf("start %d tasks with %v left: %w", n-from, left.Round(1e6), ErrDeadline)
 			break
@@ -84,25 +79,10 @@ func (h *Handler) startTasks(ctx context.Context, queued []job, margin time.Dura
 	}
 }
 
+// runTaskInput starts one task per job of chunk. The clientToken makes a
+// duplicate S3 event start no second task.
 func (h *Handler) runTaskInput(chunk []job) *ecs.RunTaskInput {
-	publicIP := ecstypes.AssignPublicIpDisabled
-	if h.cfg.AssignPublicIP {
-		publicIP = ecstypes.AssignPublicIpEnabled
-	}
-	return &ecs.RunTaskInput{
-		Cluster:        aws.String(h.cfg.Cluster),
-		TaskDefinition: aws.String(h.cfg.TaskDefinition),
-		Count:          aws.Int32(int32(len(chunk))),
-		LaunchType:     ecstypes.LaunchTypeFargate,
-		// The clientToken makes a duplicate S3 event start no second task.
-		ClientToken: aws.String(batchToken(chunk)),
-		StartedBy:   aws.String(startedBy),
-		NetworkConfiguration: &ecstypes.NetworkConfiguration{AwsvpcConfiguration: &ecstypes.AwsVpcConfiguration{
-			Subnets:        h.cfg.Subnets,
-			SecurityGroups: h.cfg.SecurityGroups,
-			AssignPublicIp: publicIP,
-		}},
-	}
+	return stagetask.RunTaskInput(h.cfg.FunctionEnv, len(chunk), batchToken(chunk))
 }
 
 // running counts the stage's tasks whose desired status is RUNNING (pending
@@ -112,17 +92,11 @@ func (h *Handler) running(ctx context.Context) (int, error) {
 	if h.noListTasks.Load() {
 		return 0, nil
 	}
-	family := taskFamily(h.cfg.TaskDefinition)
+	family := stagetask.Family(h.cfg.TaskDefinition)
 	n := 0
 	var next *string
 	for {
-		out, err := h.ecs.ListTasks(ctx, &ecs.ListTasksInput{
-			Cluster:       aws.String(h.cfg.Cluster),
-			Family:        aws.String(family),
-			DesiredStatus: ecstypes.DesiredStatusRunning,
-			MaxResults:    aws.Int32(100),
-			NextToken:     next,
-		})
+		out, err := h.ecs.ListTasks(ctx, stagetask.ListTasksInput(h.cfg.Cluster, h.cfg.TaskDefinition, ecstypes.DesiredStatusRunning, next))
 		if isUnknownOperation(err) {
 			if h.noListTasks.CompareAndSwap(false, true) {
 				h.log.Debug("ListTasks not implemented, counting no running tasks")

@@ -47,6 +47,12 @@ type functionConfig struct {
 // the handler needs to queue an upload and start a task for it in net, the
 // network of the stage's region.
 func (p *Provisioner) functionEnvironment(spec StageSpec, ids StageResources, net Network) map[string]string {
+	return p.functionEnv(spec, ids, net).Env()
+}
+
+// functionEnv is the stage function's configuration; the agent starts a
+// stage's task from the same one (StartStageTask).
+func (p *Provisioner) functionEnv(spec StageSpec, ids StageResources, net Network) contract.FunctionEnv {
 	maxTasks := spec.MaxTasks
 	if maxTasks <= 0 {
 		maxTasks = DefaultMaxTasks
@@ -63,7 +69,7 @@ func (p *Provisioner) functionEnvironment(spec StageSpec, ids StageResources, ne
 		Container:      spec.Algorithm.Name,
 		Workflow:       spec.Workflow,
 		Stage:          spec.Stage,
-	}.Env()
+	}
 }
 
 // configDiffers reports whether a function's configuration differs from what

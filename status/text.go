@@ -52,6 +52,41 @@ func RunDescription(done, failed int, lastResult string) string {
 	return cut(s)
 }
 
+// StrandedDescription says files wait in a stage's work queue with no task
+// to receive them, and why the last task stopped, after the run counts once
+// there are runs: "3 waiting · task stopped: CannotPullContainerError: …" or
+// "41 done, 1 failed · 3 waiting · task stopped: …". The reason is ECS's
+// stoppedReason, cleaned like an error (ErrorDescription) and cut at the
+// end.
+func StrandedDescription(done, failed, waiting int, reason string) string {
+	s := strconv.Itoa(waiting) + " waiting · "
+	if reason == "" {
+		s += "no task running"
+	} else {
+		s += "task stopped: " + reason
+	}
+	return ErrorDescription(runCounts(done, failed) + s)
+}
+
+// DeadLetteredDescription says files went to a stage's dead-letter queue
+// after starts failed: "3 dead-lettered after 3 failed starts:
+// CannotPullContainerError: …", after the run counts once there are runs.
+func DeadLetteredDescription(done, failed, dead, starts int, reason string) string {
+	s := strconv.Itoa(dead) + " dead-lettered after " + strconv.Itoa(starts) + " failed starts"
+	if reason != "" {
+		s += ": " + reason
+	}
+	return ErrorDescription(runCounts(done, failed) + s)
+}
+
+// runCounts is "N done, M failed · ", or "" before any run.
+func runCounts(done, failed int) string {
+	if done+failed == 0 {
+		return ""
+	}
+	return strconv.Itoa(done) + " done, " + strconv.Itoa(failed) + " failed · "
+}
+
 // ConsoleURL returns the AWS console page of an S3 bucket, the target of a
 // workflow's status.
 func ConsoleURL(region, bucket string) string {

@@ -9,7 +9,8 @@ type DaemonOptions struct {
 	// Loop configures the Loop. Its Reconciler must be nil: NewDaemon makes
 	// it from the options above. Its Runs defaults to the inventory when the
 	// inventory also reads run records (inventory.Store does: runners
-	// record their runs in the state bucket).
+	// record their runs in the state bucket), and its Tasks to the
+	// provisioner when that can start tasks (provision.Provisioner does).
 	Loop LoopOptions
 }
 
@@ -27,6 +28,9 @@ func NewDaemon(o DaemonOptions) (*Loop, error) {
 	o.Loop.Reconciler = rec
 	if runs, ok := o.Reconciler.Inventory.(RunRecords); ok && o.Loop.Runs == nil {
 		o.Loop.Runs = runs
+	}
+	if tasks, ok := o.Reconciler.Provisioner.(StageTasks); ok && o.Loop.Tasks == nil {
+		o.Loop.Tasks = tasks
 	}
 	return NewLoop(o.Loop)
 }

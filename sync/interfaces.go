@@ -48,3 +48,17 @@ type RunRecords interface {
 	// ReadRun decodes the run record at key into v.
 	ReadRun(ctx context.Context, key string, v any) error
 }
+
+// StageTasks reads what a deployed stage is doing and acts on files left
+// waiting in its work queue when its tasks stopped before receiving them;
+// provision.Provisioner is one. The Loop uses it on its run-status tick.
+type StageTasks interface {
+	// StageActivity counts the stage's waiting and received files and its
+	// running tasks, and says why its last task stopped.
+	StageActivity(ctx context.Context, spec provision.StageSpec, res provision.StageResources) (provision.StageActivity, error)
+	// StartStageTask starts one task of the stage, as its function does.
+	StartStageTask(ctx context.Context, spec provision.StageSpec, res provision.StageResources) (string, error)
+	// DeadLetterWaiting moves the waiting files to the stage's dead-letter
+	// queue, saying why, and returns how many it moved.
+	DeadLetterWaiting(ctx context.Context, spec provision.StageSpec, res provision.StageResources, why string) (int, error)
+}

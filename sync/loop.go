@@ -50,8 +50,21 @@ type LoopOptions struct {
 	// still exist; default 10 minutes.
 	DriftEvery time.Duration
 	// RunStatusEvery is how often cloudpipe/run/<workflow> statuses are
-	// brought up to date from the runners' records; default 1 minute.
+	// brought up to date from the runners' records, and deployed stages
+	// are checked for files left waiting with no task; default 1 minute.
 	RunStatusEvery time.Duration
+	// Tasks reads deployed stages' activity and starts a task again for
+	// files left waiting (sync/strand.go); nil: no such check. NewDaemon
+	// sets it to the provisioner when that can.
+	Tasks StageTasks
+	// MaxFailedStarts is how many tasks the Loop starts for files left
+	// waiting, each stopping before it received one, before it moves the
+	// files to the stage's dead-letter queue; default
+	// DefaultMaxFailedStarts.
+	MaxFailedStarts int
+	// StartBackoff is the wait before the first such start, doubled after
+	// each failed one (at most 16 times, jittered); default RunStatusEvery.
+	StartBackoff time.Duration
 	// Observer, if set, is told about passes, polls and statuses.
 	Observer Observer
 	// OnPass, if set, is called after every pass with what it did.
@@ -98,6 +111,12 @@ func NewLoop(opts LoopOptions) (*Loop, error) {
 	}
 	if opts.RunStatusEvery <= 0 {
 		opts.RunStatusEvery = time.Minute
+	}
+	if opts.MaxFailedStarts <= 0 {
+		opts.MaxFailedStarts = DefaultMaxFailedStarts
+	}
+	if opts.StartBackoff <= 0 {
+		opts.StartBackoff = opts.RunStatusEvery
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

@@ -20,15 +20,28 @@ type runTally struct {
 	lastOK     bool
 	lastResult string // s3 URI of the newest result
 	posted     string // description last posted
+
+	// stages are the deployed stages, read from the inventory record once
+	// per deploy, for the check for stranded files.
+	stages []inventory.StageRecord
+	strand map[int]strandState // by stage
+	// deadLettered counts the files moved to a dead-letter queue since the
+	// deploy; deadStarts and deadReason say why, for the status, until the
+	// next run is recorded.
+	deadLettered int
+	deadStarts   int
+	deadReason   string
 }
 
 // UpdateRunStatuses counts the run records of every deployed workflow that
-// appeared since the last call and posts cloudpipe/run/<workflow> on the
-// commit that deployed it when the counts changed. It lists each stage's
+// appeared since the last call, checks its stages for files left waiting
+// with no task (checkStranded), and posts cloudpipe/run/<workflow> on the
+// commit that deployed it when what it says changed. It lists each stage's
 // records from where the last call stopped, so a call with no new runs costs
-// one listing per stage and posts nothing.
+// one listing per stage, and a queue-attributes read per stage, and posts
+// nothing.
 func (l *Loop) UpdateRunStatuses(ctx context.Context) error {
-	if l.opts.Statuses == nil || l.opts.Runs == nil {
+	if l.opts.Runs == nil && l.opts.Tasks == nil {
 		return nil
 	}
 	idx, err := l.opts.Reconciler.Inventory().ReadIndex(ctx)
@@ -44,22 +57,28 @@ func (l *Loop) UpdateRunStatuses(ctx context.Context) error {
 		if t == nil || t.commit != e.Commit {
 			// Counts start again at each deploy: the status lives on the
 			// deploying commit, and a new one starts from zero.
-			t = &runTally{commit: e.Commit, after: map[int]string{}}
+			t = &runTally{commit: e.Commit, after: map[int]string{}, strand: map[int]strandState{}}
 			l.runs[name] = t
 		}
 		l.mu.Unlock()
-		if err := l.tally(ctx, l.opts.Runs, name, e.Stages, t); err != nil {
-			return err
+		fresh := map[int]bool{}
+		if l.opts.Runs != nil {
+			if fresh, err = l.tally(ctx, l.opts.Runs, name, e.Stages, t); err != nil {
+				return err
+			}
 		}
-		if t.done+t.failed == 0 {
+		if l.opts.Tasks != nil {
+			if err := l.loadStages(ctx, name, t); err != nil {
+				l.log.Warn("stages not checked for stranded files", "workflow", name, "err", err)
+			} else {
+				l.checkStranded(ctx, name, t.stages, t, fresh)
+			}
+		}
+		if l.opts.Statuses == nil {
 			continue
 		}
-		st := status.Success
-		if !t.lastOK {
-			st = status.Failure
-		}
-		desc := status.RunDescription(t.done, t.failed, t.lastResult)
-		if desc == t.posted {
+		st, desc := t.describe()
+		if desc == "" || desc == t.posted {
 			continue
 		}
 		// A status's link must be http(s): point at the output bucket's
@@ -75,18 +94,70 @@ func (l *Loop) UpdateRunStatuses(ctx context.Context) error {
 	return nil
 }
 
-// tally adds the records written since the last call. Only the last stage's
-// records count as done or failed runs of the pipeline; a failed run of an
-// earlier stage counts as failed too, since its file never gets through.
-func (l *Loop) tally(ctx context.Context, runs RunRecords, name string, stages int, t *runTally) error {
+// describe is the run status t calls for: files stranded now (pending,
+// while tasks are started again), else files dead-lettered since the last
+// recorded run (failure), else the run counts; "" when there is nothing to
+// say yet.
+func (t *runTally) describe() (status.State, string) {
+	waiting, reason := 0, ""
+	for stage := range len(t.stages) {
+		if s := t.strand[stage]; s.seen {
+			waiting += s.waiting
+			if reason == "" {
+				reason = s.reason
+			}
+		}
+	}
+	switch {
+	case waiting > 0:
+		return status.Pending, status.StrandedDescription(t.done, t.failed, waiting, reason)
+	case t.deadReason != "" || t.deadStarts > 0:
+		return status.Failure, status.DeadLetteredDescription(t.done, t.failed, t.deadLettered, t.deadStarts, t.deadReason)
+	case t.done+t.failed == 0:
+		return "", ""
+	case !t.lastOK:
+		return status.Failure, status.RunDescription(t.done, t.failed, t.lastResult)
+	}
+	return status.Success, status.RunDescription(t.done, t.failed, t.lastResult)
+}
+
+// loadStages reads the deployed stages from the workflow's inventory
+// record, once per deploy.
+func (l *Loop) loadStages(ctx context.Context, name string, t *runTally) error {
+	if t.stages != nil {
+		return nil
+	}
+	rec, err := l.opts.Reconciler.Inventory().ReadRecord(ctx, name)
+	if err != nil {
+		return fmt.Errorf("read record of %s: %w", name, err)
+	}
+	if rec.Commit != t.commit {
+		// The index and the record are written apart: wait for the record
+		// of the deploy the index names.
+		return fmt.Errorf("record of %s is of commit %s, the index says %s", name, rec.Commit, t.commit)
+	}
+	t.stages = rec.Stages
+	return nil
+}
+
+// tally adds the records written since the last call and returns the
+// stages that wrote any. Only the last stage's records count as done or
+// failed runs of the pipeline; a failed run of an earlier stage counts as
+// failed too, since its file never gets through.
+func (l *Loop) tally(ctx context.Context, runs RunRecords, name string, stages int, t *runTally) (map[int]bool, error) {
+	fresh := map[int]bool{}
 	for stage := range stages {
 		keys, err := runs.ListRunKeys(ctx, name, stage, t.after[stage])
 		if err != nil {
-			return err
+			return fresh, err
 		}
 		if len(keys) == 0 {
 			continue
 		}
+		fresh[stage] = true
+		// A run recorded since files were dead-lettered: the status counts
+		// runs again.
+		t.deadStarts, t.deadReason = 0, ""
 		t.after[stage] = keys[len(keys)-1]
 		last := stage == stages-1
 		for _, k := range keys {
@@ -110,10 +181,10 @@ func (l *Loop) tally(ctx context.Context, runs RunRecords, name string, stages i
 		if t.lastOK {
 			var rec contract.RunRecord
 			if err := runs.ReadRun(ctx, newest, &rec); err != nil {
-				return fmt.Errorf("run status of %s: %w", name, err)
+				return fresh, fmt.Errorf("run status of %s: %w", name, err)
 			}
 			t.lastResult = rec.Result
 		}
 	}
-	return nil
+	return fresh, nil
 }

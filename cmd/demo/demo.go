@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/sivchari/kumo"
 
 	"github.com/cloudpipe/cloudpipe/gitsource"
@@ -42,6 +43,11 @@ const (
 	// pollSchedule is how often the demo looks for new commits: the
 	// agent's default is every minute, too slow to watch a change land.
 	pollSchedule = "@every 5s"
+	// defaultRunStatusEvery is the loop's run-status tick, which also
+	// starts tasks again for files left waiting (the agent's is a minute),
+	// so that a task that cannot start is retried, and its file
+	// dead-lettered, while one watches.
+	defaultRunStatusEvery = 2 * time.Second
 )
 
 // demo is one run of the demo: the local AWS and what it runs.
@@ -94,7 +100,7 @@ func run(ctx context.Context, opts options, stdout io.Writer) error {
 		return err
 	}
 	if opts.once {
-		return d.finish(ctx, first)
+		return d.finish(ctx, a.loop, first)
 	}
 	d.stayUp(ctx, a.loop, a.repoDir)
 	return nil
@@ -245,7 +251,7 @@ func (d *demo) startAWS() (kumoURL string, stop func(), err error) {
 		Retryer:      func() aws.Retryer { return retry.NewStandard() },
 	}
 	d.s3 = s3.NewFromConfig(d.awsCfg, func(o *s3.Options) { o.UsePathStyle = true })
-	d.tracker = newTracker(d.s3, d.opts.download, &d.stages, d.out, d.log, d.opts.logLevel)
+	d.tracker = newTracker(d.s3, sqs.NewFromConfig(d.awsCfg), d.opts.download, &d.stages, d.out, d.log, d.opts.logLevel)
 	proxy, err := localecs.Listen(localecs.Options{
 		Listener:    ln,
 		Upstream:    kumoURL,
@@ -299,7 +305,7 @@ func (d *demo) configRepo() (string, error) {
 		}
 	}
 	dir := filepath.Join(d.dir, "repo")
-	if _, err := makeRepo(src, dir); err != nil {
+	if _, err := makeRepo(src, dir, d.opts.algorithmImage); err != nil {
 		return "", err
 	}
 	return dir, nil
@@ -355,10 +361,11 @@ func (d *demo) newLoop(ctx context.Context, repoDir, stateBucket string, network
 		AgentID:     agentID,
 		Logger:      d.log,
 	}, Loop: pipesync.LoopOptions{
-		Repo:     repo,
-		Statuses: &status.Console{W: d.out},
-		Schedule: pollSchedule,
-		Logger:   d.log,
+		Repo:           repo,
+		Statuses:       &status.Console{W: d.out},
+		Schedule:       pollSchedule,
+		RunStatusEvery: d.runStatusEvery(),
+		Logger:         d.log,
 		OnPass: func(res pipesync.PassResult) {
 			switch {
 			case res.Err != nil: // the loop logs it
@@ -486,11 +493,50 @@ func (d *demo) uploadSample(ctx context.Context) error {
 	return nil
 }
 
+// runStatusEvery is the loop's run-status tick.
+func (d *demo) runStatusEvery() time.Duration {
+	if d.opts.runStatusEvery > 0 {
+		return d.opts.runStatusEvery
+	}
+	return defaultRunStatusEvery
+}
+
 // finish waits, with --once, for every upload to come out of its workflow,
-// and says how it went.
-func (d *demo) finish(ctx context.Context, first pipesync.PassResult) error {
+// or go to a dead-letter queue, and says how it went. Meanwhile the loop's
+// run-status tick runs as in the agent: it counts runs, and starts tasks
+// again for files left waiting, then dead-letters them.
+func (d *demo) finish(ctx context.Context, loop *pipesync.Loop, first pipesync.PassResult) error {
 	tr := d.tracker
+	update := func() {
+		if err := loop.UpdateRunStatuses(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn("run statuses not updated", "err", err)
+		}
+	}
+	// The ticks stop between two updates, not in one: an update may be
+	// moving files to a dead-letter queue.
+	stopTicks := make(chan struct{})
+	var ticks sync.WaitGroup
+	ticks.Add(1)
+	go func() {
+		defer ticks.Done()
+		t := time.NewTicker(d.runStatusEvery())
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-stopTicks:
+				return
+			case <-t.C:
+				update()
+			}
+		}
+	}()
 	err := tr.wait(ctx)
+	close(stopTicks)
+	ticks.Wait()
+	// The run statuses as they end, dead letters included.
+	update()
 	if errors.Is(err, context.Canceled) {
 		d.out.printf("interrupted\n")
 		return errReported

@@ -18,6 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
 )
 
@@ -239,4 +243,91 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestDemoImageCannotBePulled runs the demo with every algorithm's image
+// under registry.invalid/, which the local ECS cannot pull, as ECS could
+// not: the stage's tasks stop before receiving the file, the agent's loop
+// starts one again until its bound, then moves the file to the stage's
+// dead-letter queue. The demo fails, names the stopped reason, and the
+// file is in the dead-letter queue, not lost.
+func TestDemoImageCannotBePulled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole demo (AWS emulator, handlers, runners): not in -short")
+	}
+	bin := demoBinary(t)
+	seq := runSeq.Add(1)
+	name := fmt.Sprintf("stranded-%d-%d.txt", seq, time.Now().UnixNano())
+	upload := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(upload, sampleText, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr syncBuffer
+	err := run(t.Context(), options{
+		port:           defaultPort,
+		repo:           checkoutRoot(t),
+		workflow:       "hello-sort",
+		upload:         upload,
+		once:           true,
+		timeout:        2 * time.Minute,
+		logLevel:       slog.LevelWarn,
+		algorithmImage: "registry.invalid/cloudpipe/sort:1",
+		runStatusEvery: 200 * time.Millisecond,
+		executable:     bin,
+		stateBucket:    fmt.Sprintf("cloudpipe-demo-test-state-%d", seq),
+		kumoURL:        testenv.KumoURL(t),
+		codeFile:       smallFile(t),
+		stderr:         &stderr,
+	}, &stdout)
+	out := stdout.String()
+	t.Logf("stdout:\n%s\nstderr:\n%s", out, stderr.String())
+	if !errors.Is(err, errReported) {
+		t.Fatalf("run = %v, want the failure reported", err)
+	}
+	for _, want := range []string{
+		"hello-sort: stage 0 (sort-lines): task ",
+		"could not start: CannotPullContainerError",
+		"status cloudpipe/run/hello-sort pending: 1 waiting · task stopped: CannotPullContainerError",
+		"status cloudpipe/run/hello-sort failure: 1 dead-lettered after 3 failed starts: CannotPullContainerError",
+		"s3://cloudpipe-example-hello-in/" + name + " dead-lettered to cp-hello-sort-0-dlq",
+		"1 of 1 workflows failed",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+
+	// The file is in the stage's dead-letter queue, once.
+	q := sqs.NewFromConfig(testenv.Kumo(t))
+	u, err := q.GetQueueUrl(t.Context(), &sqs.GetQueueUrlInput{QueueName: aws.String("cp-hello-sort-0-dlq")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for range 20 { // other runs in this process left dead letters too
+		got, err := q.ReceiveMessage(t.Context(), &sqs.ReceiveMessageInput{QueueUrl: u.QueueUrl, MaxNumberOfMessages: 10,
+			MessageAttributeNames: []string{"All"}, WaitTimeSeconds: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Messages) == 0 {
+			break
+		}
+		for _, m := range got.Messages {
+			dl, err := contract.DecodeDeadLetter(aws.ToString(m.Body))
+			if err != nil || dl.Key != name {
+				continue
+			}
+			found++
+			if r := aws.ToString(m.MessageAttributes[contract.AttrDeadLetterReason].StringValue); r != contract.DeadLetterStranded {
+				t.Errorf("dead letter's reason = %q, want %q", r, contract.DeadLetterStranded)
+			}
+			if _, err := q.DeleteMessage(t.Context(), &sqs.DeleteMessageInput{QueueUrl: u.QueueUrl, ReceiptHandle: m.ReceiptHandle}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if found != 1 {
+		t.Errorf("%s is %d times in the dead-letter queue, want once", name, found)
+	}
 }

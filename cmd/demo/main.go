@@ -6,7 +6,7 @@
 //
 // Usage:
 //
-//	go run ./cmd/demo [--once] [--workflow NAME] [--upload FILE] [--download DIR]
+//	go run ./cmd/demo [--once] [--workflow NAME] [--upload FILE] [--download DIR] [--algorithm-image IMAGE]
 //
 // Without --once the demo stays up, deploys what is committed to its
 // repository every few seconds, and processes what is uploaded to the
@@ -54,6 +54,14 @@ type options struct {
 	once     bool
 	timeout  time.Duration
 	logLevel slog.Level
+	// algorithmImage, if set, replaces the image of every algorithm: one
+	// under registry.invalid/ shows tasks that cannot start, and their
+	// files going to the dead-letter queue.
+	algorithmImage string
+	// runStatusEvery is the agent loop's run-status tick, which also
+	// starts tasks again for files left waiting; default
+	// defaultRunStatusEvery.
+	runStatusEvery time.Duration
 
 	// executable is the binary started as stage-function handlers and as
 	// runners, and zipped as the functions' code; default os.Executable().
@@ -120,6 +128,8 @@ func parseFlags(args []string, w io.Writer) (options, error) {
 	fs.StringVar(&o.workflow, "workflow", "", "upload the sample to this workflow only (default: every workflow)")
 	fs.StringVar(&o.upload, "upload", "", "file to upload (default: a generated file of unsorted lines)")
 	fs.StringVar(&o.download, "download", "", "write each result into this directory")
+	fs.StringVar(&o.algorithmImage, "algorithm-image", "",
+		"run every algorithm from this image instead of its own (one under registry.invalid/ cannot be pulled: its tasks stop and the file is dead-lettered)")
 	fs.BoolVar(&o.once, "once", false, "exit after the sample is processed: 0 if every result arrived")
 	fs.DurationVar(&o.timeout, "timeout", o.timeout, "with --once, give up after this long")
 	level := fs.String("log-level", "warn", "log level: debug, info, warn or error")

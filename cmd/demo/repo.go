@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -45,15 +46,21 @@ func isConfigRepo(dir string) bool {
 }
 
 // makeRepo creates a Git repository at dst, on branch main, whose first
-// commit holds src's workflows/ and algorithms/, and returns that commit.
-// It is written with go-git, so the demo needs no git installed; people
-// then commit to it with whatever they like.
-func makeRepo(src, dst string) (string, error) {
+// commit holds src's workflows/ and algorithms/, every algorithm's image
+// replaced by image unless it is "", and returns that commit. It is
+// written with go-git, so the demo needs no git installed; people then
+// commit to it with whatever they like.
+func makeRepo(src, dst, image string) (string, error) {
 	if !isConfigRepo(src) {
 		return "", fmt.Errorf("%s has no workflows/ and algorithms/ directories", src)
 	}
 	for _, sub := range configDirs {
 		if err := copyTree(filepath.Join(src, sub), filepath.Join(dst, sub)); err != nil {
+			return "", err
+		}
+	}
+	if image != "" {
+		if err := setImages(filepath.Join(dst, "algorithms"), image); err != nil {
 			return "", err
 		}
 	}
@@ -112,4 +119,32 @@ func copyFile(src, dst string) (err error) {
 	defer func() { err = errors.Join(err, out.Close()) }()
 	_, err = io.Copy(out, in)
 	return err
+}
+
+// setImages sets the image (container_name) of every algorithm file in dir.
+func setImages(dir, image string) error {
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		var alg map[string]json.RawMessage
+		if err := json.Unmarshal(b, &alg); err != nil {
+			return fmt.Errorf("--algorithm-image: %s: %w", f, err)
+		}
+		if alg["container_name"], err = json.Marshal(image); err != nil {
+			return err
+		}
+		if b, err = json.MarshalIndent(alg, "", "  "); err != nil {
+			return err
+		}
+		if err := os.WriteFile(f, append(b, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/cloudpipe/cloudpipe/internal/contract"
 	"github.com/cloudpipe/cloudpipe/internal/localecs"
@@ -32,6 +33,7 @@ type stageInfo struct {
 	algorithm     string
 	input, output string // buckets
 	function      string // the stage function, also the task-definition family
+	dlqURL        string // the stage's dead-letter queue
 }
 
 func (s stageInfo) label() string {
@@ -70,6 +72,7 @@ func (d *deployment) load(ctx context.Context, inv *inventory.Store) error {
 				input:     s.Spec.InputBucket,
 				output:    s.Spec.OutputBucket,
 				function:  provision.ResourceName(name, s.Spec.Stage),
+				dlqURL:    s.Resources.DLQURL,
 			})
 		}
 		slices.SortFunc(stages, func(a, b stageInfo) int { return a.stage - b.stage })
@@ -147,6 +150,7 @@ func (w *watch) settled() bool { return w.result != "" || w.failed != "" }
 // Apart from taskEvent, a tracker is used by one goroutine.
 type tracker struct {
 	s3       *s3.Client
+	sqs      *sqs.Client
 	bucket   string // the state bucket
 	download string // directory for results, "" for none
 	stages   *deployment
@@ -156,6 +160,11 @@ type tracker struct {
 	watches  []*watch
 	logHint  string          // appended to a failed run's line: where to see more
 	held     []localecs.Task // task events waiting for an earlier stage's report
+	// notStarted holds, by task-definition family, why the stage's last
+	// task stopped before it started: its watched files are looked for in
+	// its dead-letter queue, at most every dlqEvery.
+	notStarted map[string]string
+	dlqLooked  time.Time
 
 	mu     sync.Mutex      // guards queued
 	queued []localecs.Task // task events not yet looked at
@@ -163,8 +172,9 @@ type tracker struct {
 
 // newTracker returns a tracker; logLevel is the children's, to say where
 // a failed command's output can be seen.
-func newTracker(client *s3.Client, download string, stages *deployment, out *console, log *slog.Logger, logLevel slog.Level) *tracker {
-	t := &tracker{s3: client, download: download, stages: stages, out: out, log: log, seen: map[string]bool{}}
+func newTracker(client *s3.Client, queues *sqs.Client, download string, stages *deployment, out *console, log *slog.Logger, logLevel slog.Level) *tracker {
+	t := &tracker{s3: client, sqs: queues, download: download, stages: stages, out: out, log: log, seen: map[string]bool{},
+		notStarted: map[string]string{}}
 	if logLevel > slog.LevelInfo {
 		// The runner logs the command's output at info level.
 		t.logHint = " (--log-level info shows the command's output)"
@@ -212,6 +222,7 @@ func (t *tracker) printTask(label string, ev localecs.Task) {
 		t.out.printf("%s: queued, task %s started\n", label, id)
 	case ev.StopCode == localecs.StopTaskFailedToStart:
 		t.out.printf("%s: task %s could not start: %s\n", label, id, ev.StoppedReason)
+		t.notStarted[ev.Family] = ev.StoppedReason
 	case ev.StopCode == localecs.StopUserInitiated:
 		t.log.Debug("task stopped", "task", ev.TaskARN, "reason", ev.StoppedReason)
 	case ev.ExitCode != nil && *ev.ExitCode != 0:
@@ -270,6 +281,53 @@ func (t *tracker) poll(ctx context.Context) error {
 	})
 }
 
+// dlqEvery is how often the dead-letter queues of stages whose tasks could
+// not start are looked at.
+const dlqEvery = time.Second
+
+// deadLetters settles the watches whose file the agent moved to their
+// stage's dead-letter queue after its tasks stopped before receiving it.
+// It receives what the queue holds and makes it visible again at once, so
+// the dead letters stay for whoever looks next.
+func (t *tracker) deadLetters(ctx context.Context) error {
+	if len(t.notStarted) == 0 || time.Since(t.dlqLooked) < dlqEvery {
+		return nil
+	}
+	t.dlqLooked = time.Now()
+	for _, w := range t.watches {
+		if w.settled() {
+			continue
+		}
+		st := w.stages[w.stage]
+		if _, ok := t.notStarted[st.function]; !ok || st.dlqURL == "" {
+			continue
+		}
+		out, err := t.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(st.dlqURL),
+			MaxNumberOfMessages: 10, MessageAttributeNames: []string{"All"}})
+		if err != nil {
+			return fmt.Errorf("look at the dead letters of %s: %w", st.label(), err)
+		}
+		for _, m := range out.Messages {
+			if _, err := t.sqs.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: aws.String(st.dlqURL),
+				ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0}); err != nil {
+				t.log.Warn("dead letter not made visible again", "err", err)
+			}
+			dl, err := contract.DecodeDeadLetter(aws.ToString(m.Body))
+			if err != nil || dl.Bucket != st.input || dl.Key != w.key || w.settled() {
+				continue
+			}
+			why := aws.ToString(m.MessageAttributes[contract.AttrDeadLetterError].StringValue)
+			if why == "" {
+				why = t.notStarted[st.function]
+			}
+			w.failed = "dead-lettered: " + why
+			t.out.printf("%s: %s dead-lettered to %s after its tasks stopped before receiving it: %s\n",
+				st.label(), s3URI(st.input, w.key), path.Base(st.dlqURL), why)
+		}
+	}
+	return nil
+}
+
 // wait reports progress until every watch is settled or ctx ends.
 func (t *tracker) wait(ctx context.Context) error {
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -280,6 +338,9 @@ func (t *tracker) wait(ctx context.Context) error {
 			return err
 		}
 		t.reportTasks()
+		if err := t.deadLetters(ctx); err != nil {
+			return err
+		}
 		if !slices.ContainsFunc(t.watches, func(w *watch) bool { return !w.settled() }) {
 			return nil
 		}

@@ -74,3 +74,20 @@ func DecodeDeadLetter(body string) (DeadLetter, error) {
 	}
 	return d, nil
 }
+
+// Message attributes of a dead-letter message that cloudpipe sends itself
+// (a message SQS moved to the dead-letter queue after maxReceiveCount
+// failed runs has none): why, what went wrong, and which stage it was for.
+const (
+	AttrDeadLetterReason = "cloudpipe.reason"   // one of the DeadLetterReason constants
+	AttrDeadLetterError  = "cloudpipe.error"    // what went wrong, for the operator
+	AttrDeadLetterFlow   = "cloudpipe.workflow" // the stage's workflow
+	AttrDeadLetterStage  = "cloudpipe.stage"    // the stage index, a Number attribute
+)
+
+// DeadLetterStranded is the reason of a message the agent moved from a
+// stage's work queue to its dead-letter queue because the stage's tasks
+// kept stopping before they received it (an image that cannot be pulled, a
+// secret the task may not read, ...). The stage function's own reasons are
+// package lambda's Reason constants.
+const DeadLetterStranded = "task-stopped-before-receiving"
