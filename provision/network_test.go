@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
@@ -23,6 +24,11 @@ func TestBootstrapWithGivenNetwork(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
 	o := provision.BootstrapOptions{StateBucket: "cloudpipe-state-" + e.name, Cluster: "cloudpipe", Subnets: e.subnets, SecurityGroups: e.sgs}
+	// The agent's policy names one cluster, which kumo's process-wide state
+	// may hold from an earlier test: start without it, so bootstrap makes it.
+	if _, err := e.ecs.DeleteCluster(ctx, &ecs.DeleteClusterInput{Cluster: aws.String(o.Cluster)}); err != nil && !errors.As(err, new(*ecstypes.ClusterNotFoundException)) {
+		t.Fatalf("delete the cluster an earlier test left: %v", err)
+	}
 
 	if _, err := e.p.LoadNetwork(ctx, testenv.Region, o.StateBucket); !errors.Is(err, provision.ErrNotFound) {
 		t.Errorf("LoadNetwork before bootstrap: %v, want ErrNotFound", err)

@@ -20,8 +20,9 @@ import (
 
 func TestKumoAndCallCounter(t *testing.T) {
 	cfg := testenv.Kumo(t)
-	if testenv.KumoURL(t) != aws.ToString(cfg.BaseEndpoint) {
-		t.Errorf("KumoURL %s, BaseEndpoint %s", testenv.KumoURL(t), aws.ToString(cfg.BaseEndpoint))
+	// Every test's requests go through the AWS rules in front of kumo.
+	if rules := testenv.AWSRules(t).URL(); rules != aws.ToString(cfg.BaseEndpoint) || rules == testenv.KumoURL(t) {
+		t.Errorf("AWS rules at %s, kumo at %s, BaseEndpoint %s", rules, testenv.KumoURL(t), aws.ToString(cfg.BaseEndpoint))
 	}
 	var calls testenv.CallCounter
 	calls.Attach(&cfg)
