@@ -194,37 +194,40 @@ func (a *authority) decide(ctx context.Context, role string, c call, reqs []auth
 }
 
 // Authorize asks whether role may do action on resource, as AWS asks when
-// a service acts with a role a customer passed it (ECS pulling a task's
-// secrets with its execution role). It counts in Report like a request.
-func (p *Proxy) Authorize(ctx context.Context, role, action, resource string, context map[string]any) (bool, error) {
+// a service acts with a role a customer passed it (ECS reading a task's
+// secrets with its execution role). It returns nil when IAM allows it, a
+// *Denied when it does not, and counts in Report like a request. A
+// Secrets Manager resource is matched by the secret's full ARN, as IAM
+// matches it, when the proxy saw the secret created.
+func (p *Proxy) Authorize(ctx context.Context, role, action, resource string) error {
 	if p.iam == nil {
-		return true, nil
+		return nil
 	}
-	policies, err := p.iam.rolePolicies(ctx, role)
+	a := p.iam
+	if strings.HasPrefix(action, "secretsmanager:") && strings.Contains(resource, ":secret:") {
+		resource = resource[:strings.Index(resource, ":secret:")+len(":secret:")] + a.secretID(resource)
+	}
+	policies, err := a.rolePolicies(ctx, role)
 	if err != nil {
-		return false, err
+		return fmt.Errorf("awsrules: %w", err)
 	}
-	q := authz{action: action, resource: resource, context: context, op: "(service) " + action}
-	res, err := p.iam.cfg.Evaluator.Evaluate(iamsim.Request{Principal: p.iam.sessionARN(role), Policies: policies,
-		Action: action, Resource: resource, Context: context})
+	q := authz{action: action, resource: resource, op: "(service) " + action}
+	res, err := a.cfg.Evaluator.Evaluate(iamsim.Request{Principal: a.sessionARN(role), Policies: policies,
+		Action: action, Resource: resource})
 	if err != nil {
-		return false, fmt.Errorf("awsrules: %w", err)
+		return fmt.Errorf("awsrules: %w", err)
 	}
-	p.iam.note(role, policies, q, res)
-	return res.Decision == iamsim.Allowed, nil
+	a.note(role, policies, q, res)
+	if res.Decision != iamsim.Allowed {
+		return &Denied{Message: accessDenied(call{op: "Service." + action}, a.sessionARN(role), q, res.Decision).Message}
+	}
+	return nil
 }
 
-// DenialMessage is IAM's message for a denial, as services put it in their
-// AccessDenied errors.
-func (p *Proxy) DenialMessage(role, action, resource string) string {
-	account := "000000000000"
-	if p.iam != nil {
-		account = p.iam.cfg.Account
-	}
-	principal := "arn:aws:sts::" + account + ":assumed-role/" + role + "/cloudpipe"
-	return "User: " + principal + " is not authorized to perform: " + action + " on resource: " + resource +
-		" because no identity-based policy allows the " + action + " action"
-}
+// Denied is IAM's refusal, with the message services put in their errors.
+type Denied struct{ Message string }
+
+func (d *Denied) Error() string { return d.Message }
 
 // accessDenied is the error each service answers for a denial: S3, SQS, IAM
 // and STS say AccessDenied, EC2 UnauthorizedOperation, the others

@@ -87,6 +87,13 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Authorize, if set, is asked before a task starts whether its
+	// execution role may do what ECS does with it: read each referenced
+	// secret, create the awslogs log stream, pull from a private ECR
+	// repository. It returns nil when allowed and otherwise the denial
+	// (IAM's message); the task then stops with ResourceInitializationError,
+	// as ECS stops it. It must not hold locks the Proxy's calls need.
+	Authorize func(ctx context.Context, role, action, resource string) error
 }
 
 // Request is one API call the proxy saw.

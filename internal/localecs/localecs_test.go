@@ -14,7 +14,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/cloudpipe/cloudpipe/internal/localecs"
@@ -505,5 +507,100 @@ func TestOtherCallsAreForwarded(t *testing.T) {
 	}
 	if n := len(f.proxy.Requests("CreateCluster")); n != 1 {
 		t.Errorf("Requests(CreateCluster) = %d, want 1", n)
+	}
+}
+
+// TestExecutionRoleThatCannotReadASecret: ECS reads a task's secrets with
+// its execution role before the container starts; a role IAM denies stops
+// the task with ResourceInitializationError, and once the role may read
+// the secret the task starts. The decision is IAM's, through the AWS-rules
+// layer, on the role as created in kumo.
+func TestExecutionRoleThatCannotReadASecret(t *testing.T) {
+	ctx := t.Context()
+	rules := testenv.AWSRules(t)
+	st := &starts{}
+	p, err := localecs.Listen(localecs.Options{
+		Addr: "127.0.0.1:0", Upstream: testenv.KumoURL(t), StopTimeout: 2 * time.Second, OnTask: st.event,
+		Start: func(ctx context.Context, spec localecs.TaskSpec) (*exec.Cmd, error) {
+			st.add(spec)
+			return exec.CommandContext(ctx, "true"), nil
+		},
+		Authorize: rules.Authorize,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	operator := testenv.Kumo(t)
+	name := testenv.UniqueName(t)
+	secret, err := secretsmanager.NewFromConfig(operator).CreateSecret(ctx, &secretsmanager.CreateSecretInput{
+		Name: aws.String(name), SecretString: aws.String(`{"password":"x"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := iam.NewFromConfig(operator)
+	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
+	role, err := admin.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String(name + "-exec"), AssumeRolePolicyDocument: aws.String(trust)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := func(resource string) {
+		t.Helper()
+		doc := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"secretsmanager:GetSecretValue","Resource":"` + resource + `"}]}`
+		if _, err := admin.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: role.Role.RoleName, PolicyName: aws.String("exec"),
+			PolicyDocument: aws.String(doc)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	policy(aws.ToString(secret.ARN) + "-other") // not this secret
+
+	cfg := operator.Copy()
+	cfg.BaseEndpoint = aws.String(p.URL())
+	client := ecs.NewFromConfig(cfg)
+	if _, err := client.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String(name)}); err != nil {
+		t.Fatal(err)
+	}
+	td, err := client.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{
+		Family: aws.String(name), ExecutionRoleArn: role.Role.Arn,
+		RequiresCompatibilities: []ecstypes.Compatibility{ecstypes.CompatibilityFargate},
+		NetworkMode:             ecstypes.NetworkModeAwsvpc, Cpu: aws.String("256"), Memory: aws.String("512"),
+		ContainerDefinitions: []ecstypes.ContainerDefinition{{
+			Name: aws.String("algo"), Image: aws.String("alpine:3.20"),
+			Secrets: []ecstypes.Secret{{Name: aws.String("DB_PASSWORD"), ValueFrom: aws.String(aws.ToString(secret.ARN) + ":password::")}},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func() ecstypes.Task {
+		t.Helper()
+		out, err := client.RunTask(ctx, &ecs.RunTaskInput{Cluster: aws.String(name), TaskDefinition: td.TaskDefinition.TaskDefinitionArn})
+		if err != nil || len(out.Tasks) != 1 {
+			t.Fatalf("RunTask: %v %v", out, err)
+		}
+		desc, err := client.DescribeTasks(ctx, &ecs.DescribeTasksInput{Cluster: aws.String(name), Tasks: []string{aws.ToString(out.Tasks[0].TaskArn)}})
+		if err != nil || len(desc.Tasks) != 1 {
+			t.Fatalf("DescribeTasks: %v %v", desc, err)
+		}
+		return desc.Tasks[0]
+	}
+	denied := run()
+	reason := aws.ToString(denied.StoppedReason)
+	if aws.ToString(denied.LastStatus) != localecs.StatusStopped || string(denied.StopCode) != localecs.StopTaskFailedToStart ||
+		!strings.HasPrefix(reason, "ResourceInitializationError: unable to pull secrets or registry auth") ||
+		!strings.Contains(reason, "secretsmanager:GetSecretValue on resource: "+aws.ToString(secret.ARN)) {
+		t.Errorf("task %s, stop code %s, reason %q; want STOPPED, TaskFailedToStart, ResourceInitializationError naming the secret",
+			aws.ToString(denied.LastStatus), denied.StopCode, reason)
+	}
+	if n := len(st.all()); n != 0 {
+		t.Errorf("%d processes started for a task whose secret could not be read, want 0", n)
+	}
+
+	policy(aws.ToString(secret.ARN))
+	if started := run(); aws.ToString(started.StoppedReason) != "" && string(started.StopCode) == localecs.StopTaskFailedToStart {
+		t.Errorf("with the secret allowed the task still failed to start: %s", aws.ToString(started.StoppedReason))
+	}
+	if n := len(st.all()); n != 1 {
+		t.Errorf("%d processes started once the role may read the secret, want 1", n)
 	}
 }

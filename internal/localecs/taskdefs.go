@@ -19,6 +19,8 @@ type taskDef struct {
 	active     bool
 	cpu        string
 	memory     string
+	taskRole   string // taskRoleArn: the role the task's own code acts as
+	execRole   string // executionRoleArn: the role ECS acts as to start it
 	containers []containerDef
 }
 
@@ -32,6 +34,20 @@ type containerDef struct {
 	Command          []string   `json:"command"`
 	Environment      []keyValue `json:"environment"`
 	WorkingDirectory string     `json:"workingDirectory"`
+	// Secrets and LogConfiguration are what ECS reads or writes with the
+	// execution role before the container starts.
+	Secrets          []secretRef `json:"secrets"`
+	LogConfiguration *struct {
+		LogDriver string            `json:"logDriver"`
+		Options   map[string]string `json:"options"`
+	} `json:"logConfiguration"`
+}
+
+// secretRef is a container's secret: an environment variable whose value
+// ECS reads from Secrets Manager (or SSM) at start.
+type secretRef struct {
+	Name      string `json:"name"`
+	ValueFrom string `json:"valueFrom"`
 }
 
 type keyValue struct {
@@ -73,6 +89,8 @@ func (p *Proxy) registerTaskDefinition(w http.ResponseWriter, r *http.Request, b
 	if resp.StatusCode == http.StatusOK {
 		var in struct {
 			Family               string         `json:"family"`
+			TaskRoleArn          string         `json:"taskRoleArn"`
+			ExecutionRoleArn     string         `json:"executionRoleArn"`
 			CPU                  string         `json:"cpu"`
 			Memory               string         `json:"memory"`
 			ContainerDefinitions []containerDef `json:"containerDefinitions"`
@@ -103,6 +121,8 @@ func (p *Proxy) registerTaskDefinition(w http.ResponseWriter, r *http.Request, b
 				active:     true,
 				cpu:        in.CPU,
 				memory:     in.Memory,
+				taskRole:   in.TaskRoleArn,
+				execRole:   in.ExecutionRoleArn,
 				containers: in.ContainerDefinitions,
 			}
 			p.mu.Unlock()
@@ -174,6 +194,8 @@ func (td *taskDef) spec(overrides []containerOverride) (TaskSpec, error) {
 		WorkingDirectory:  c.WorkingDirectory,
 		CPU:               td.cpu,
 		Memory:            td.memory,
+		TaskRoleARN:       td.taskRole,
+		ExecutionRoleARN:  td.execRole,
 	}
 	for _, o := range overrides {
 		if o.Name != c.Name {

@@ -53,6 +53,8 @@ type TaskSpec struct {
 	Environment      map[string]string
 	WorkingDirectory string
 	CPU, Memory      string // as the task definition gives them
+	TaskRoleARN      string // the role the task's process acts as ("" for none)
+	ExecutionRoleARN string // the role ECS started the task with
 	StartedBy        string
 	Group            string
 	LaunchType       string
@@ -168,6 +170,12 @@ func (p *Proxy) runTask(w http.ResponseWriter, r *http.Request, body []byte) {
 		return
 	}
 
+	// What ECS does with the execution role before a container starts
+	// (read secrets, create the log stream, authenticate to ECR) is
+	// authorized outside the lock: Authorize may call AWS through this
+	// proxy.
+	initFailure := p.initFailure(r.Context(), in.TaskDefinition)
+
 	now := p.opts.Now()
 	p.mu.Lock()
 	p.pruneLocked(now)
@@ -182,7 +190,7 @@ func (p *Proxy) runTask(w http.ResponseWriter, r *http.Request, body []byte) {
 		writeError(w, status, code, msg)
 		return
 	}
-	started, reported := p.startTasksLocked(r.Context(), base, in.ClientToken, count, now)
+	started, reported := p.startTasksLocked(r.Context(), base, in.ClientToken, count, now, initFailure)
 	if in.ClientToken != "" {
 		arns := make([]string, len(started))
 		for i, t := range started {
@@ -274,14 +282,14 @@ func (p *Proxy) taskSpecLocked(in runTaskInput, clusterARN string) (spec TaskSpe
 
 // startTasksLocked starts count tasks of spec and returns their snapshots
 // and the channels to close once each start has been reported.
-func (p *Proxy) startTasksLocked(ctx context.Context, spec TaskSpec, token string, count int, now time.Time) ([]Task, []chan struct{}) {
+func (p *Proxy) startTasksLocked(ctx context.Context, spec TaskSpec, token string, count int, now time.Time, initFailure string) ([]Task, []chan struct{}) {
 	started := make([]Task, 0, count)
 	var reported []chan struct{}
 	for range count {
 		t := p.newTaskLocked(spec, token, now)
 		// A task outlives the call that started it; StopTask or Close
 		// ends it.
-		p.startLocked(context.WithoutCancel(ctx), t)
+		p.startLocked(context.WithoutCancel(ctx), t, initFailure)
 		started = append(started, t.snapshot())
 		reported = append(reported, t.started)
 	}
@@ -309,10 +317,16 @@ func (p *Proxy) newTaskLocked(spec TaskSpec, token string, now time.Time) *task 
 // startLocked starts t's process and a goroutine, owned by p.tasks, that
 // waits for it. The process's context is a child of ctx that t.cancel ends.
 // A task whose process cannot be started is stopped at once, as ECS stops a
-// task whose container cannot start.
-func (p *Proxy) startLocked(ctx context.Context, t *task) {
+// task whose container cannot start; so is one whose resources could not be
+// initialized (initFailure, the reason ECS gives).
+func (p *Proxy) startLocked(ctx context.Context, t *task, initFailure string) {
 	ctx, cancel := context.WithCancel(ctx)
 	t.cancel = cancel
+	if initFailure != "" {
+		cancel()
+		p.stopBeforeStartLocked(t, initFailure)
+		return
+	}
 	if reason := pullFailure(t.Image); reason != "" {
 		cancel()
 		p.stopBeforeStartLocked(t, reason)
