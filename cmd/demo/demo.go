@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cloudpipe/cloudpipe/internal/awsrules"
 	"io"
 	"log/slog"
 	"net"
@@ -57,10 +58,12 @@ type demo struct {
 	log      *slog.Logger
 	stderr   io.Writer
 	exe      string
-	dir      string   // the demo's temporary directory: repository and task directories
-	baseEnv  []string // of every child process
-	endpoint string   // the local ECS proxy in front of kumo: every client's endpoint
-	awsCfg   aws.Config
+	dir      string     // the demo's temporary directory: repository and task directories
+	baseEnv  []string   // of every child process
+	endpoint string     // the AWS-rules proxy in front of the local ECS and kumo: every client's endpoint
+	awsCfg   aws.Config // the operator's: uploads, the network; IAM does not check it
+	agentCfg aws.Config // the agent's, signed as its role
+	rules    *awsrules.Proxy
 	s3       *s3.Client
 	stages   deployment
 	tracker  *tracker
@@ -252,22 +255,59 @@ func (d *demo) startAWS() (kumoURL string, stop func(), err error) {
 	}
 	d.s3 = s3.NewFromConfig(d.awsCfg, func(o *s3.Options) { o.UsePathStyle = true })
 	d.tracker = newTracker(d.s3, sqs.NewFromConfig(d.awsCfg), d.opts.download, &d.stages, d.out, d.log, d.opts.logLevel)
+	d.agentCfg = d.awsCfg.Copy()
+	d.agentCfg.Credentials = awsrules.RoleCredentials(awsrules.AgentRole)
+	var iam *awsrules.IAM
+	if d.opts.iam {
+		cache, err := cacheDir()
+		if err == nil {
+			iam, err = awsrules.EmulatorIAM(context.Background(), cache)
+		}
+		if err != nil {
+			ln.Close()
+			closeKumo()
+			return "", nil, fmt.Errorf("%w (or run the demo with --iam=false, which checks no policy)", err)
+		}
+	}
+	// Clients reach AWS through the rules (IAM first), then the local ECS,
+	// which runs tasks, then kumo. The local ECS asks the rules whether a
+	// task's execution role may read its secrets and write its logs, as
+	// ECS does before a container starts.
+	var rules *awsrules.Proxy
 	proxy, err := localecs.Listen(localecs.Options{
-		Listener:    ln,
+		Addr:        "127.0.0.1:0",
 		Upstream:    kumoURL,
 		Start:       d.startTask,
 		OnTask:      d.onTask,
 		StopTimeout: 3 * time.Second,
 		Logger:      d.log,
+		Authorize: func(ctx context.Context, role, action, resource string) error {
+			return rules.Authorize(ctx, role, action, resource)
+		},
 	})
 	if err != nil {
 		ln.Close()
 		closeKumo()
 		return "", nil, err
 	}
+	rules, err = awsrules.New(proxy.URL(), awsrules.Options{Listener: ln, IAM: iam})
+	if err != nil {
+		_ = proxy.Close()
+		ln.Close()
+		closeKumo()
+		return "", nil, err
+	}
+	d.rules = rules
 	stop = func() {
 		if err := proxy.Close(); err != nil {
 			d.log.Warn("local ECS not closed cleanly", "err", err)
+		}
+		if d.opts.iamReport != nil {
+			d.opts.iamReport(rules.Report())
+		}
+		_ = rules.Close()
+		if iam != nil {
+			_ = iam.Evaluator.Close()
 		}
 		closeKumo()
 	}
@@ -321,13 +361,13 @@ func (d *demo) bootstrap(ctx context.Context) (string, provision.Network, error)
 	bucket := d.opts.stateBucket
 	if bucket == "" {
 		// The agent's default name; kumo's account is always 000000000000.
-		account, err := provision.New(d.awsCfg, provision.Options{}).CallerAccount(ctx, region)
+		account, err := provision.New(d.agentCfg, provision.Options{}).CallerAccount(ctx, region)
 		if err != nil {
 			return "", provision.Network{}, err
 		}
 		bucket = provision.DefaultStateBucket(account, region)
 	}
-	boot, err := provision.New(d.awsCfg, provision.Options{S3UsePathStyle: true, Logger: d.log.With("component", "provision")}).
+	boot, err := provision.New(d.agentCfg, provision.Options{S3UsePathStyle: true, Logger: d.log.With("component", "provision")}).
 		Bootstrap(ctx, region, provision.BootstrapOptions{StateBucket: bucket, Subnets: subnets, SecurityGroups: groups})
 	if err != nil {
 		return "", provision.Network{}, err
@@ -342,7 +382,7 @@ func (d *demo) bootstrap(ctx context.Context) (string, provision.Network, error)
 // changed something, the stage functions' handlers are brought in line.
 func (d *demo) newLoop(ctx context.Context, repoDir, stateBucket string, network provision.Network, zip []byte,
 	handlers *lambdas) (*pipesync.Loop, *inventory.Store, error) {
-	prov := provision.New(d.awsCfg, provision.Options{
+	prov := provision.New(d.agentCfg, provision.Options{
 		Network:        network,
 		StateBucket:    stateBucket,
 		LambdaCode:     provision.NewLambdaCode(zip),
@@ -350,7 +390,7 @@ func (d *demo) newLoop(ctx context.Context, repoDir, stateBucket string, network
 		S3UsePathStyle: true,
 		Logger:         d.log.With("component", "provision"),
 	})
-	inv := inventory.NewStore(d.awsCfg, stateBucket, true)
+	inv := inventory.NewStore(d.agentCfg, stateBucket, true)
 	repo, err := pipesync.OpenRepo(ctx, gitsource.Options{URL: repoDir, Branch: gitsource.DefaultBranch})
 	if err != nil {
 		return nil, nil, err
@@ -655,4 +695,17 @@ func (c *console) printf(format string, args ...any) {
 	defer c.mu.Unlock()
 	// Nothing to be done about a stdout that fails.
 	_, _ = fmt.Fprintf(c.w, format, args...)
+}
+
+// cacheDir is where the IAM evaluator is installed once: $CLOUDPIPE_CACHE,
+// default the user's cache directory's cloudpipe/ (the tests use the same).
+func cacheDir() (string, error) {
+	if dir := os.Getenv("CLOUDPIPE_CACHE"); dir != "" {
+		return dir, nil
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("find a cache directory for the IAM evaluator: %w", err)
+	}
+	return filepath.Join(base, "cloudpipe"), nil
 }

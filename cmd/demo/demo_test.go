@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -21,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/cloudpipe/cloudpipe/internal/awsrules"
 	"github.com/cloudpipe/cloudpipe/internal/contract"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
 )
@@ -177,8 +179,10 @@ func TestDemoOddKey(t *testing.T) {
 		timeout:     2 * time.Minute,
 		logLevel:    slog.LevelWarn,
 		executable:  bin,
-		stateBucket: fmt.Sprintf("cloudpipe-demo-test-state-%d", seq),
+		stateBucket: fmt.Sprintf("cloudpipe-state-demo-test-%d", seq),
 		kumoURL:     testenv.KumoURL(t),
+		iam:         true,
+		iamReport:   iamFigures(t),
 		codeFile:    smallFile(t),
 		stderr:      &stderr,
 	}, &stdout)
@@ -274,8 +278,10 @@ func TestDemoImageCannotBePulled(t *testing.T) {
 		algorithmImage: "registry.invalid/cloudpipe/sort:1",
 		runStatusEvery: 200 * time.Millisecond,
 		executable:     bin,
-		stateBucket:    fmt.Sprintf("cloudpipe-demo-test-state-%d", seq),
+		stateBucket:    fmt.Sprintf("cloudpipe-state-demo-test-%d", seq),
 		kumoURL:        testenv.KumoURL(t),
+		iam:            true,
+		iamReport:      iamFigures(t),
 		codeFile:       smallFile(t),
 		stderr:         &stderr,
 	}, &stdout)
@@ -329,5 +335,25 @@ func TestDemoImageCannotBePulled(t *testing.T) {
 	}
 	if found != 1 {
 		t.Errorf("%s is %d times in the dead-letter queue, want once", name, found)
+	}
+}
+
+// iamFigures returns an options.iamReport that logs what IAM authorized in
+// one demo run, by role (the agent's, each stage function's and task's),
+// and fails the test on any denial: the policies the agent writes must
+// allow everything the demo's data path does.
+func iamFigures(t *testing.T) func(awsrules.Report) {
+	return func(r awsrules.Report) {
+		roles := slices.Sorted(maps.Keys(r.Principals))
+		if len(roles) == 0 {
+			t.Error("IAM authorized nothing: the demo's requests did not reach the rules signed as roles")
+		}
+		for _, role := range roles {
+			p := r.Principals[role]
+			t.Logf("IAM %s: %d authorized, %d denied; statements that allowed nothing: %v", role, p.Authorized, len(p.Denied), r.Unused[role])
+			for _, d := range p.Denied {
+				t.Errorf("IAM denied %s: %s", role, d)
+			}
+		}
 	}
 }

@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/cloudpipe/cloudpipe/internal/awsrules"
 	"io"
 	"log/slog"
 	"maps"
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -83,8 +85,11 @@ func (l *lambdas) sync(ctx context.Context, functions []string) ([]string, error
 		}
 		env := map[string]string{}
 		if out.Environment != nil {
-			env = out.Environment.Variables
+			env = maps.Clone(out.Environment.Variables)
 		}
+		// The handler acts as the function's role, as Lambda gives it
+		// the role's session credentials.
+		maps.Copy(env, roleCredentials(aws.ToString(out.Role)))
 		wanted[fn] = env
 	}
 
@@ -278,4 +283,19 @@ func baseEnv(endpoint, region, logLevel string) []string {
 		}
 	}
 	return env
+}
+
+// roleCredentials is the environment of a process that acts as the role
+// roleARN names: static credentials whose access key names the role to the
+// AWS rules (awsrules.RoleAccessKeyID), as Lambda and ECS hand a function
+// or a task its role's session credentials.
+func roleCredentials(roleARN string) map[string]string {
+	if roleARN == "" {
+		return nil
+	}
+	return map[string]string{
+		"AWS_ACCESS_KEY_ID":     awsrules.RoleAccessKeyID(roleARN[strings.LastIndex(roleARN, "/")+1:]),
+		"AWS_SECRET_ACCESS_KEY": "role-session-secret",
+		"AWS_SESSION_TOKEN":     "role-session-token",
+	}
 }

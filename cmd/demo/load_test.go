@@ -107,7 +107,7 @@ func TestLoad(t *testing.T) {
 	seq := runSeq.Add(1)
 	wf := fmt.Sprintf("load-%d", seq)
 	inBucket, outBucket := fmt.Sprintf("cloudpipe-load-%d-in", seq), fmt.Sprintf("cloudpipe-load-%d-out", seq)
-	stateBucket := fmt.Sprintf("cloudpipe-demo-test-state-%d", seq)
+	stateBucket := fmt.Sprintf("cloudpipe-state-demo-test-%d", seq)
 	repo := loadRepo(t, wf, inBucket, outBucket)
 
 	// The demo runs as it does for a person: up until stopped, with the
@@ -126,6 +126,8 @@ func TestLoad(t *testing.T) {
 			executable:  bin,
 			stateBucket: stateBucket,
 			kumoURL:     testenv.KumoURL(t),
+			iam:         true,
+			iamReport:   iamFigures(t),
 			codeFile:    smallFile(t),
 			stderr:      &stderr,
 		}, &stdout)

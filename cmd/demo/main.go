@@ -22,6 +22,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/cloudpipe/cloudpipe/internal/awsrules"
 	"io"
 	"log/slog"
 	"os"
@@ -62,6 +63,12 @@ type options struct {
 	// starts tasks again for files left waiting; default
 	// defaultRunStatusEvery.
 	runStatusEvery time.Duration
+	// iam authorizes every request as IAM would (internal/awsrules): the
+	// agent as its role, each stage function and task as theirs.
+	iam bool
+	// iamReport, if set, receives what IAM authorized when the demo ends
+	// (tests read the figures from it).
+	iamReport func(awsrules.Report)
 
 	// executable is the binary started as stage-function handlers and as
 	// runners, and zipped as the functions' code; default os.Executable().
@@ -120,7 +127,7 @@ var errReported = errors.New("failure already reported")
 
 // parseFlags reads the command line. Help goes to w.
 func parseFlags(args []string, w io.Writer) (options, error) {
-	o := options{port: defaultPort, timeout: 2 * time.Minute, logLevel: slog.LevelWarn}
+	o := options{port: defaultPort, timeout: 2 * time.Minute, logLevel: slog.LevelWarn, iam: true}
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(w)
 	fs.IntVar(&o.port, "port", o.port, "port of the local AWS endpoint; kumo delivers S3 events only to 4566")
@@ -130,6 +137,8 @@ func parseFlags(args []string, w io.Writer) (options, error) {
 	fs.StringVar(&o.download, "download", "", "write each result into this directory")
 	fs.StringVar(&o.algorithmImage, "algorithm-image", "",
 		"run every algorithm from this image instead of its own (one under registry.invalid/ cannot be pulled: its tasks stop and the file is dead-lettered)")
+	fs.BoolVar(&o.iam, "iam", true, "authorize every AWS request as IAM would, by the agent's, the stage functions' and the tasks' own roles "+
+		"(needs Node.js; the evaluator is installed from the npm registry on first use)")
 	fs.BoolVar(&o.once, "once", false, "exit after the sample is processed: 0 if every result arrived")
 	fs.DurationVar(&o.timeout, "timeout", o.timeout, "with --once, give up after this long")
 	level := fs.String("log-level", "warn", "log level: debug, info, warn or error")

@@ -77,7 +77,9 @@ func (d *demo) startTask(ctx context.Context, t localecs.TaskSpec) (*exec.Cmd, e
 		}
 	}
 	cmd := exec.CommandContext(ctx, d.exe)
-	cmd.Env = childEnv(d.baseEnv, t.Environment, env)
+	// The runner acts as the task role, as ECS gives it the role's
+	// credentials (none when the task definition names no task role).
+	cmd.Env = childEnv(d.baseEnv, t.Environment, env, roleCredentials(t.TaskRoleARN))
 	cmd.Dir = root
 	cmd.Stdout, cmd.Stderr = d.stderr, d.stderr
 	dieWithParent(cmd)

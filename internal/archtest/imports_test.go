@@ -19,7 +19,7 @@ var allowedImports = map[string][]string{
 	"cmd/agent": {"sync", "workflow", "provision", "inventory", "gitsource", "status", "webhook", "metrics",
 		"lambda", "runner", "internal/backoff", "internal/contract", "internal/secret"},
 	"cmd/demo": {"sync", "workflow", "provision", "inventory", "gitsource", "status", "lambda", "runner",
-		"internal/localecs", "internal/backoff", "internal/contract", "internal/secret"},
+		"internal/localecs", "internal/awsrules", "internal/backoff", "internal/contract", "internal/secret"},
 	"sync":      {"workflow", "provision", "inventory", "gitsource", "status", "internal/backoff", "internal/contract"},
 	"inventory": {"provision", "internal/contract"},
 	"provision": {"internal/backoff", "internal/contract", "internal/stagetask"},
@@ -32,7 +32,7 @@ var allowedImports = map[string][]string{
 	"runner":    {"internal/backoff", "internal/contract"},
 
 	"internal/archtest":   {},
-	"internal/awsrules":   {"internal/faultproxy", "internal/iamsim"},
+	"internal/awsrules":   {"deploy", "internal/faultproxy", "internal/iamsim"},
 	"internal/iamsim":     {},
 	"internal/backoff":    {},
 	"internal/contract":   {},
@@ -40,7 +40,7 @@ var allowedImports = map[string][]string{
 	"internal/secret":     {},
 	"internal/faultproxy": {},
 	"internal/localecs":   {},
-	"internal/testenv":    {"deploy", "internal/awsrules", "internal/iamsim"},
+	"internal/testenv":    {"internal/awsrules"},
 	"deploy":              {}, // the operator's files; embeds the agent policy for tests
 }
 

@@ -38,6 +38,9 @@ type Options struct {
 	Transport http.RoundTripper
 	// IAM, if set, authorizes every request a role signs (see IAM).
 	IAM *IAM
+	// Listener, if set, is where the proxy serves instead of a free port
+	// of 127.0.0.1 (the demo serves on kumo's 4566). Close closes it.
+	Listener net.Listener
 }
 
 // Proxy is a running rules proxy. Its methods are safe for concurrent use.
@@ -73,9 +76,11 @@ func New(target string, o Options) (*Proxy, error) {
 		// read the answers they learn from.
 		o.Transport = &http.Transport{DisableCompression: true, IdleConnTimeout: 30 * time.Second}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("awsrules: listen: %w", err)
+	ln := o.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return nil, fmt.Errorf("awsrules: listen: %w", err)
+		}
 	}
 	p := &Proxy{
 		opts:     o,

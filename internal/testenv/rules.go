@@ -2,8 +2,6 @@ package testenv
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,17 +10,15 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
-	"github.com/cloudpipe/cloudpipe/deploy"
 	"github.com/cloudpipe/cloudpipe/internal/awsrules"
-	"github.com/cloudpipe/cloudpipe/internal/iamsim"
 )
 
 // Account is the AWS account ID kumo answers with.
-const Account = "000000000000"
+const Account = awsrules.EmulatorAccount
 
 // AgentRole is the role the agent's requests are signed as in tests: its
 // policy is deploy/agent-iam-policy.json, as an operator attaches it.
-const AgentRole = "cloudpipe-agent"
+const AgentRole = awsrules.AgentRole
 
 // The rules proxy is process-wide like kumo: its memory (deleted queues,
 // resource tags, task definitions) must see every request of the process.
@@ -63,18 +59,16 @@ func StartAWSRules(ctx context.Context, target string) (*awsrules.Proxy, error) 
 	if err != nil {
 		return nil, err
 	}
-	eval, err := iamsim.Start(ctx, cache)
+	iam, err := awsrules.EmulatorIAM(ctx, cache)
 	if err != nil {
-		return nil, fmt.Errorf("the IAM evaluator is required (Node.js, and the npm registry once): %w", err)
+		return nil, err
 	}
 	p, err := awsrules.New(target, awsrules.Options{
 		Now: func() time.Time { return time.Now().Add(time.Duration(clockShift.Load())) },
-		IAM: &awsrules.IAM{
-			Evaluator: eval, Account: Account,
-			Fixed: map[string][]json.RawMessage{AgentRole: {json.RawMessage(deploy.AgentPolicy)}},
-		}})
+		IAM: iam,
+	})
 	if err != nil {
-		_ = eval.Close()
+		_ = iam.Evaluator.Close()
 		return nil, err
 	}
 	return p, nil
