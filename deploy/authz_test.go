@@ -158,7 +158,8 @@ func (a *authorizer) authorizations(c call) ([]authzRequest, error) {
 	switch in := c.Input.(type) {
 	// STS and Secrets Manager
 	case *sts.GetCallerIdentityInput:
-		out = append(out, r("sts:GetCallerIdentity", "*", nil))
+		// "No permissions are required to perform this operation."
+		// https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html
 	case *secretsmanager.GetSecretValueInput:
 		out = append(out, r("secretsmanager:GetSecretValue", aws.ToString(in.SecretId), nil))
 

@@ -64,7 +64,6 @@ func TestRolesTaggedAndScopedToTheStage(t *testing.T) {
 			res.QueueARN, res.DLQARN,
 			ecsARN + "task-definition/" + name + ":*",
 			"*", // ecs:ListTasks only, on the agent's cluster: checked below
-			ecsARN + "task/" + e.opts.Cluster + "/*",
 			res.ExecutionRoleARN, res.TaskRoleARN,
 			"arn:aws:logs:us-east-1:" + kumoAccount + ":log-group:/aws/lambda/" + name + ":*",
 		}},

@@ -187,6 +187,9 @@ func (d *demo) startAgent(ctx context.Context, kumoURL string, code func() ([]by
 		return nil, err
 	}
 	handlers := newLambdas(d.exe, strings.TrimPrefix(kumoURL, "http://"), d.baseEnv, d.awsCfg, d.stderr, d.log)
+	if d.opts.iam {
+		handlers.authorize = d.rules.Authorize
+	}
 	loop, inv, err := d.newLoop(ctx, repoDir, stateBucket, network, zip, handlers)
 	if err != nil {
 		handlers.stop()

@@ -40,6 +40,9 @@ type lambdas struct {
 	stderr   io.Writer
 	client   *awslambda.Client
 	log      *slog.Logger
+	// authorize, if set, asks IAM what the Lambda service would with a
+	// function's role (awsrules.Proxy.Authorize).
+	authorize func(ctx context.Context, role, action, resource string) error
 
 	wg sync.WaitGroup // one per handler process, done when waited for
 
@@ -90,6 +93,7 @@ func (l *lambdas) sync(ctx context.Context, functions []string) ([]string, error
 		// The handler acts as the function's role, as Lambda gives it
 		// the role's session credentials.
 		maps.Copy(env, roleCredentials(aws.ToString(out.Role)))
+		l.checkLogs(ctx, aws.ToString(out.FunctionArn), aws.ToString(out.Role))
 		wanted[fn] = env
 	}
 
@@ -175,6 +179,31 @@ func (l *lambdas) start(ctx context.Context, fn string, env map[string]string) (
 	}()
 	l.log.Debug("stage function handler started", "function", fn, "pid", h.pid)
 	return h, nil
+}
+
+// checkLogs asks IAM, when the demo checks policies, whether the
+// function's role may write the function's logs, as the Lambda service
+// does with it for every invocation
+// (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs.html).
+// Lambda runs a function whose role may not; its logs are then lost, which
+// is only logged here (the denial counts in the IAM report).
+func (l *lambdas) checkLogs(ctx context.Context, functionARN, roleARN string) {
+	if l.authorize == nil || roleARN == "" {
+		return
+	}
+	parts := strings.SplitN(functionARN, ":", 7) // arn:aws:lambda:REGION:ACCOUNT:function:NAME
+	if len(parts) < 7 {
+		return
+	}
+	stream := "arn:aws:logs:" + parts[3] + ":" + parts[4] + ":log-group:/aws/lambda/" + parts[6] +
+		":log-stream:" + time.Now().UTC().Format("2006/01/02") + "/[$LATEST]" + strings.Repeat("0", 32)
+	role := roleARN[strings.LastIndex(roleARN, "/")+1:]
+	for _, action := range []string{"logs:CreateLogStream", "logs:PutLogEvents"} {
+		if err := l.authorize(ctx, role, action, stream); err != nil {
+			l.log.Warn("the stage function's role may not write its logs", "function", parts[6], "err", err)
+			return
+		}
+	}
 }
 
 // waitReady invokes the function with an event holding no records until
