@@ -45,7 +45,7 @@ const (
 	// refuses, so that its message goes to the dead-letter queue after
 	// maxReceiveCount failed runs.
 	loadFailEvery = 10
-	// loadMaxTasks is the workflow's max_tasks, the cap the test checks
+	// loadMaxTasks is TestLoad's max_tasks, the cap the test checks
 	// (the default cap, written out so the test does not depend on it).
 	loadMaxTasks = 10
 	// loadBurst is the most files uploaded at once. kumo hands S3 events to
@@ -94,7 +94,23 @@ func TestLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the whole demo with a burst of uploads: not in -short")
 	}
-	n := *loadFiles
+	runLoad(t, *loadFiles, loadMaxTasks)
+}
+
+// TestMaxTasksTwo uploads 20 files at once to a stage with max_tasks 2:
+// the stage function counts its tasks (ecs:ListTasks, which its role may
+// call on "*" within the cluster, as on Fargate) and never has more than
+// two running, under IAM for every principal.
+func TestMaxTasksTwo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole demo with a burst of uploads: not in -short")
+	}
+	runLoad(t, 20, 2)
+}
+
+// runLoad uploads n files at once to a pipeline with max_tasks maxTasks of
+// the running demo and checks every file's outcome and the task cap.
+func runLoad(t *testing.T, n, maxTasks int) {
 	if n < 1 {
 		t.Fatalf("-load.files=%d: want at least 1", n)
 	}
@@ -108,7 +124,7 @@ func TestLoad(t *testing.T) {
 	wf := fmt.Sprintf("load-%d", seq)
 	inBucket, outBucket := fmt.Sprintf("cloudpipe-load-%d-in", seq), fmt.Sprintf("cloudpipe-load-%d-out", seq)
 	stateBucket := fmt.Sprintf("cloudpipe-state-demo-test-%d", seq)
-	repo := loadRepo(t, wf, inBucket, outBucket)
+	repo := loadRepo(t, wf, inBucket, outBucket, maxTasks)
 
 	// The demo runs as it does for a person: up until stopped, with the
 	// test as the user who uploads a batch to it.
@@ -302,8 +318,8 @@ func TestLoad(t *testing.T) {
 		const shown = 20
 		t.Errorf("%d problems, the first %d:\n%s", len(problems), min(shown, len(problems)), strings.Join(problems[:min(shown, len(problems))], "\n"))
 	}
-	if peak := tasks.peak; peak > loadMaxTasks {
-		t.Errorf("%d tasks ran at once, max_tasks is %d", peak, loadMaxTasks)
+	if peak := tasks.peak; peak > maxTasks {
+		t.Errorf("%d tasks ran at once, max_tasks is %d", peak, maxTasks)
 	}
 	c.checkResults(t, outBucket, keys, failing)
 	auditTime := time.Since(audit)
@@ -311,7 +327,7 @@ func TestLoad(t *testing.T) {
 	t.Logf("load: %d files, %d results, %d dead letters (%d expected), %d duplicates", n, len(o.results), len(o.dead), len(failing), duplicates)
 	t.Logf("load: uploaded in %v (%d at a time); every outcome in %v: %.1f files/s", uploadTime.Round(time.Millisecond), loadUploaders,
 		wall.Round(time.Millisecond), float64(n)/wall.Seconds())
-	t.Logf("load: %d tasks started (the first by the demo's sample, if its runner was still up), at most %d running (max_tasks %d), %d exited non-zero", tasks.started, tasks.peak, loadMaxTasks, tasks.failed)
+	t.Logf("load: %d tasks started (the first by the demo's sample, if its runner was still up), at most %d running (max_tasks %d), %d exited non-zero", tasks.started, tasks.peak, maxTasks, tasks.failed)
 	t.Logf("load: runs: %d ok, %d failed (maxReceiveCount %d), %d found their result already there (duplicate deliveries)",
 		runs.ok, runs.failed, maxReceive, runs.duplicate)
 	t.Logf("load: demo up (deployed, sample through) in %v; at rest %v after the last outcome; audit in %v",
@@ -332,7 +348,7 @@ func loadInput(i int) []byte {
 
 // loadRepo writes a config repository with one single_run workflow, wf,
 // from in to out through the load test's algorithm.
-func loadRepo(t *testing.T, wf, in, out string) string {
+func loadRepo(t *testing.T, wf, in, out string, maxTasks int) string {
 	t.Helper()
 	script := filepath.Join(t.TempDir(), "load-sort.sh")
 	if strings.ContainsAny(script, " \t\n") {
@@ -356,7 +372,7 @@ func loadRepo(t *testing.T, wf, in, out string) string {
 		"input_s3_name":  in,
 		"output_s3_name": out,
 		"region":         region,
-		"max_tasks":      loadMaxTasks,
+		"max_tasks":      maxTasks,
 		"process": map[string]any{
 			"type":       "single_run",
 			"algorithms": []map[string]any{{"name": loadAlgorithm}},
