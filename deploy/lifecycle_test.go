@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/cloudpipe/cloudpipe/internal/contract"
@@ -58,7 +59,9 @@ func runLifecycle(t *testing.T) *lifecycle {
 	ctx := t.Context()
 	region := testenv.Region
 	base := testenv.Kumo(t)
-	cfg := base.Copy()
+	// The agent acts as its role: the AWS rules authorize each of its
+	// requests by deploy/agent-iam-policy.json, as IAM would.
+	cfg := testenv.AsRole(base, testenv.AgentRole)
 	counter := &testenv.CallCounter{}
 	counter.Attach(&cfg)
 	var calls callLog
@@ -163,6 +166,17 @@ func runLifecycle(t *testing.T) *lifecycle {
 	deleteObject(t, base, state, key)
 
 	pass("delete", r2, configRepo("", "", "", ""), "c3", false)
+
+	// agent run reads its GitHub token and webhook secret from Secrets
+	// Manager (cmd/agent/run.go), named under cloudpipe/.
+	token, err := secretsmanager.NewFromConfig(base).CreateSecret(ctx, &secretsmanager.CreateSecretInput{
+		Name: aws.String("cloudpipe/github-token-" + name), SecretString: aws.String("not-a-real-token")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := secretsmanager.NewFromConfig(cfg).GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: token.ARN}); err != nil {
+		t.Fatalf("agent reads its token: %v", err)
+	}
 
 	return &lifecycle{account: account, calls: calls.all(), counts: counter.Ops()}
 }
@@ -410,6 +424,31 @@ func TestDeployLifecycle(t *testing.T) {
 					t.Errorf("statement %s allows %s, which no agent call needed: remove it, or add the call to the lifecycle", s.Sid, action)
 				}
 			}
+		}
+	})
+
+	// The same life cycle as IAM decides it: every request the agent sent
+	// went through the AWS rules signed as its role.
+	t.Run("IAMAllowedEveryRequestAndEveryStatementWasNeeded", func(t *testing.T) {
+		rep := testenv.AWSRules(t).Report()
+		agent := rep.Principals[testenv.AgentRole]
+		t.Logf("IAM: %d authorizations of the agent's role allowed, %d denied", agent.Authorized, len(agent.Denied))
+		if agent.Authorized == 0 {
+			t.Fatal("IAM authorized nothing for the agent's role: its requests did not go through the rules")
+		}
+		for _, d := range agent.Denied {
+			t.Errorf("IAM denied the agent: %s", d)
+		}
+		// kumo has no ListTasks, so the stage reads of the stranded-files
+		// check run only in the demo (through its local ECS):
+		// cmd/demo TestDemoImageCannotBePulled uses StageTasksRead.
+		elsewhere := map[string]string{"StageTasksRead": "cmd/demo TestDemoImageCannotBePulled"}
+		for _, sid := range rep.Unused[testenv.AgentRole] {
+			if where, ok := elsewhere[sid]; ok {
+				t.Logf("statement %s allowed nothing here; %s uses it", sid, where)
+				continue
+			}
+			t.Errorf("statement %s of agent-iam-policy.json allowed no request of the life cycle: remove it, or add the call", sid)
 		}
 	})
 
