@@ -1,7 +1,12 @@
 package localecs
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"regexp"
 	"strings"
 )
@@ -16,6 +21,10 @@ func (p *Proxy) initFailure(ctx context.Context, ref string) string {
 	if p.opts.Authorize == nil {
 		return ""
 	}
+	return p.authorizeInit(ctx, ref)
+}
+
+func (p *Proxy) authorizeInit(ctx context.Context, ref string) string {
 	p.mu.Lock()
 	td := p.lookupDefLocked(ref)
 	var (
@@ -113,4 +122,81 @@ func arnRegionAccount(arn string) (region, account string) {
 		return "us-east-1", ""
 	}
 	return parts[3], parts[4]
+}
+
+// secretEnv reads the secrets a task of the task definition ref gets as
+// environment variables, as ECS injects them at start: each valueFrom is a
+// secret's ARN, optionally followed by ":json-key:version-stage:version-id";
+// with a JSON key the variable holds that field of the secret's JSON.
+// https://docs.aws.amazon.com/AmazonECS/latest/developerguide/secrets-envvar-secrets-manager.html
+// A secret that cannot be read stops the task (ResourceInitializationError),
+// as it does on ECS.
+func (p *Proxy) secretEnv(ctx context.Context, ref string) (map[string]string, string) {
+	p.mu.Lock()
+	var refs []secretRef
+	if td := p.lookupDefLocked(ref); td != nil {
+		if c, ok := td.runContainer(); ok {
+			refs = c.Secrets
+		}
+	}
+	p.mu.Unlock()
+	env := map[string]string{}
+	for _, s := range refs {
+		if !strings.Contains(s.ValueFrom, ":secretsmanager:") {
+			continue
+		}
+		parts := strings.SplitN(s.ValueFrom, ":", 10)
+		key := ""
+		if len(parts) > 7 {
+			key = parts[7]
+		}
+		val, err := p.readSecret(ctx, secretOf(s.ValueFrom))
+		if err == nil && key != "" {
+			var fields map[string]any
+			if err = json.Unmarshal([]byte(val), &fields); err == nil {
+				v, ok := fields[key]
+				if !ok {
+					err = fmt.Errorf("the secret has no JSON key %q", key)
+				}
+				val = fmt.Sprint(v)
+			}
+		}
+		if err != nil {
+			return nil, "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed: " +
+				"unable to retrieve secret from asm: " + secretOf(s.ValueFrom) + ": " + err.Error()
+		}
+		env[s.Name] = val
+	}
+	return env, ""
+}
+
+// readSecret reads a secret's string from kumo, as ECS's agent does with
+// the execution role (authorized before, by Authorize).
+func (p *Proxy) readSecret(ctx context.Context, id string) (string, error) {
+	body, _ := json.Marshal(map[string]string{"SecretId": id})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.upstream.String()+"/", bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+	req.Header.Set("X-Amz-Target", "secretsmanager.GetSecretValue")
+	// kumo routes by the credential scope's service and checks no signature.
+	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=localecs/20240101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GetSecretValue: %s: %s", resp.Status, out)
+	}
+	var v struct{ SecretString string }
+	if err := json.Unmarshal(out, &v); err != nil {
+		return "", fmt.Errorf("GetSecretValue: %w", err)
+	}
+	return v.SecretString, nil
 }

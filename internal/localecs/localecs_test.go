@@ -600,7 +600,12 @@ func TestExecutionRoleThatCannotReadASecret(t *testing.T) {
 	if started := run(); aws.ToString(started.StoppedReason) != "" && string(started.StopCode) == localecs.StopTaskFailedToStart {
 		t.Errorf("with the secret allowed the task still failed to start: %s", aws.ToString(started.StoppedReason))
 	}
-	if n := len(st.all()); n != 1 {
-		t.Errorf("%d processes started once the role may read the secret, want 1", n)
+	specs := st.all()
+	if len(specs) != 1 {
+		t.Fatalf("%d processes started once the role may read the secret, want 1", len(specs))
+	}
+	// ECS puts the secret's JSON key in the container's environment.
+	if got := specs[0].Environment["DB_PASSWORD"]; got != "x" {
+		t.Errorf("DB_PASSWORD = %q in the task's environment, want the secret's password field", got)
 	}
 }

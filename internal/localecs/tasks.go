@@ -175,6 +175,10 @@ func (p *Proxy) runTask(w http.ResponseWriter, r *http.Request, body []byte) {
 	// authorized outside the lock: Authorize may call AWS through this
 	// proxy.
 	initFailure := p.initFailure(r.Context(), in.TaskDefinition)
+	var secrets map[string]string
+	if initFailure == "" {
+		secrets, initFailure = p.secretEnv(r.Context(), in.TaskDefinition)
+	}
 
 	now := p.opts.Now()
 	p.mu.Lock()
@@ -189,6 +193,10 @@ func (p *Proxy) runTask(w http.ResponseWriter, r *http.Request, body []byte) {
 		p.mu.Unlock()
 		writeError(w, status, code, msg)
 		return
+	}
+	if len(secrets) > 0 {
+		base.Environment = maps.Clone(base.Environment)
+		maps.Copy(base.Environment, secrets)
 	}
 	started, reported := p.startTasksLocked(r.Context(), base, in.ClientToken, count, now, initFailure)
 	if in.ClientToken != "" {
