@@ -267,6 +267,9 @@ func TestRunStaysForItsRetries(t *testing.T) {
 	t.Logf("two attempts and the move to the dead-letter queue took %v", took)
 }
 
+// TestRunMissingObjectFails: the run of an input that is gone fails, and
+// its record says so. As the task role, that takes s3:ListBucket on the
+// input bucket: without it S3 answers 403 AccessDenied for a missing key.
 func TestRunMissingObjectFails(t *testing.T) {
 	s := newStage(t, stageOptions{maxReceiveCount: 1})
 	s.send("never-uploaded.txt")
