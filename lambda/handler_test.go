@@ -19,7 +19,9 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/cloudpipe/cloudpipe/internal/contract"
+	"github.com/cloudpipe/cloudpipe/internal/testenv"
 	"github.com/cloudpipe/cloudpipe/lambda"
+	"github.com/cloudpipe/cloudpipe/provision"
 )
 
 func decode(t *testing.T, m sqstypes.Message) contract.Message {
@@ -70,6 +72,18 @@ func TestHandleOneRecord(t *testing.T) {
 	if n := len(s.receiveAll(s.cfg.DLQURL)); n != 0 {
 		t.Errorf("%d dead letters, want none", n)
 	}
+	// The handler acted as the stage's Lambda role, and IAM allowed it.
+	rep := testenv.AWSRules(t).Report()
+	if r := rep.Principals[roleName(s.role)]; r.Authorized == 0 || len(r.Denied) > 0 {
+		t.Errorf("the Lambda role's authorizations: %+v, want some and no denial", r)
+	}
+	authorized, denied := 0, 0
+	for _, r := range rep.Principals {
+		authorized += r.Authorized
+		denied += len(r.Denied)
+	}
+	t.Logf("AWS rules so far in this package: %d principals, %d authorized, %d denied; this role %+v, unused statements %v",
+		len(rep.Principals), authorized, denied, rep.Principals[roleName(s.role)], rep.Unused[roleName(s.role)])
 }
 
 func TestHandleManyRecords(t *testing.T) {
@@ -263,12 +277,15 @@ func keysOf(m map[string]string) []string {
 	return out
 }
 
+// TestHandleRunTaskDenied: IAM refuses RunTask of a task definition outside
+// the stage's family (the Lambda role may start only its own stage's tasks),
+// which retrying cannot fix: the records are dead-lettered.
 func TestHandleRunTaskDenied(t *testing.T) {
-	p := newFaultProxy(t)
-	p.on("RunTask", func(int) (int, string) {
-		return http.StatusBadRequest, awsError("AccessDeniedException", "not authorized to perform ecs:RunTask")
-	})
+	p := newFaultProxy(t) // no rules: it counts the attempts
 	s := newStage(t, stageOptions{proxy: p})
+	s.expectDenials()
+	family := provision.ResourceName(s.cfg.Workflow, 0)
+	s.cfg.TaskDefinition = strings.Replace(s.cfg.TaskDefinition, ":task-definition/"+family+":", ":task-definition/"+family+"-other:", 1)
 	if err := s.handler().Handle(t.Context(), s3Event(t, "in-bucket", "in/a.txt", "in/b.txt")); err != nil {
 		t.Fatalf("Handle = %v, want nil: retrying cannot fix access denied", err)
 	}
@@ -288,6 +305,9 @@ func TestHandleRunTaskDenied(t *testing.T) {
 	}
 	if n := p.count("RunTask"); n != 1 {
 		t.Errorf("%d RunTask calls, want 1 (access denied is not retried)", n)
+	}
+	if d := s.denied(); len(d) != 1 || !strings.HasPrefix(d[0], "ecs:RunTask on ") {
+		t.Errorf("IAM denied the Lambda role %q, want one ecs:RunTask", d)
 	}
 }
 
@@ -380,7 +400,7 @@ func TestHandleListTasksMissingAskedOnce(t *testing.T) {
 		}
 	}
 	if n := s.calls.Ops()["ECS.ListTasks"]; n != 1 {
-		t.Errorf("%d ListTasks calls against kumo (which lacks it), want 1", n)
+		t.Errorf("%d ListTasks calls against kumo (which lacks it, after IAM allowed it), want 1", n)
 	}
 	if n := s.tasksStarted(); n != 3 {
 		t.Errorf("%d tasks started, want 3", n)
@@ -434,12 +454,25 @@ func TestHandleQueueUnavailable(t *testing.T) {
 	}
 }
 
-// TestHandleQueueRefusesEntries: SQS refuses entries as the sender's fault
-// (kumo does so for a queue that does not exist): the records go to the
-// dead-letter queue instead of being retried forever.
+// TestHandleQueueRefusesEntries: SQS refuses an entry of a batch as the
+// sender's fault (as it does a body with characters SQS does not allow,
+// https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html):
+// the record goes to the dead-letter queue instead of being retried forever.
 func TestHandleQueueRefusesEntries(t *testing.T) {
-	s := newStage(t, stageOptions{})
-	s.cfg.QueueURL += "-missing"
+	p := newFaultProxy(t)
+	p.on("SendMessageBatch", func(n int) (int, string) {
+		if n != 1 {
+			return 0, "" // the dead letter goes through
+		}
+		b, _ := json.Marshal(map[string]any{
+			"Successful": []any{},
+			"Failed": []map[string]any{
+				{"Id": "0", "Code": "InvalidMessageContents", "Message": "invalid characters", "SenderFault": true},
+			},
+		})
+		return http.StatusOK, string(b)
+	})
+	s := newStage(t, stageOptions{proxy: p})
 	if err := s.handler().Handle(t.Context(), s3Event(t, "in-bucket", "in/a.txt")); err != nil {
 		t.Fatal(err)
 	}
@@ -449,6 +482,9 @@ func TestHandleQueueRefusesEntries(t *testing.T) {
 	dead := s.receiveAll(s.cfg.DLQURL)
 	if len(dead) != 1 || aws.ToString(dead[0].MessageAttributes[lambda.AttrReason].StringValue) != lambda.ReasonQueueRejected {
 		t.Errorf("dead letters %v, want one %s", dead, lambda.ReasonQueueRejected)
+	}
+	if n := p.count("SendMessageBatch"); n != 2 {
+		t.Errorf("%d SendMessageBatch calls, want 2 (the refused entry is not sent again; its dead letter is)", n)
 	}
 }
 

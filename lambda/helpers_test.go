@@ -1,6 +1,8 @@
 package lambda_test
 
 import (
+	"archive/zip"
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -15,93 +17,134 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
-	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	awslambda "github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/cloudpipe/cloudpipe/internal/contract"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
 	"github.com/cloudpipe/cloudpipe/lambda"
+	"github.com/cloudpipe/cloudpipe/provision"
 )
 
-// stage is one stage's resources in kumo and a handler for them.
+// stage is one stage as the agent deploys it in kumo, and a handler for it
+// that acts as the stage's Lambda role.
 type stage struct {
 	t     testing.TB
-	aws   aws.Config // for the handler: counted, maybe behind a fault proxy
+	aws   aws.Config // for the handler: the Lambda role's, counted, maybe behind a fault proxy
+	role  string     // the function's execution role (ARN)
 	calls *testenv.CallCounter
 	cfg   lambda.Config
-	sqs   *sqs.Client // unproxied, uncounted: the test's own view
+	// deniable: the test provokes IAM denials itself (see expectDenials).
+	deniable bool
+	sqs      *sqs.Client // the operator's, uncounted: the test's own view
 }
 
 // stageOptions change newStage.
 type stageOptions struct {
-	maxTasks int
-	proxy    *faultProxy // nil: talk to kumo directly
+	maxTasks int         // the workflow's max_tasks; 0: the default
+	proxy    *faultProxy // nil: talk to the AWS rules directly
 }
 
-// newStage creates a work queue, a dead-letter queue, a cluster, a task
-// definition and a network in kumo, all named for the test.
+// newStage deploys one stage with the agent's provisioner, acting as the
+// agent's role: queues, roles, task definition and function exactly as a
+// workflow gets them. The handler is configured from the function's
+// environment and signs as the function's role, so every call it makes is
+// authorized by the policy the agent gave that role; at the end of the test
+// the role must have been denied nothing.
 func newStage(tb testing.TB, o stageOptions) *stage {
 	tb.Helper()
 	ctx := tb.Context()
 	base := testenv.Kumo(tb)
 	name := testenv.UniqueName(tb)
-	q := sqs.NewFromConfig(base)
-	queueURL := createQueue(tb, q, name)
-	dlqURL := createQueue(tb, q, name+"-dlq")
-	e := ecs.NewFromConfig(base)
-	if _, err := e.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String(name)}); err != nil {
-		tb.Fatal(err)
+	subnets, sgs := testenv.NewNetwork(tb, base)
+	// The names the agent's policy scopes: the cluster "cloudpipe", state
+	// buckets "cloudpipe-state-*".
+	state := "cloudpipe-state-" + name
+	p := provision.New(testenv.Agent(tb), provision.Options{
+		Cluster:               "cloudpipe",
+		Network:               provision.Network{Subnets: subnets, SecurityGroups: sgs, AssignPublicIP: true},
+		StateBucket:           state,
+		LambdaCode:            provision.NewLambdaCode(lambdaZip(tb)),
+		LambdaArchitecture:    "x86_64",
+		RunnerImage:           "ghcr.io/cloudpipe/agent:test",
+		S3UsePathStyle:        true,
+		IAMPropagationTimeout: 5 * time.Second,
+	})
+	if _, err := p.Bootstrap(ctx, testenv.Region, provision.BootstrapOptions{
+		StateBucket: state, Cluster: "cloudpipe", Subnets: subnets, SecurityGroups: sgs,
+	}); err != nil {
+		tb.Fatalf("bootstrap: %v", err)
 	}
-	td, err := e.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{
-		Family:                  aws.String("cp-" + name + "-0"),
-		RequiresCompatibilities: []ecstypes.Compatibility{ecstypes.CompatibilityFargate},
-		NetworkMode:             ecstypes.NetworkModeAwsvpc,
-		Cpu:                     aws.String("256"),
-		Memory:                  aws.String("512"),
-		ContainerDefinitions: []ecstypes.ContainerDefinition{{
-			Name: aws.String("algo"), Image: aws.String("alpine"), Essential: aws.Bool(true),
-		}},
+	if _, err := p.EnsureStage(ctx, provision.StageSpec{
+		Workflow: name, Stage: 0, Region: testenv.Region, AccountID: testenv.Account,
+		InputBucket: name + "-in", OutputBucket: name + "-out",
+		Algorithm: provision.AlgorithmSpec{
+			Name: "algo", Image: "docker.io/library/alpine:3.20", RunCommand: "cp $input $output",
+			InputFilePath: "/data/in/", OutputFilePath: "/data/out/", CPU: 0.25, MemoryMiB: 512,
+		},
+		MaxTasks: o.maxTasks,
+	}, provision.StageResources{}); err != nil {
+		tb.Fatalf("ensure stage: %v", err)
+	}
+	fn, err := awslambda.NewFromConfig(base).GetFunctionConfiguration(ctx, &awslambda.GetFunctionConfigurationInput{
+		FunctionName: aws.String(provision.ResourceName(name, 0)),
 	})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	subnets, sgs := testenv.NewNetwork(tb, base)
-	if o.maxTasks == 0 {
-		o.maxTasks = contract.DefaultMaxTasks
+	cfg, err := lambda.ConfigFromEnv(func(k string) string { return fn.Environment.Variables[k] })
+	if err != nil {
+		tb.Fatalf("the function's environment: %v", err)
 	}
 	s := &stage{
 		t:     tb,
-		aws:   base.Copy(),
+		aws:   testenv.AsRoleARN(base, aws.ToString(fn.Role)),
+		role:  aws.ToString(fn.Role),
 		calls: new(testenv.CallCounter),
-		sqs:   q,
-		cfg: lambda.Config{FunctionEnv: contract.FunctionEnv{
-			QueueURL:       queueURL,
-			DLQURL:         dlqURL,
-			Cluster:        name,
-			TaskDefinition: aws.ToString(td.TaskDefinition.TaskDefinitionArn),
-			Subnets:        subnets,
-			SecurityGroups: sgs,
-			AssignPublicIP: true,
-			MaxTasks:       o.maxTasks,
-			Container:      "algo",
-			Workflow:       name,
-		}},
+		sqs:   sqs.NewFromConfig(base),
+		cfg:   cfg,
 	}
 	if o.proxy != nil {
 		s.aws.BaseEndpoint = aws.String(o.proxy.URL)
 	}
 	s.calls.Attach(&s.aws)
+	tb.Cleanup(func() {
+		if denied := s.denied(); len(denied) > 0 && !s.deniable {
+			tb.Errorf("the stage's Lambda role was denied %q", denied)
+		}
+	})
 	return s
 }
 
-func createQueue(tb testing.TB, q *sqs.Client, name string) string {
+// expectDenials is for a test that provokes IAM denials and checks them
+// itself.
+func (s *stage) expectDenials() { s.deniable = true }
+
+// denied lists what IAM refused the stage's Lambda role so far.
+func (s *stage) denied() []string {
+	return testenv.AWSRules(s.t).Report().Principals[roleName(s.role)].Denied
+}
+
+// roleName is the name in a role's ARN, as the AWS rules report it.
+func roleName(arn string) string { return arn[strings.LastIndexByte(arn, '/')+1:] }
+
+// lambdaZip is a deployment package whose bootstrap kumo never runs: the
+// handler runs in the test's process.
+func lambdaZip(tb testing.TB) []byte {
 	tb.Helper()
-	out, err := q.CreateQueue(tb.Context(), &sqs.CreateQueueInput{QueueName: aws.String(name)})
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, err := zw.Create("bootstrap")
+	if err == nil {
+		_, err = w.Write([]byte("#!/bin/sh\necho not run\n"))
+	}
+	if err == nil {
+		err = zw.Close()
+	}
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return aws.ToString(out.QueueUrl)
+	return buf.Bytes()
 }
 
 // handler returns a handler for the stage whose retries wait milliseconds,
@@ -198,7 +241,7 @@ func s3Event(tb testing.TB, bucket string, encodedKeys ...string) events.S3Event
 	return ev
 }
 
-// faultProxy sits in front of kumo and answers chosen operations itself, to
+// faultProxy sits in front of the AWS rules and answers chosen operations itself, to
 // provoke what kumo cannot: throttling, access denied, ListTasks.
 type faultProxy struct {
 	*httptest.Server
@@ -209,7 +252,9 @@ type faultProxy struct {
 
 func newFaultProxy(tb testing.TB) *faultProxy {
 	tb.Helper()
-	target, err := url.Parse(testenv.KumoURL(tb))
+	// Behind the fault proxy the AWS rules still apply: what the proxy
+	// passes on is authorized as the stage's role.
+	target, err := url.Parse(testenv.AWSRules(tb).URL())
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -238,7 +283,7 @@ func newFaultProxy(tb testing.TB) *faultProxy {
 }
 
 // on makes the proxy answer op with rule's status and body; a zero status
-// passes the call through to kumo.
+// passes the call through.
 func (p *faultProxy) on(op string, rule func(n int) (int, string)) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -207,9 +207,17 @@ func execPolicy(a stageARNs) policyDocument {
 // taskPolicy is the inline policy of the ECS task role, i.e. of the runner:
 // read inputs, write results and run records, and work its queue.
 func taskPolicy(a stageARNs) policyDocument {
+	in := bucketARN(a.Region, a.InputBucket)
 	stmts := []policyStatement{
-		{Sid: "ReadInput", Effect: "Allow", Action: stringList{"s3:GetObject"},
-			Resource: stringList{bucketARN(a.Region, a.InputBucket) + "/*"}},
+		// s3:ListBucket on the input bucket only makes a missing input read
+		// as what it is: without it S3 answers GetObject of a missing key
+		// with 403 AccessDenied, not 404 NoSuchKey, and the run record of an
+		// input deleted before its run would send the user hunting for an
+		// IAM fault. https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html
+		// (each action applies only to the resource of its type: GetObject
+		// to the objects, ListBucket to the bucket).
+		{Sid: "ReadInput", Effect: "Allow", Action: stringList{"s3:GetObject", "s3:ListBucket"},
+			Resource: stringList{in, in + "/*"}},
 		// Large results go up in parts: a failed upload must be able to
 		// abort its parts rather than leave them (and their cost) behind.
 		{Sid: "WriteOutput", Effect: "Allow", Action: stringList{"s3:PutObject", "s3:AbortMultipartUpload"},

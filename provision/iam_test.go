@@ -74,6 +74,7 @@ func TestRolesTaggedAndScopedToTheStage(t *testing.T) {
 			"*", // ecr:GetAuthorizationToken only, checked below
 		}},
 		{name + "-task", res.TaskRoleARN, "ecs-tasks.amazonaws.com", []string{
+			"arn:aws:s3:::" + spec.InputBucket, // s3:ListBucket: a missing input is NoSuchKey, not AccessDenied
 			"arn:aws:s3:::" + spec.InputBucket + "/*",
 			"arn:aws:s3:::" + spec.OutputBucket + "/*",
 			"arn:aws:s3:::" + e.opts.StateBucket + "/runs/" + spec.Workflow + "/*",

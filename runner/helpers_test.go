@@ -1,6 +1,7 @@
 package runner_test
 
 import (
+	"archive/zip"
 	"bytes"
 	"encoding/json"
 	"io"
@@ -15,21 +16,25 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/cloudpipe/cloudpipe/internal/contract"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
+	"github.com/cloudpipe/cloudpipe/provision"
 	"github.com/cloudpipe/cloudpipe/runner"
 )
 
-// stage is one stage's buckets and queues in kumo, local directories for
-// the algorithm, and a runner Config for them.
+// stage is one stage as the agent deploys it in kumo, local directories for
+// the algorithm, and a runner Config for them, read from the stage's task
+// definition.
 type stage struct {
 	t        testing.TB
-	aws      aws.Config
-	s3       *s3.Client
+	aws      aws.Config // for the runner: the stage's task role's
+	taskRole string     // ARN
+	s3       *s3.Client // the operator's: the test's own view
 	sqs      *sqs.Client
 	name     string
 	in, out  string // input and output buckets
@@ -42,80 +47,174 @@ type stage struct {
 }
 
 type stageOptions struct {
-	maxReceiveCount int           // 0: no redrive
-	visibility      time.Duration // the queue's; 0: 30s
-	kumoURL         string        // the emulator to use; "": the test binary's
+	maxReceiveCount int           // 0: the stage's own redrive policy
+	visibility      time.Duration // the queue's; 0: the stage's own
+	// shortPoll sets the queue's ReceiveMessageWaitTimeSeconds to 0 (the
+	// stage's is 20), so a receive that names no wait time returns at
+	// once: the SDK cannot send WaitTimeSeconds=0, it leaves it out.
+	shortPoll bool
+	kumoURL   string // the emulator to use; "": the test binary's, behind the AWS rules
 }
 
+// newStage deploys one stage (index 1 of a workflow named for the test)
+// with the agent's provisioner, acting as the agent's role: buckets, queues,
+// roles and task definition exactly as a workflow gets them. The runner is
+// configured from the environment of the task definition's algorithm
+// container (the paths made local) and signs as the task role, so every
+// call it makes is authorized by the policy the agent gave that role; at
+// the end of the test the role must have been denied nothing.
+//
+// The queue attributes a test asks for in o are set afterwards, as the
+// operator: they change how SQS redelivers, not who may do what.
 func newStage(tb testing.TB, o stageOptions) *stage {
 	tb.Helper()
 	ctx := tb.Context()
-	cfg := testenv.Kumo(tb)
+	base := testenv.Kumo(tb)
 	if o.kumoURL != "" {
-		cfg = testenv.KumoConfig(o.kumoURL)
+		// An emulator of its own, without the AWS rules: roles are made
+		// as everywhere, but nothing checks them.
+		base = testenv.KumoConfig(o.kumoURL)
 	}
 	name := testenv.UniqueName(tb)
 	s := &stage{
-		t: tb, aws: cfg, name: name,
-		s3:  s3.NewFromConfig(cfg, testenv.S3PathStyle),
-		sqs: sqs.NewFromConfig(cfg),
-		in:  name + "-in", out: name + "-out", state: name + "-state",
-		root: tb.TempDir(),
-		logs: new(syncBuffer),
+		t: tb, name: name,
+		s3:  s3.NewFromConfig(base, testenv.S3PathStyle),
+		sqs: sqs.NewFromConfig(base),
+		in:  name + "-in", out: name + "-out",
+		// The agent's policy scopes state buckets to "cloudpipe-state-*".
+		state: "cloudpipe-state-" + name,
+		root:  tb.TempDir(),
+		logs:  new(syncBuffer),
 	}
-	for _, b := range []string{s.in, s.out, s.state} {
-		if _, err := s.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(b)}); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	dlq, err := s.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name + "-dlq")})
-	if err != nil {
+	// Bootstrap's part that the runner sees: the state bucket.
+	if _, err := s.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(s.state)}); err != nil {
 		tb.Fatal(err)
 	}
-	s.dlqURL = aws.ToString(dlq.QueueUrl)
-	attrs := map[string]string{}
-	if o.visibility > 0 {
-		attrs["VisibilityTimeout"] = strconv.Itoa(int(o.visibility / time.Second))
-	}
-	if o.maxReceiveCount > 0 {
-		a, err := s.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-			QueueUrl: dlq.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn},
-		})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		policy, _ := json.Marshal(map[string]string{
-			"deadLetterTargetArn": a.Attributes["QueueArn"], "maxReceiveCount": strconv.Itoa(o.maxReceiveCount),
-		})
-		attrs["RedrivePolicy"] = string(policy)
-	}
-	q, err := s.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: attrs})
+	agent := testenv.AsRole(base, testenv.AgentRole)
+	var calls testenv.CallCounter
+	calls.Attach(&agent)
+	subnets, sgs := testenv.NewNetwork(tb, base)
+	p := provision.New(agent, provision.Options{
+		Cluster:               "cloudpipe",
+		Network:               provision.Network{Subnets: subnets, SecurityGroups: sgs},
+		StateBucket:           s.state,
+		LambdaCode:            provision.NewLambdaCode(lambdaZip(tb)),
+		LambdaArchitecture:    "x86_64",
+		RunnerImage:           "ghcr.io/cloudpipe/agent:test",
+		S3UsePathStyle:        true,
+		IAMPropagationTimeout: 5 * time.Second,
+	})
+	res, err := p.EnsureStage(ctx, provision.StageSpec{
+		Workflow: name, Stage: 1, Region: testenv.Region, AccountID: testenv.Account,
+		InputBucket: s.in, OutputBucket: s.out,
+		Algorithm: provision.AlgorithmSpec{
+			Name: "copy", Image: "docker.io/library/alpine:3.20", RunCommand: "cp $input $output",
+			InputFilePath: "/data/in/", OutputFilePath: "/data/out/", CPU: 0.25, MemoryMiB: 512,
+		},
+		// No S3 notification: the tests hand the runner its messages, and
+		// kumo would try to invoke a function it cannot run on each upload.
+		Suspend: true,
+	}, provision.StageResources{})
 	if err != nil {
-		tb.Fatal(err)
+		tb.Fatalf("ensure stage: %v", err)
 	}
-	s.queueURL = aws.ToString(q.QueueUrl)
+	s.queueURL, s.dlqURL = res.QueueURL, res.DLQURL
+	s.setQueueAttributes(o, res.DLQARN)
+
+	// kumo cannot describe task definitions: read the one the agent
+	// registered from its request.
+	env := map[string]string{}
+	for _, in := range calls.Inputs("ECS.RegisterTaskDefinition") {
+		td := in.(*ecs.RegisterTaskDefinitionInput)
+		s.taskRole = aws.ToString(td.TaskRoleArn)
+		for _, c := range td.ContainerDefinitions {
+			if aws.ToString(c.Name) != "copy" {
+				continue
+			}
+			for _, kv := range c.Environment {
+				env[aws.ToString(kv.Name)] = aws.ToString(kv.Value)
+			}
+		}
+	}
+	if s.taskRole == "" || s.taskRole != res.TaskRoleARN {
+		tb.Fatalf("task definition's task role %q, the stage's %q", s.taskRole, res.TaskRoleARN)
+	}
+	cfg, err := runner.ConfigFromEnv(func(k string) string { return env[k] })
+	if err != nil {
+		tb.Fatalf("the algorithm container's environment: %v", err)
+	}
 	for _, d := range []string{"in", "out", "tmp", "bin"} {
 		if err := os.Mkdir(filepath.Join(s.root, d), 0o755); err != nil {
 			tb.Fatal(err)
 		}
 	}
-	s.cfg = runner.Config{RunnerEnv: contract.RunnerEnv{
-		QueueURL:     s.queueURL,
-		InputBucket:  s.in,
-		OutputBucket: s.out,
-		RunCommand:   "cp $input $output",
-		InputPath:    filepath.Join(s.root, "in") + "/",
-		OutputPath:   filepath.Join(s.root, "out") + "/",
-		Algorithm:    "copy",
-		StateBucket:  s.state,
-		Workflow:     name,
-		Stage:        1,
-		WaitTime:     time.Second,
-		IdleTimeout:  time.Second,
-		RetryDelay:   time.Millisecond, // below a second: retry at once
-		TempDir:      filepath.Join(s.root, "tmp"),
-	}, S3UsePathStyle: true}
+	// The algorithm's paths are container paths; here, local directories.
+	// The tuning settings are the demo's kind: quick polls and exits.
+	cfg.InputPath = filepath.Join(s.root, "in") + "/"
+	cfg.OutputPath = filepath.Join(s.root, "out") + "/"
+	cfg.TempDir = filepath.Join(s.root, "tmp")
+	cfg.WaitTime, cfg.IdleTimeout = time.Second, time.Second
+	cfg.RetryDelay = time.Millisecond // below a second: retry at once
+	cfg.S3UsePathStyle = true
+	s.cfg = cfg
+	s.aws = testenv.AsRoleARN(base, s.taskRole)
+	if o.kumoURL == "" {
+		tb.Cleanup(func() {
+			if denied := s.denied(); len(denied) > 0 {
+				tb.Errorf("the stage's task role was denied %q", denied)
+			}
+		})
+	}
 	return s
+}
+
+// setQueueAttributes gives the work queue the redrive and visibility o
+// asks for.
+func (s *stage) setQueueAttributes(o stageOptions, dlqARN string) {
+	s.t.Helper()
+	attrs := map[string]string{}
+	if o.visibility > 0 {
+		attrs["VisibilityTimeout"] = strconv.Itoa(int(o.visibility / time.Second))
+	}
+	if o.maxReceiveCount > 0 {
+		policy, _ := json.Marshal(map[string]string{
+			"deadLetterTargetArn": dlqARN, "maxReceiveCount": strconv.Itoa(o.maxReceiveCount),
+		})
+		attrs["RedrivePolicy"] = string(policy)
+	}
+	if o.shortPoll {
+		attrs["ReceiveMessageWaitTimeSeconds"] = "0"
+	}
+	if len(attrs) == 0 {
+		return
+	}
+	if _, err := s.sqs.SetQueueAttributes(s.t.Context(), &sqs.SetQueueAttributesInput{QueueUrl: &s.queueURL, Attributes: attrs}); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// denied lists what IAM refused the stage's task role so far.
+func (s *stage) denied() []string {
+	role := s.taskRole[strings.LastIndexByte(s.taskRole, '/')+1:]
+	return testenv.AWSRules(s.t).Report().Principals[role].Denied
+}
+
+// lambdaZip is the stage function's deployment package; kumo never runs it.
+func lambdaZip(tb testing.TB) []byte {
+	tb.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, err := zw.Create("bootstrap")
+	if err == nil {
+		_, err = w.Write([]byte("#!/bin/sh\necho not run\n"))
+	}
+	if err == nil {
+		err = zw.Close()
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // logger returns a logger for a runner that keeps its records for the test.

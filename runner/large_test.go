@@ -109,15 +109,22 @@ func TestRunLargeFileMemory(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/runnerproc").CombinedOutput(); err != nil {
 		t.Fatalf("build runnerproc: %v\n%s", err, out)
 	}
+	// The process holds the task role's credentials, as ECS hands them to
+	// a task, and talks to kumo through the AWS rules.
+	creds, err := s.aws.Credentials.Retrieve(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.CommandContext(t.Context(), bin)
 	cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(),
-		"AWS_ENDPOINT_URL=" + testenv.KumoURL(t), "AWS_REGION=" + testenv.Region,
-		"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
+		"AWS_ENDPOINT_URL=" + aws.ToString(s.aws.BaseEndpoint), "AWS_REGION=" + testenv.Region,
+		"AWS_ACCESS_KEY_ID=" + creds.AccessKeyID, "AWS_SECRET_ACCESS_KEY=" + creds.SecretAccessKey,
+		"AWS_SESSION_TOKEN=" + creds.SessionToken,
 		"CLOUDPIPE_QUEUE_URL=" + s.cfg.QueueURL, "CLOUDPIPE_INPUT_BUCKET=" + s.in, "CLOUDPIPE_OUTPUT_BUCKET=" + s.out,
 		"CLOUDPIPE_RUN_COMMAND=cp $input $output", "CLOUDPIPE_INPUT_PATH=" + s.cfg.InputPath,
 		"CLOUDPIPE_OUTPUT_PATH=" + s.cfg.OutputPath, "CLOUDPIPE_ALGORITHM=copy",
-		"CLOUDPIPE_STATE_BUCKET=" + s.state, "CLOUDPIPE_WORKFLOW=" + s.name, "CLOUDPIPE_STAGE=1",
+		"CLOUDPIPE_STATE_BUCKET=" + s.state, "CLOUDPIPE_WORKFLOW=" + s.name, "CLOUDPIPE_STAGE=" + strconv.Itoa(s.cfg.Stage),
 		"CLOUDPIPE_WAIT_TIME=1", "CLOUDPIPE_IDLE_TIMEOUT=1", "CLOUDPIPE_TEMP_DIR=" + s.cfg.TempDir,
 	}
 	var stderr bytes.Buffer
@@ -134,7 +141,6 @@ func TestRunLargeFileMemory(t *testing.T) {
 	var hwm int64
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	var err error
 	for waiting := true; waiting; {
 		select {
 		case err = <-done:

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/cloudpipe/cloudpipe/internal/contract"
+	"github.com/cloudpipe/cloudpipe/internal/testenv"
 	"github.com/cloudpipe/cloudpipe/runner"
 )
 
@@ -67,6 +68,19 @@ func TestRunSingleFile(t *testing.T) {
 	if l := s.leftovers(); len(l) != 0 {
 		t.Errorf("files left behind: %q", l)
 	}
+	// The runner acted as the stage's task role, and IAM allowed it.
+	rep := testenv.AWSRules(t).Report()
+	role := s.taskRole[strings.LastIndexByte(s.taskRole, '/')+1:]
+	if r := rep.Principals[role]; r.Authorized == 0 || len(r.Denied) > 0 {
+		t.Errorf("the task role's authorizations: %+v, want some and no denial", r)
+	}
+	authorized, denied := 0, 0
+	for _, r := range rep.Principals {
+		authorized += r.Authorized
+		denied += len(r.Denied)
+	}
+	t.Logf("AWS rules so far in this package: %d principals, %d authorized, %d denied; this role %+v, unused statements %v",
+		len(rep.Principals), authorized, denied, rep.Principals[role], rep.Unused[role])
 }
 
 // TestRunHostileKeys feeds keys that a shell or a careless path join would
@@ -253,6 +267,9 @@ func TestRunStaysForItsRetries(t *testing.T) {
 	t.Logf("two attempts and the move to the dead-letter queue took %v", took)
 }
 
+// TestRunMissingObjectFails: the run of an input that is gone fails, and
+// its record says so. As the task role, that takes s3:ListBucket on the
+// input bucket: without it S3 answers 403 AccessDenied for a missing key.
 func TestRunMissingObjectFails(t *testing.T) {
 	s := newStage(t, stageOptions{maxReceiveCount: 1})
 	s.send("never-uploaded.txt")
@@ -326,7 +343,7 @@ func TestRunNoOutputFails(t *testing.T) {
 // TestRunHeartbeat runs a command for longer than the visibility timeout:
 // the runner's heartbeats must keep the message from everyone else.
 func TestRunHeartbeat(t *testing.T) {
-	s := newStage(t, stageOptions{visibility: 2 * time.Second})
+	s := newStage(t, stageOptions{visibility: 2 * time.Second, shortPoll: true})
 	slow := s.script("slow.sh", `sleep 3; cp "$1" "$2"`)
 	s.cfg.RunCommand = "sh " + slow + " $input $output"
 	s.cfg.Visibility = 2 * time.Second
