@@ -151,7 +151,7 @@ func lambdaPolicy(a stageARNs) policyDocument {
 	cluster := clusterARN(a.Region, a.Account, a.Cluster)
 	onCluster := map[string]map[string]stringList{"ArnEquals": {"ecs:cluster": {cluster}}}
 	return policyDocument{Version: policyVersion, Statement: []policyStatement{
-		{Sid: "Queue", Effect: "Allow", Action: stringList{"sqs:SendMessage", "sqs:GetQueueAttributes"},
+		{Sid: "Queue", Effect: "Allow", Action: stringList{"sqs:SendMessage"},
 			Resource: stringList{a.QueueARN, a.DLQARN}},
 		{Sid: "RunTask", Effect: "Allow", Action: stringList{"ecs:RunTask"},
 			Resource: stringList{taskFamilyARN(a.Region, a.Account, a.Family)}, Condition: onCluster},

@@ -94,13 +94,13 @@ type authority struct {
 	target *iam.Client // reads roles' policies from the emulator
 
 	mu       sync.Mutex
-	policies map[string][]json.RawMessage // role name -> inline policies, cleared by any IAM write
-	tags     map[string]map[string]string // resource ARN -> tags, learned from the requests
-	taskDefs map[string]taskDef           // "family:revision" -> what RunTask must pass
-	latest   map[string]int               // task definition family -> latest revision
-	secrets  map[string]string            // secret name -> full ARN, learned from answers
-	stats    map[string]*PrincipalReport  // by role name
-	used     map[string]map[string]bool   // role -> statement label -> used
+	policies map[string][]json.RawMessage        // role name -> inline policies, cleared by any IAM write
+	tags     map[string]map[string]string        // resource ARN -> tags, learned from the requests
+	taskDefs map[string]taskDef                  // "family:revision" -> what RunTask must pass
+	latest   map[string]int                      // task definition family -> latest revision
+	secrets  map[string]string                   // secret name -> full ARN, learned from answers
+	stats    map[string]*PrincipalReport         // by role name
+	used     map[string]map[string]*statementUse // role -> statement label -> what it allowed
 }
 
 // taskDef is what the proxy learned from RegisterTaskDefinition.
@@ -123,7 +123,7 @@ func newAuthority(cfg IAM, target *url.URL, transport http.RoundTripper) *author
 		latest:   map[string]int{},
 		secrets:  map[string]string{},
 		stats:    map[string]*PrincipalReport{},
-		used:     map[string]map[string]bool{},
+		used:     map[string]map[string]*statementUse{},
 	}
 }
 
@@ -263,7 +263,8 @@ type PrincipalReport struct {
 type Report struct {
 	Principals map[string]PrincipalReport
 	// Unused lists, by role, the Allow statements ("Sid", or "#N" without
-	// one) of the policies the role held that allowed nothing.
+	// one) of the policies the role held that allowed nothing, and
+	// ("Sid: action") the actions of the others that no request needed.
 	Unused map[string][]string
 }
 
@@ -279,15 +280,29 @@ func (p *Proxy) Report() Report {
 	for role, s := range a.stats {
 		r.Principals[role] = PrincipalReport{Authorized: s.Authorized, Denied: slices.Clone(s.Denied)}
 	}
-	for role, labels := range a.used {
-		for label, used := range labels {
-			if !used {
+	for role, stmts := range a.used {
+		for label, st := range stmts {
+			if len(st.granted) == 0 {
 				r.Unused[role] = append(r.Unused[role], label)
+				continue
+			}
+			// A statement that allowed something may still hold an
+			// action nothing needed: "Sid: action".
+			for _, pattern := range st.actions {
+				if !slices.ContainsFunc(slices.Collect(maps.Keys(st.granted)), func(action string) bool { return actionMatches(pattern, action) }) {
+					r.Unused[role] = append(r.Unused[role], label+": "+pattern)
+				}
 			}
 		}
 		slices.Sort(r.Unused[role])
 	}
 	return r
+}
+
+// statementUse is what one Allow statement of a role allowed.
+type statementUse struct {
+	actions []string        // the statement's Action patterns
+	granted map[string]bool // actions of the requests it allowed
 }
 
 // note counts one decision and marks the statements that allowed it.
@@ -306,24 +321,52 @@ func (a *authority) note(role string, policies []json.RawMessage, q authz, res i
 	}
 	used := a.used[role]
 	if used == nil {
-		used = map[string]bool{}
+		used = map[string]*statementUse{}
 		a.used[role] = used
 	}
-	for _, l := range allowStatements(policies) {
-		if _, seen := used[l]; !seen {
-			used[l] = false
+	for _, st := range allowStatements(policies) {
+		if u := used[st.label]; u == nil {
+			used[st.label] = &statementUse{actions: st.actions, granted: map[string]bool{}}
+		} else {
+			// A policy rewritten by an update: the union of its forms.
+			for _, act := range st.actions {
+				if !slices.Contains(u.actions, act) {
+					u.actions = append(u.actions, act)
+				}
+			}
 		}
 	}
 	for _, g := range res.Grants {
-		if g.Policy < len(policies) {
-			used[statementLabel(g.Sid, g.Index)] = true
+		if u := used[statementLabel(g.Sid, g.Index)]; g.Policy < len(policies) && u != nil {
+			u.granted[strings.ToLower(q.action)] = true
 		}
 	}
 }
 
-// allowStatements labels the Allow statements of policies.
-func allowStatements(policies []json.RawMessage) []string {
-	var out []string
+// actionMatches reports whether an IAM action pattern ("s3:Get*") matches
+// action, case-insensitively as IAM compares actions.
+func actionMatches(pattern, action string) bool {
+	pattern, action = strings.ToLower(pattern), strings.ToLower(action)
+	prefix, rest, wild := strings.Cut(pattern, "*")
+	if !wild {
+		return pattern == action
+	}
+	if !strings.HasPrefix(action, prefix) {
+		return false
+	}
+	// One wildcard is all cloudpipe's policies use; more match loosely.
+	return strings.HasSuffix(action, strings.ReplaceAll(rest, "*", ""))
+}
+
+// allowStatement is one Allow statement of a policy, by label.
+type allowStatement struct {
+	label   string
+	actions []string
+}
+
+// allowStatements lists the Allow statements of policies.
+func allowStatements(policies []json.RawMessage) []allowStatement {
+	var out []allowStatement
 	for _, p := range policies {
 		var doc struct {
 			Statement json.RawMessage
@@ -331,18 +374,30 @@ func allowStatements(policies []json.RawMessage) []string {
 		if json.Unmarshal(p, &doc) != nil {
 			continue
 		}
-		var stmts []struct{ Sid, Effect string }
+		type statement struct {
+			Sid, Effect string
+			Action      json.RawMessage
+		}
+		var stmts []statement
 		if json.Unmarshal(doc.Statement, &stmts) != nil {
-			var one struct{ Sid, Effect string }
+			var one statement
 			if json.Unmarshal(doc.Statement, &one) != nil {
 				continue
 			}
 			stmts = append(stmts, one)
 		}
 		for i, s := range stmts {
-			if s.Effect == "Allow" {
-				out = append(out, statementLabel(s.Sid, i+1))
+			if s.Effect != "Allow" {
+				continue
 			}
+			var actions []string
+			if json.Unmarshal(s.Action, &actions) != nil {
+				var one string
+				if json.Unmarshal(s.Action, &one) == nil {
+					actions = []string{one}
+				}
+			}
+			out = append(out, allowStatement{label: statementLabel(s.Sid, i+1), actions: actions})
 		}
 	}
 	return out
