@@ -198,6 +198,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		p.iam.learn(c, a)
 		if role != "" {
 			p.iam.hideMissingKey(r.Context(), role, c, a)
+			p.iam.functionTagsNeedListTags(r.Context(), role, c, a)
 		}
 	}
 	h := w.Header()

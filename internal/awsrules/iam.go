@@ -499,6 +499,41 @@ func (a *authority) learn(c call, ans *answer) {
 	}
 }
 
+// functionTagsNeedListTags answers GetFunction without the function's tags
+// to a principal that may not lambda:ListTags it, as Lambda does: "Lambda
+// returns tag data only if you have explicit allow permissions for
+// lambda:ListTags." https://docs.aws.amazon.com/lambda/latest/api/API_GetFunction.html
+func (a *authority) functionTagsNeedListTags(ctx context.Context, role string, c call, ans *answer) {
+	if c.op != "Lambda.GetFunction" || ans.status != http.StatusOK {
+		return
+	}
+	var out map[string]json.RawMessage
+	if json.Unmarshal(ans.body, &out) != nil {
+		return
+	}
+	var conf struct{ FunctionArn string }
+	if json.Unmarshal(out["Configuration"], &conf) != nil || conf.FunctionArn == "" {
+		return
+	}
+	policies, err := a.rolePolicies(ctx, role)
+	if err != nil {
+		return
+	}
+	q := authz{op: c.op + " (tags)", action: "lambda:ListTags", resource: conf.FunctionArn}
+	res, err := a.cfg.Evaluator.Evaluate(iamsim.Request{Principal: a.sessionARN(role), Policies: policies, Action: q.action, Resource: q.resource})
+	if err != nil {
+		return
+	}
+	if res.Decision == iamsim.Allowed {
+		a.note(role, policies, q, res)
+		return
+	}
+	delete(out, "Tags")
+	if b, err := json.Marshal(out); err == nil {
+		ans.body = b
+	}
+}
+
 // deletesResource are the operations that delete the resource they name
 // (DeleteRolePolicy, say, does not delete the role).
 var deletesResource = map[string]bool{

@@ -224,3 +224,43 @@ func TestIAMListTasksIsAuthorizedOnStarWithinTheCluster(t *testing.T) {
 	_, err = c.ListTasks(ctx, &ecs.ListTasksInput{Cluster: aws.String("other")})
 	wantRefused(t, err, http.StatusBadRequest, "AccessDeniedException", "")
 }
+
+// TestIAMGetFunctionShowsTagsOnlyWithListTags: Lambda leaves a function's
+// tags out of GetFunction for a principal that may not lambda:ListTags it,
+// so an agent without it could not tell its own functions.
+func TestIAMGetFunctionShowsTagsOnlyWithListTags(t *testing.T) {
+	ctx := t.Context()
+	name := testenv.UniqueName(t)
+	fn := "arn:aws:lambda:us-east-1:" + kumoAccount + ":function:" + name
+	get := `{"Effect":"Allow","Action":"lambda:GetFunction","Resource":"` + fn + `*"}`
+	_, operator, tester := iamProxy(t, doc(get, `{"Effect":"Allow","Action":"lambda:ListTags","Resource":"`+fn+`-listed"}`))
+	admin := iam.NewFromConfig(operator)
+	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
+	role, err := admin.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String(name), AssumeRolePolicyDocument: aws.String(trust)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{name, name + "-listed"} {
+		if _, err := lambda.NewFromConfig(operator).CreateFunction(ctx, &lambda.CreateFunctionInput{
+			FunctionName: aws.String(f), Role: role.Role.Arn, Runtime: lambdatypes.RuntimeProvidedal2023, Handler: aws.String("bootstrap"),
+			Code: &lambdatypes.FunctionCode{ZipFile: []byte("PK")}, Tags: map[string]string{"cloudpipe:managed": "true"},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := lambda.NewFromConfig(tester)
+	out, err := c.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: aws.String(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Tags) != 0 {
+		t.Errorf("without lambda:ListTags GetFunction showed tags %v", out.Tags)
+	}
+	out, err = c.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: aws.String(name + "-listed")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Tags["cloudpipe:managed"] != "true" {
+		t.Errorf("with lambda:ListTags GetFunction showed tags %v, want cloudpipe:managed", out.Tags)
+	}
+}
