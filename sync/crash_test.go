@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/cloudpipe/cloudpipe/internal/awsrules"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
 	"github.com/cloudpipe/cloudpipe/inventory"
 	pipesync "github.com/cloudpipe/cloudpipe/sync"
@@ -165,7 +166,14 @@ func TestCrashKillResume(t *testing.T) {
 	// A process of its own also keeps the killed agents' half-sent requests
 	// out of the test binary's kumo state.
 	kumoURL := testenv.KumoProcess(t, testenv.KumoProcessOptions{})
-	base := testenv.KumoConfig(kumoURL)
+	// The AWS rules stand in front of it as in front of every emulator:
+	// the agents act as their role, under IAM.
+	rules, err := testenv.StartAWSRules(t.Context(), kumoURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rules.Close() })
+	base := testenv.KumoConfig(rules.URL())
 
 	var mu sync.Mutex
 	total := crashFigures{landed: map[string]int{}, byPhase: map[string]int{}}
@@ -206,7 +214,7 @@ func crashLane(t *testing.T, bin string, base aws.Config, seed int64, kills int)
 	tmp := t.TempDir()
 	kumoURL := aws.ToString(base.BaseEndpoint)
 	name := testenv.UniqueName(t)
-	state := name + "-state"
+	state := "cloudpipe-state-" + name // as the agent's policy names state buckets
 	subnets, sgs := testenv.NewNetwork(t, base)
 
 	// The config repository: the checkout's algorithms and six workflows,
@@ -247,7 +255,7 @@ func crashLane(t *testing.T, bin string, base aws.Config, seed int64, kills int)
 	}
 
 	agentEnv := []string{"AWS_ENDPOINT_URL=" + kumoURL, "AWS_REGION=" + testenv.Region,
-		"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_EC2_METADATA_DISABLED=true"}
+		"AWS_ACCESS_KEY_ID=" + awsrules.RoleAccessKeyID(testenv.AgentRole), "AWS_SECRET_ACCESS_KEY=test", "AWS_EC2_METADATA_DISABLED=true"}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "CLOUDPIPE_") && !strings.HasPrefix(kv, "AWS_") {
 			agentEnv = append(agentEnv, kv)
