@@ -94,7 +94,7 @@ type runEnv struct {
 
 func newRunEnv(t *testing.T) *runEnv {
 	t.Helper()
-	kumoEnv(t)
+	asAgentRole(t)
 	kumo := testenv.Kumo(t)
 	g := testenv.Gitea(t)
 	name := testenv.UniqueName(t)
@@ -113,7 +113,7 @@ func newRunEnv(t *testing.T) *runEnv {
 	}
 	g.CommitFiles(t, name, testenv.ChangeFiles{Message: "algorithms", Write: algs})
 	subnets, sgs := testenv.NewNetwork(t, kumo)
-	state := name + "-state"
+	state := "cloudpipe-state-" + name // as the agent's policy scopes it
 	if code, out, errOut := runAgent(t, ".", "bootstrap", "--state-bucket", state,
 		"--subnets", strings.Join(subnets, ","), "--security-groups", strings.Join(sgs, ",")); code != exitOK {
 		t.Fatalf("bootstrap: %d\n%s%s", code, out, errOut)
@@ -213,7 +213,8 @@ func TestRunWebhookAndStatuses(t *testing.T) {
 	re := newRunEnv(t)
 	g, name := re.g, re.name
 	tokenSecret, err := secretsmanager.NewFromConfig(testenv.Kumo(t)).CreateSecret(t.Context(), &secretsmanager.CreateSecretInput{
-		Name: aws.String(name + "-github-token"), SecretString: aws.String(g.Token)})
+		// The agent's policy reads its own secrets only, under cloudpipe/.
+		Name: aws.String("cloudpipe/" + name + "-github-token"), SecretString: aws.String(g.Token)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,10 +408,7 @@ func TestRunMetricsAndReadiness(t *testing.T) {
 // most 40 MiB.
 func BenchmarkAgentIdleRSS(b *testing.B) {
 	kumoCfg := testenv.Kumo(b)
-	b.Setenv("AWS_ENDPOINT_URL", testenv.KumoURL(b))
-	b.Setenv("AWS_REGION", "us-east-1")
-	b.Setenv("AWS_ACCESS_KEY_ID", "test")
-	b.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	asAgentRole(b)
 	name := testenv.UniqueName(b)
 	dir := b.TempDir()
 	if err := os.CopyFS(filepath.Join(dir, "algorithms"), os.DirFS(filepath.Join("..", "..", "algorithms"))); err != nil {
@@ -430,7 +428,7 @@ func BenchmarkAgentIdleRSS(b *testing.B) {
 		testenv.Git(b, dir, args...)
 	}
 	subnets, sgs := testenv.NewNetwork(b, kumoCfg)
-	state := name + "-state"
+	state := "cloudpipe-state-" + name
 	// Measure the binary that ships: the Dockerfile's build.
 	bin := filepath.Join(b.TempDir(), "agent")
 	if out, err := exec.Command(filepath.Join("..", "..", "scripts", "build-binary"), bin).CombinedOutput(); err != nil {
