@@ -451,23 +451,31 @@ func BenchmarkAgentIdleRSS(b *testing.B) {
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
 		}
-		passes := func() float64 {
+		// passes is the number of passes done; ready, the workflows deployed.
+		scrape := func() (passes, ready float64) {
 			resp, err := http.Get("http://" + addr + "/metrics")
 			if err != nil {
-				return 0
+				return 0, 0
 			}
 			defer resp.Body.Close()
 			parser := expfmt.NewTextParser(model.UTF8Validation)
 			fams, err := parser.TextToMetricFamilies(resp.Body)
 			if err != nil {
-				return 0
+				return 0, 0
 			}
-			var n float64
 			for _, m := range fams["cloudpipe_passes_total"].GetMetric() {
-				n += m.GetCounter().GetValue()
+				passes += m.GetCounter().GetValue()
 			}
-			return n
+			for _, m := range fams["cloudpipe_workflows"].GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "state" && l.GetValue() == "ready" {
+						ready += m.GetGauge().GetValue()
+					}
+				}
+			}
+			return passes, ready
 		}
+		passes := func() float64 { n, _ := scrape(); return n }
 		// Scraped once a second, as often as the passes run: polling faster
 		// would measure the scrapes' garbage rather than an idle agent
 		// (Prometheus scrapes every 15 s by default).
@@ -482,6 +490,12 @@ func BenchmarkAgentIdleRSS(b *testing.B) {
 		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
 		if err != nil {
 			b.Fatal(err)
+		}
+		// The memory of an agent that deployed its workflows, as its role
+		// may, not of one refused at every step.
+		if _, ready := scrape(); ready != 100 {
+			_ = cmd.Process.Kill()
+			b.Fatalf("%v of 100 workflows ready after 10 passes", ready)
 		}
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
