@@ -61,7 +61,7 @@ func TestSecretHygiene(t *testing.T) {
 	}
 	// The recording proxy sits in front of the AWS rules, so every request
 	// it records was also authorized as its signer's role would be.
-	proxy := newRecordingProxy(t, testenv.AWSRules(t).URL(), tl)
+	proxy := newRecordingProxy(t, awsRules(t).URL(), tl)
 	name := testenv.UniqueName(t)
 	wf, wfx := name, name+"-x" // the workflow deployed, and one with pasted secrets
 	repo := g.RepoName(name)

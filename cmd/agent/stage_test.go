@@ -45,6 +45,7 @@ func deployStage(t *testing.T, name string) *deployedStage {
 	t.Helper()
 	ctx := t.Context()
 	subnets, sgs := testenv.NewNetwork(t, testenv.Kumo(t))
+	awsRules(t) // the agent's requests are checked
 	agent := testenv.Agent(t)
 	calls := &testenv.CallCounter{}
 	calls.Attach(&agent)

@@ -45,7 +45,7 @@ func asAgentRole(t testing.TB) {
 // emulator checks no signature, the key ID names the role.
 func asRole(t testing.TB, role string) {
 	t.Helper()
-	t.Setenv("AWS_ENDPOINT_URL", testenv.AWSRules(t).URL())
+	t.Setenv("AWS_ENDPOINT_URL", awsRules(t).URL())
 	t.Setenv("AWS_REGION", testenv.Region)
 	t.Setenv("AWS_ACCESS_KEY_ID", awsrules.RoleAccessKeyID(role))
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "role-session-secret")
