@@ -27,6 +27,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/cloudpipe/cloudpipe/internal/awsrules"
 	"github.com/cloudpipe/cloudpipe/internal/secret"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
 	"github.com/cloudpipe/cloudpipe/provision"
@@ -58,19 +59,23 @@ func TestSecretHygiene(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := newRecordingProxy(t, testenv.KumoURL(t), tl)
+	// The recording proxy sits in front of the AWS rules, so every request
+	// it records was also authorized as its signer's role would be.
+	proxy := newRecordingProxy(t, awsRules(t).URL(), tl)
 	name := testenv.UniqueName(t)
 	wf, wfx := name, name+"-x" // the workflow deployed, and one with pasted secrets
 	repo := g.RepoName(name)
-	state := name + "-state"
+	state := "cloudpipe-state-" + name // as the agent's policy scopes it
 	work := t.TempDir()
 
 	// The canaries. The GitHub token must be real to authenticate, so
-	// Gitea's token is one; every other value is random per run. Most hold
-	// a '/' and a '+', as real AWS keys do, so their URL-encoded forms
-	// differ from them and are searched too.
+	// Gitea's token is one; so are the access key IDs of the roles, which
+	// name the role to the AWS rules (awsrules.RoleAccessKeyID). Every
+	// other value is random per run. Most hold a '/' and a '+', as real AWS
+	// keys do, so their URL-encoded forms differ from them and are searched
+	// too.
 	var (
-		awsKeyID    = "AKIA" + randomString(16, upperDigits)
+		awsKeyID    = awsrules.RoleAccessKeyID(testenv.AgentRole) // the agent's role's session
 		awsSecret   = randomString(19, base64ish) + "/" + randomString(19, base64ish) + "+"
 		awsSession  = "FwoGZXIvYXdzE" + randomString(120, base64ish) + "/+=="
 		hookSecret  = "hook+" + randomString(32, alnum) + "/"
@@ -80,9 +85,10 @@ func TestSecretHygiene(t *testing.T) {
 		taskKeyID   = "AKIA" + randomString(16, upperDigits)
 		taskSecret  = randomString(19, base64ish) + "+" + randomString(19, base64ish) + "/"
 		taskJSON    = fmt.Sprintf(`{"AWS_ACCESS_KEY_ID":%q,"AWS_SECRET_ACCESS_KEY":%q}`, taskKeyID, taskSecret)
-		roleKeyID   = "ASIA" + randomString(16, upperDigits) // the stage's task role, from ECS's credentials endpoint
-		roleSecret  = randomString(19, base64ish) + "/" + randomString(19, base64ish) + "+"
+		roleSecret  = randomString(19, base64ish) + "/" + randomString(19, base64ish) + "+" // the stage's task role, from ECS's credentials endpoint
 		roleToken   = "IQoJb3JpZ2luX2Vj" + randomString(100, base64ish) + "/+="
+		fnSecret    = randomString(19, base64ish) + "+" + randomString(19, base64ish) + "/" // the stage function's role, as Lambda injects it
+		fnSession   = "IQoJb3JpZ2luX2Vj" + randomString(100, base64ish) + "+/="
 		pastedValue = "pasted_" + randomString(28, alnum)
 		pastedVar   = "pasted/" + randomString(28, base64ish)
 	)
@@ -100,6 +106,8 @@ func TestSecretHygiene(t *testing.T) {
 		{"task credentials (whole JSON)", taskJSON},
 		{"task role secret key", roleSecret},
 		{"task role session token", roleToken},
+		{"stage function role secret key", fnSecret},
+		{"stage function role session token", fnSession},
 		{"secret value pasted into secrets", pastedValue},
 		{"password pasted into variables", pastedVar},
 	}
@@ -107,12 +115,13 @@ func TestSecretHygiene(t *testing.T) {
 
 	sm := secretsmanager.NewFromConfig(kumoCfg)
 	secretARN := func(suffix, value string) string {
-		out, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(name + "-" + suffix), SecretString: aws.String(value)})
+		out, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("cloudpipe/" + name + "-" + suffix), SecretString: aws.String(value)})
 		if err != nil {
 			t.Fatalf("create secret %s: %v", suffix, err)
 		}
 		return aws.ToString(out.ARN)
 	}
+	// The agent's policy reads its own secrets only, under cloudpipe/.
 	tokenARN := secretARN("github-token", g.Token)
 	dbARN := secretARN("db", dbPassword)
 	apiARN := secretARN("api", apiJSON)
@@ -338,14 +347,17 @@ printf '%s\n%s\n%s' "$DB_PASSWORD" "$API_TOKEN" "$AWS_SECRET_ACCESS_KEY" | sha25
 	tl.Logf("workflow deployed by agent run after %s", time.Since(start).Round(time.Millisecond))
 
 	// The stage function, started as the Lambda runtime starts it, with
-	// the environment the agent gave it and the AWS keys Lambda injects.
+	// the environment the agent gave it and the AWS keys Lambda injects:
+	// its role's.
 	fn := provision.ResourceName(wf, 0)
 	lc := awslambda.NewFromConfig(kumoCfg)
 	conf, err := lc.GetFunctionConfiguration(ctx, &awslambda.GetFunctionConfigurationInput{FunctionName: aws.String(fn)})
 	if err != nil || conf.Environment == nil {
 		t.Fatalf("stage function configuration: %v", err)
 	}
-	lambdaEnv := append(slices.Clip(agentEnv), "AWS_LAMBDA_FUNCTION_NAME="+fn, "CLOUDPIPE_LAMBDA=1", "CLOUDPIPE_LOG_LEVEL=debug",
+	fnKeyID := awsrules.RoleAccessKeyID(roleName(aws.ToString(conf.Role)))
+	lambdaEnv := append(slices.Clip(awsEnv), "AWS_ACCESS_KEY_ID="+fnKeyID, "AWS_SECRET_ACCESS_KEY="+fnSecret, "AWS_SESSION_TOKEN="+fnSession,
+		"AWS_LAMBDA_FUNCTION_NAME="+fn, "CLOUDPIPE_LAMBDA=1", "CLOUDPIPE_LOG_LEVEL=debug",
 		"AWS_LAMBDA_RUNTIME_API="+strings.TrimPrefix(proxy.URL, "http://")+"/_runtime/"+fn)
 	for _, k := range slices.Sorted(maps.Keys(conf.Environment.Variables)) {
 		lambdaEnv = append(lambdaEnv, k+"="+conf.Environment.Variables[k])
@@ -360,8 +372,9 @@ printf '%s\n%s\n%s' "$DB_PASSWORD" "$API_TOKEN" "$AWS_SECRET_ACCESS_KEY" | sha25
 		t.Fatalf("agent run registered no task definition for %s", fn)
 	}
 	// The runner gets the task role's credentials as on ECS, from the
-	// container credentials endpoint; the task-credentials secret's keys
-	// are for the algorithm alone.
+	// container credentials endpoint: those of the task definition's task
+	// role. The task-credentials secret's keys are for the algorithm alone.
+	roleKeyID := awsrules.RoleAccessKeyID(roleName(tds[len(tds)-1].TaskRoleArn))
 	roleCreds := newTaskRoleEndpoint(t, roleKeyID, roleSecret, roleToken)
 	runnerEnv := append(slices.Clip(awsEnv), "CLOUDPIPE_WAIT_TIME=1", "CLOUDPIPE_IDLE_TIMEOUT=2",
 		"AWS_CONTAINER_CREDENTIALS_FULL_URI="+roleCreds.URL)
@@ -493,6 +506,28 @@ printf '%s\n%s\n%s' "$DB_PASSWORD" "$API_TOKEN" "$AWS_SECRET_ACCESS_KEY" | sha25
 	collectGitCache(t, col, planCache)
 
 	requests := proxy.requests()
+	// Every process signed as its own role, which the AWS rules authorized:
+	// the agent's commands as the agent, the stage function as its Lambda
+	// role, the runner as the task role. Unsigned requests are the Lambda
+	// Runtime API's.
+	principals := map[string]string{awsKeyID: "the agent's role", fnKeyID: "the stage function's role", roleKeyID: "the task role"}
+	signed := map[string]int{}
+	for _, r := range requests {
+		if r.keyID == "" {
+			continue
+		}
+		if _, ok := principals[r.keyID]; !ok {
+			t.Errorf("request %s (%s) signed with a key of none of the roles", r.op, r.uri)
+		}
+		signed[r.keyID]++
+	}
+	for key, who := range principals {
+		if signed[key] == 0 {
+			t.Errorf("no AWS request signed as %s", who)
+		}
+	}
+	tl.Logf("AWS requests signed as the agent's role: %d, the stage function's: %d, the task role's: %d",
+		signed[awsKeyID], signed[fnKeyID], signed[roleKeyID])
 	nTaskDefs := 0
 	for i, r := range requests {
 		kind := "aws request body"
@@ -655,6 +690,7 @@ func invokeLambda(t *testing.T, tl *testLog, col *collector, bin string, env []s
 // reads.
 type taskDefinition struct {
 	Family               string `json:"family"`
+	TaskRoleArn          string `json:"taskRoleArn"`
 	ContainerDefinitions []struct {
 		Name        string `json:"name"`
 		Environment []struct {

@@ -5,13 +5,17 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
+	"github.com/cloudpipe/cloudpipe/internal/awsrules"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
 )
 
@@ -41,9 +45,47 @@ func TestMain(m *testing.M) {
 	}
 	binDir = dir
 	code := m.Run()
+	if deniedAny() && code == 0 {
+		code = 1
+	}
 	testenv.StopServers()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// rulesUsed is the AWS-rules proxy once a test has sent role-signed
+// requests through it (see awsRules).
+var rulesUsed atomic.Pointer[awsrules.Proxy]
+
+// awsRules returns the AWS rules in front of kumo and remembers them, so
+// that TestMain can check that no role was denied anything: the agent, the
+// stage functions and the runners carry on past some failed calls (a status
+// tick, a drift check), and a denial there would pass unseen.
+func awsRules(tb testing.TB) *awsrules.Proxy {
+	tb.Helper()
+	p := testenv.AWSRules(tb)
+	rulesUsed.Store(p)
+	return p
+}
+
+// deniedAny reports, on stderr, every request IAM denied a role during the
+// tests, and whether there was one. A denial is either a test acting as
+// the wrong principal or a call the role's policy lacks
+// (deploy/agent-iam-policy.json, or provision's stage role policies).
+func deniedAny() bool {
+	p := rulesUsed.Load()
+	if p == nil {
+		return false
+	}
+	r := p.Report()
+	denied := false
+	for _, role := range slices.Sorted(maps.Keys(r.Principals)) {
+		for _, d := range r.Principals[role].Denied {
+			fmt.Fprintf(os.Stderr, "FAIL: AWS denied role %s: %s\n", role, d)
+			denied = true
+		}
+	}
+	return denied
 }
 
 // runAgent runs the built binary with a clean CLOUDPIPE_ environment and

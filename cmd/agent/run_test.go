@@ -94,7 +94,7 @@ type runEnv struct {
 
 func newRunEnv(t *testing.T) *runEnv {
 	t.Helper()
-	kumoEnv(t)
+	asAgentRole(t)
 	kumo := testenv.Kumo(t)
 	g := testenv.Gitea(t)
 	name := testenv.UniqueName(t)
@@ -113,7 +113,7 @@ func newRunEnv(t *testing.T) *runEnv {
 	}
 	g.CommitFiles(t, name, testenv.ChangeFiles{Message: "algorithms", Write: algs})
 	subnets, sgs := testenv.NewNetwork(t, kumo)
-	state := name + "-state"
+	state := "cloudpipe-state-" + name // as the agent's policy scopes it
 	if code, out, errOut := runAgent(t, ".", "bootstrap", "--state-bucket", state,
 		"--subnets", strings.Join(subnets, ","), "--security-groups", strings.Join(sgs, ",")); code != exitOK {
 		t.Fatalf("bootstrap: %d\n%s%s", code, out, errOut)
@@ -213,7 +213,8 @@ func TestRunWebhookAndStatuses(t *testing.T) {
 	re := newRunEnv(t)
 	g, name := re.g, re.name
 	tokenSecret, err := secretsmanager.NewFromConfig(testenv.Kumo(t)).CreateSecret(t.Context(), &secretsmanager.CreateSecretInput{
-		Name: aws.String(name + "-github-token"), SecretString: aws.String(g.Token)})
+		// The agent's policy reads its own secrets only, under cloudpipe/.
+		Name: aws.String("cloudpipe/" + name + "-github-token"), SecretString: aws.String(g.Token)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,10 +408,7 @@ func TestRunMetricsAndReadiness(t *testing.T) {
 // most 40 MiB.
 func BenchmarkAgentIdleRSS(b *testing.B) {
 	kumoCfg := testenv.Kumo(b)
-	b.Setenv("AWS_ENDPOINT_URL", testenv.KumoURL(b))
-	b.Setenv("AWS_REGION", "us-east-1")
-	b.Setenv("AWS_ACCESS_KEY_ID", "test")
-	b.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	asAgentRole(b)
 	name := testenv.UniqueName(b)
 	dir := b.TempDir()
 	if err := os.CopyFS(filepath.Join(dir, "algorithms"), os.DirFS(filepath.Join("..", "..", "algorithms"))); err != nil {
@@ -430,7 +428,7 @@ func BenchmarkAgentIdleRSS(b *testing.B) {
 		testenv.Git(b, dir, args...)
 	}
 	subnets, sgs := testenv.NewNetwork(b, kumoCfg)
-	state := name + "-state"
+	state := "cloudpipe-state-" + name
 	// Measure the binary that ships: the Dockerfile's build.
 	bin := filepath.Join(b.TempDir(), "agent")
 	if out, err := exec.Command(filepath.Join("..", "..", "scripts", "build-binary"), bin).CombinedOutput(); err != nil {
@@ -453,23 +451,31 @@ func BenchmarkAgentIdleRSS(b *testing.B) {
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
 		}
-		passes := func() float64 {
+		// passes is the number of passes done; ready, the workflows deployed.
+		scrape := func() (passes, ready float64) {
 			resp, err := http.Get("http://" + addr + "/metrics")
 			if err != nil {
-				return 0
+				return 0, 0
 			}
 			defer resp.Body.Close()
 			parser := expfmt.NewTextParser(model.UTF8Validation)
 			fams, err := parser.TextToMetricFamilies(resp.Body)
 			if err != nil {
-				return 0
+				return 0, 0
 			}
-			var n float64
 			for _, m := range fams["cloudpipe_passes_total"].GetMetric() {
-				n += m.GetCounter().GetValue()
+				passes += m.GetCounter().GetValue()
 			}
-			return n
+			for _, m := range fams["cloudpipe_workflows"].GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "state" && l.GetValue() == "ready" {
+						ready += m.GetGauge().GetValue()
+					}
+				}
+			}
+			return passes, ready
 		}
+		passes := func() float64 { n, _ := scrape(); return n }
 		// Scraped once a second, as often as the passes run: polling faster
 		// would measure the scrapes' garbage rather than an idle agent
 		// (Prometheus scrapes every 15 s by default).
@@ -484,6 +490,12 @@ func BenchmarkAgentIdleRSS(b *testing.B) {
 		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
 		if err != nil {
 			b.Fatal(err)
+		}
+		// The memory of an agent that deployed its workflows, as its role
+		// may, not of one refused at every step.
+		if _, ready := scrape(); ready != 100 {
+			_ = cmd.Process.Kill()
+			b.Fatalf("%v of 100 workflows ready after 10 passes", ready)
 		}
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()

@@ -1,26 +1,27 @@
 package main
 
 import (
-	"archive/zip"
 	"bytes"
+	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
-	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	awslambda "github.com/aws/aws-sdk-go-v2/service/lambda"
-	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/cloudpipe/cloudpipe/internal/contract"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
+	"github.com/cloudpipe/cloudpipe/provision"
 )
 
 func TestStartedAsLambda(t *testing.T) {
@@ -104,43 +105,40 @@ func TestRunnerUsage(t *testing.T) {
 	}
 }
 
-// TestRunnerCommand runs `agent runner` in-process with the environment a
-// task definition gives it: the message is processed and the runner exits
-// 0 once the queue is idle.
+// TestRunnerCommand runs `agent runner` in-process with the environment the
+// agent's task definition gives it, signed as the task definition's task
+// role, as in ECS: the message is processed, the run recorded, and the
+// runner exits 0 once the queue is idle.
 func TestRunnerCommand(t *testing.T) {
-	kumoEnv(t)
 	cfg := testenv.Kumo(t)
 	ctx := t.Context()
 	name := testenv.UniqueName(t)
 	s3c := s3.NewFromConfig(cfg, testenv.S3PathStyle)
-	for _, b := range []string{name + "-in", name + "-out", name + "-state"} {
-		if _, err := s3c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(b)}); err != nil {
-			t.Fatal(err)
-		}
+	// The user's input bucket, with the file in it before the stage exists.
+	if _, err := s3c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name + "-in")}); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := s3c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(name + "-in"), Key: aws.String("in/x y.txt"),
 		Body: strings.NewReader("b\na\n")}); err != nil {
 		t.Fatal(err)
 	}
-	q, err := sqs.NewFromConfig(cfg).CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := deployStage(t, name)
 	body, err := contract.Message{Bucket: name + "-in", Key: "in/x y.txt"}.Encode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sqs.NewFromConfig(cfg).SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: q.QueueUrl, MessageBody: aws.String(body)}); err != nil {
+	if _, err := sqs.NewFromConfig(cfg).SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(st.res.QueueURL), MessageBody: aws.String(body)}); err != nil {
 		t.Fatal(err)
 	}
+	// The runner acts as the task role, as it would in ECS.
+	asRole(t, roleName(st.taskRoleARN))
 	dir := t.TempDir()
-	for k, v := range map[string]string{
-		"CLOUDPIPE_QUEUE_URL": aws.ToString(q.QueueUrl), "CLOUDPIPE_INPUT_BUCKET": name + "-in",
-		"CLOUDPIPE_OUTPUT_BUCKET": name + "-out", "CLOUDPIPE_RUN_COMMAND": "sort -o $output $input",
-		"CLOUDPIPE_INPUT_PATH": dir + "/in/", "CLOUDPIPE_OUTPUT_PATH": dir + "/out/", "CLOUDPIPE_ALGORITHM": "sort-lines",
-		"CLOUDPIPE_STATE_BUCKET": name + "-state", "CLOUDPIPE_WORKFLOW": name, "CLOUDPIPE_STAGE": "0",
+	env := maps.Clone(st.runnerEnv)
+	maps.Copy(env, map[string]string{
+		"CLOUDPIPE_INPUT_PATH": dir + "/in/", "CLOUDPIPE_OUTPUT_PATH": dir + "/out/",
 		"CLOUDPIPE_WAIT_TIME": "1", "CLOUDPIPE_IDLE_TIMEOUT": "1",
-	} {
+	})
+	for k, v := range env {
 		t.Setenv(k, v)
 	}
 	var out, errOut bytes.Buffer
@@ -159,11 +157,16 @@ func TestRunnerCommand(t *testing.T) {
 	if !strings.Contains(errOut.String(), `"msg":"run succeeded"`) {
 		t.Errorf("no JSON log of the run on stderr:\n%s", errOut.String())
 	}
+	records, err := s3c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(st.state), Prefix: aws.String(contract.WorkflowRunsPrefix(name))})
+	if err != nil || len(records.Contents) == 0 {
+		t.Errorf("no run record under s3://%s/%s (%v):\n%s", st.state, contract.WorkflowRunsPrefix(name), err, errOut.String())
+	}
 }
 
 // TestLambdaMode starts the agent binary the way the Lambda runtime does
 // (AWS_LAMBDA_RUNTIME_API set; CLOUDPIPE_LAMBDA=1 since the test binary is
-// not named bootstrap) against kumo's Runtime API, and invokes it with an S3
+// not named bootstrap) against kumo's Runtime API, with the environment and
+// the role the agent gave the stage function, and invokes it with an S3
 // event: main must serve the stage function, which queues the upload and
 // starts a task.
 func TestLambdaMode(t *testing.T) {
@@ -174,42 +177,13 @@ func TestLambdaMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kumoEnv(t)
 	cfg := testenv.Kumo(t)
 	ctx := t.Context()
 	name := testenv.UniqueName(t)
-
-	q := sqs.NewFromConfig(cfg)
-	queue, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dlq, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name + "-dlq")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := ecs.NewFromConfig(cfg)
-	if _, err := e.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String(name)}); err != nil {
-		t.Fatal(err)
-	}
-	td, err := e.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{
-		Family: aws.String("cp-" + name + "-0"), NetworkMode: ecstypes.NetworkModeAwsvpc,
-		RequiresCompatibilities: []ecstypes.Compatibility{ecstypes.CompatibilityFargate}, Cpu: aws.String("256"), Memory: aws.String("512"),
-		ContainerDefinitions: []ecstypes.ContainerDefinition{{Name: aws.String("algo"), Image: aws.String("alpine"), Essential: aws.Bool(true)}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	subnets, sgs := testenv.NewNetwork(t, cfg)
-	fn := "cp-" + name + "-0"
-	lc := awslambda.NewFromConfig(cfg)
-	if _, err := lc.CreateFunction(ctx, &awslambda.CreateFunctionInput{
-		FunctionName: aws.String(fn), Runtime: lambdatypes.RuntimeProvidedal2023, Handler: aws.String("bootstrap"),
-		Role: aws.String("arn:aws:iam::123456789012:role/" + name), Code: &lambdatypes.FunctionCode{ZipFile: emptyZip()},
-		Timeout: aws.Int32(60), // as the provisioner sets it
-	}); err != nil {
-		t.Fatal(err)
-	}
+	st := deployStage(t, name)
+	fn := provision.ResourceName(name, 0)
+	// The function acts as its role, as Lambda's injected keys would.
+	asRole(t, roleName(st.res.LambdaRoleARN))
 
 	cmd := exec.CommandContext(ctx, bin)
 	for _, kv := range os.Environ() {
@@ -217,14 +191,14 @@ func TestLambdaMode(t *testing.T) {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	// The Runtime API is Lambda's own local endpoint, not an AWS API a
+	// role signs: it is kumo's, directly.
 	cmd.Env = append(cmd.Env,
 		"AWS_LAMBDA_RUNTIME_API="+strings.TrimPrefix(testenv.KumoURL(t), "http://")+"/_runtime/"+fn,
-		"AWS_LAMBDA_FUNCTION_NAME="+fn, "CLOUDPIPE_LAMBDA=1",
-		"CLOUDPIPE_QUEUE_URL="+aws.ToString(queue.QueueUrl), "CLOUDPIPE_DLQ_URL="+aws.ToString(dlq.QueueUrl),
-		"CLOUDPIPE_CLUSTER="+name, "CLOUDPIPE_TASK_DEFINITION="+aws.ToString(td.TaskDefinition.TaskDefinitionArn),
-		"CLOUDPIPE_SUBNETS="+strings.Join(subnets, ","), "CLOUDPIPE_SECURITY_GROUPS="+strings.Join(sgs, ","),
-		"CLOUDPIPE_MAX_TASKS=5", "CLOUDPIPE_WORKFLOW="+name, "CLOUDPIPE_STAGE=0",
-	)
+		"AWS_LAMBDA_FUNCTION_NAME="+fn, "CLOUDPIPE_LAMBDA=1")
+	for _, k := range slices.Sorted(maps.Keys(st.functionEnv)) {
+		cmd.Env = append(cmd.Env, k+"="+st.functionEnv[k])
+	}
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -238,8 +212,10 @@ func TestLambdaMode(t *testing.T) {
 		}
 	})
 
-	event := `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventTime":"2026-01-02T03:04:05Z",
-		"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"in"},"object":{"key":"in/a+b.txt","size":3,"eTag":"e1"}}}]}`
+	event := fmt.Sprintf(`{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventTime":"2026-01-02T03:04:05Z",
+		"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"%s-in"},"object":{"key":"in/a+b.txt","size":3,"eTag":"e1"}}}]}`, name)
+	lc := awslambda.NewFromConfig(cfg)
+	before := runningTasks(t)
 	// Until the handler has polled once, kumo answers that the function has
 	// no handler: retry for a while.
 	deadline := time.Now().Add(20 * time.Second)
@@ -256,7 +232,8 @@ func TestLambdaMode(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	msgs, err := q.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: queue.QueueUrl, WaitTimeSeconds: 2})
+	q := sqs.NewFromConfig(cfg)
+	msgs, err := q.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(st.res.QueueURL), WaitTimeSeconds: 2})
 	if err != nil || len(msgs.Messages) != 1 {
 		t.Fatalf("queue: %d messages, %v; want 1", len(msgs.Messages), err)
 	}
@@ -264,19 +241,20 @@ func TestLambdaMode(t *testing.T) {
 	if err != nil || m.Key != "in/a b.txt" {
 		t.Errorf("message %+v, %v; want the decoded key in/a b.txt", m, err)
 	}
-	// kumo counts the tasks RunTask started on the cluster.
-	cl, err := e.DescribeClusters(ctx, &ecs.DescribeClustersInput{Clusters: []string{name}})
-	if err != nil || len(cl.Clusters) != 1 || cl.Clusters[0].RunningTasksCount != 1 {
-		t.Errorf("cluster %+v, %v: want 1 task started", cl.Clusters, err)
+	// kumo counts the tasks RunTask started on the cluster, which every
+	// stage shares (and kumo has no ListTasks to count this stage's).
+	if n := runningTasks(t); n != before+1 {
+		t.Errorf("%d tasks running on the cluster, %d before the event: want 1 task started", n, before)
 	}
 }
 
-// emptyZip is a deployment package holding an empty bootstrap: kumo stores
-// the code but never runs it (the test starts the handler itself).
-func emptyZip() []byte {
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	_, _ = zw.Create("bootstrap")
-	_ = zw.Close()
-	return buf.Bytes()
+// runningTasks is the number of tasks kumo counts as started on the agent's
+// cluster.
+func runningTasks(t *testing.T) int32 {
+	t.Helper()
+	cl, err := ecs.NewFromConfig(testenv.Kumo(t)).DescribeClusters(t.Context(), &ecs.DescribeClustersInput{Clusters: []string{provision.DefaultCluster}})
+	if err != nil || len(cl.Clusters) != 1 {
+		t.Fatalf("cluster %s: %+v, %v", provision.DefaultCluster, cl, err)
+	}
+	return cl.Clusters[0].RunningTasksCount
 }

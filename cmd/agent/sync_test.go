@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 
+	"github.com/cloudpipe/cloudpipe/internal/awsrules"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
 )
 
@@ -29,13 +30,26 @@ func gitRepo(t *testing.T) string {
 	return dir
 }
 
-// kumoEnv points the agent processes at the in-process emulator.
-func kumoEnv(t *testing.T) {
+// asAgentRole makes the agent commands a test runs, in process or as child
+// processes, act as the agent's role (testenv.AgentRole) through the AWS
+// rules in front of the emulator: every request they send is authorized by
+// deploy/agent-iam-policy.json, as IAM would on a real account. The test's
+// own set-up keeps the operator's config (testenv.Kumo).
+func asAgentRole(t testing.TB) {
 	t.Helper()
-	t.Setenv("AWS_ENDPOINT_URL", testenv.KumoURL(t))
-	t.Setenv("AWS_REGION", "us-east-1")
-	t.Setenv("AWS_ACCESS_KEY_ID", "test")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	asRole(t, testenv.AgentRole)
+}
+
+// asRole is asAgentRole for any role: a stage's task role for `agent
+// runner`, its Lambda role for the stage function. The secret is any: the
+// emulator checks no signature, the key ID names the role.
+func asRole(t testing.TB, role string) {
+	t.Helper()
+	t.Setenv("AWS_ENDPOINT_URL", awsRules(t).URL())
+	t.Setenv("AWS_REGION", testenv.Region)
+	t.Setenv("AWS_ACCESS_KEY_ID", awsrules.RoleAccessKeyID(role))
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "role-session-secret")
+	t.Setenv("AWS_SESSION_TOKEN", "")
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 }
 
@@ -47,10 +61,10 @@ func TestBootstrapPlanSync(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the agent and provisions the examples")
 	}
-	kumoEnv(t)
+	asAgentRole(t)
 	subnets, sgs := testenv.NewNetwork(t, testenv.Kumo(t))
 	repo := gitRepo(t)
-	state := "cloudpipe-cli-test-state"
+	state := "cloudpipe-state-" + testenv.UniqueName(t) // as the agent's policy scopes it
 	common := []string{"--state-bucket", state, "--log-format", "json", "--log-level", "warn"}
 
 	code, out, errOut := runAgent(t, repo, append([]string{"bootstrap",
