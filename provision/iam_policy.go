@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -182,8 +183,12 @@ func execPolicy(a stageARNs) policyDocument {
 			Resource: stringList{group + ":log-stream:" + logStreamPrefix(a.Stage) + "/*"}},
 	}
 	if len(a.SecretARNs) > 0 {
+		var secrets stringList
+		for _, arn := range a.SecretARNs {
+			secrets = append(secrets, secretPolicyResources(arn)...)
+		}
 		stmts = append(stmts, policyStatement{Sid: "Secrets", Effect: "Allow",
-			Action: stringList{"secretsmanager:GetSecretValue"}, Resource: stringList(a.SecretARNs)})
+			Action: stringList{"secretsmanager:GetSecretValue"}, Resource: secrets})
 	}
 	var repos stringList
 	for _, img := range a.Images {
@@ -231,6 +236,24 @@ func taskPolicy(a stageARNs) policyDocument {
 		Action:   stringList{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"},
 		Resource: stringList{a.QueueARN}})
 	return policyDocument{Version: policyVersion, Statement: stmts}
+}
+
+// secretSuffix is the "-" and six characters Secrets Manager appends to a
+// secret's name in its ARN.
+var secretSuffix = regexp.MustCompile(`-[A-Za-z0-9]{6}$`)
+
+// secretPolicyResources are the policy resources that let a role read the
+// secret arn names. IAM matches a secret by its full ARN, which ends in a
+// random 6-character suffix: a partial ARN (the name alone) matches only
+// as "NAME-??????", Secrets Manager's advice
+// (https://docs.aws.amazon.com/secretsmanager/latest/userguide/auth-and-access_iam-policies.html).
+// An ARN that ends like a suffix may still be a partial one whose name ends
+// in "-" and six characters, so it gets both forms.
+func secretPolicyResources(arn string) []string {
+	if secretSuffix.MatchString(arn) {
+		return []string{arn, arn + "-??????"}
+	}
+	return []string{arn + "-??????"}
 }
 
 // secretARN strips what a valueFrom may add after a secret's ARN

@@ -5,11 +5,14 @@ import (
 	"maps"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/cloudpipe/cloudpipe/internal/testenv"
 	"github.com/cloudpipe/cloudpipe/provision"
 )
 
@@ -69,7 +72,7 @@ func TestRolesTaggedAndScopedToTheStage(t *testing.T) {
 		}},
 		{name + "-exec", res.ExecutionRoleARN, "ecs-tasks.amazonaws.com", []string{
 			"arn:aws:logs:us-east-1:" + kumoAccount + ":log-group:/cloudpipe/" + spec.Workflow + ":log-stream:stage-0/*",
-			testSecretARN, testCredsARN,
+			testSecretARN, testSecretARN + "-??????", testCredsARN, testCredsARN + "-??????",
 			"arn:aws:ecr:us-east-1:123456789012:repository/change123",
 			"*", // ecr:GetAuthorizationToken only, checked below
 		}},
@@ -181,4 +184,32 @@ func onStarAllowed(st statement) bool {
 		return len(list(st.Condition["ArnEquals"]["ecs:cluster"])) == 1
 	}
 	return false
+}
+
+// TestExecutionRoleReadsASecretNamedByItsPartialARN: a workflow may name a
+// secret without the 6-character suffix of its ARN; IAM matches the full
+// ARN, so the execution role's policy must match it with "-??????". The
+// decision is IAM's, through the AWS-rules layer, on the role as provision
+// made it.
+func TestExecutionRoleReadsASecretNamedByItsPartialARN(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	secret, err := secretsmanager.NewFromConfig(e.cfg).CreateSecret(ctx, &secretsmanager.CreateSecretInput{
+		Name: aws.String(e.name + "-db"), SecretString: aws.String(`{"password":"x"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := aws.ToString(secret.ARN)
+	partial := full[:strings.LastIndex(full, "-")] // the ARN without its suffix
+	if partial == full || !strings.HasSuffix(partial, e.name+"-db") {
+		t.Fatalf("secret ARN %s has no suffix to drop", full)
+	}
+	spec := e.spec()
+	spec.Secrets = map[string]string{"DB_PASSWORD": partial + ":password::"}
+	spec.TaskCredentialsSecret = ""
+	res := e.ensure(spec, provision.StageResources{})
+	exec := res.ExecutionRoleARN[strings.LastIndex(res.ExecutionRoleARN, "/")+1:]
+	if err := testenv.AWSRules(t).Authorize(ctx, exec, "secretsmanager:GetSecretValue", partial); err != nil {
+		t.Errorf("the execution role may not read the secret named by its partial ARN: %v", err)
+	}
 }

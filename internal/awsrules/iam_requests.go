@@ -362,15 +362,16 @@ func (a *authority) taskDefinition(ref string) (family, revision string, err err
 // so that IAM matches it as AWS does (names and partial ARNs resolve to the
 // full ARN, with its 6-character suffix), else the ID as given.
 func (a *authority) secretID(id string) string {
+	name := id
+	if i := strings.Index(id, ":secret:"); i >= 0 {
+		name = id[i+len(":secret:"):]
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if full, ok := a.secrets[lastOfARN(id, ":secret:")]; ok {
-		return lastOfARN(full, ":secret:")
+	if full, ok := a.secrets[name]; ok {
+		return full[strings.Index(full, ":secret:")+len(":secret:"):]
 	}
-	if i := strings.Index(id, ":secret:"); i >= 0 {
-		return id[i+len(":secret:"):]
-	}
-	return id
+	return name
 }
 
 // errNoModel marks a request the proxy cannot map to IAM: the proxy
