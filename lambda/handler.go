@@ -95,8 +95,9 @@ var ErrDeadline = errors.New("too close to the deadline to start tasks")
 
 // Handle queues one message per created object of ev and starts tasks to
 // process them. Records that can never be processed (no key, a message too
-// large, a RunTask refusal that retrying cannot fix) go to the dead-letter
-// queue with the reason and error as message attributes. Handle returns an
+// large) go to the dead-letter queue with the reason and error as message
+// attributes. Queued files whose tasks RunTask refuses for good stay
+// queued, in one place: the agent starts a task again or dead-letters them. Handle returns an
 // error only for what a retry of the whole event can fix (throttling that
 // outlasted the retryer, a server error, ErrDeadline, an unreachable queue),
 // and for tasks only when none of the stage runs to drain the queue (see
@@ -137,9 +138,7 @@ func (h *Handler) Handle(ctx context.Context, ev events.S3Event) error {
 	var started int
 	var terr error
 	if len(queued) > 0 {
-		var notStarted []deadJob
-		started, notStarted, terr = h.startTasks(ctx, queued, margin)
-		dead = append(dead, notStarted...)
+		started, terr = h.startTasks(ctx, queued, margin)
 	}
 	derr := h.sendDeadLetters(ctx, dead)
 

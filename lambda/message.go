@@ -23,10 +23,9 @@ const MaxMessageBytes = 256 * 1024
 // Reasons a record went to the dead-letter queue, sent as the message
 // attribute AttrReason.
 const (
-	ReasonBadRecord      = "bad-record"        // the record names no object that can be processed
-	ReasonTooLarge       = "message-too-large" // the message would exceed MaxMessageBytes
-	ReasonQueueRejected  = "queue-rejected"    // SQS refused the message for good (sender fault)
-	ReasonTaskNotStarted = "task-not-started"  // queued, but RunTask failed for a reason retrying cannot fix
+	ReasonBadRecord     = "bad-record"        // the record names no object that can be processed
+	ReasonTooLarge      = "message-too-large" // the message would exceed MaxMessageBytes
+	ReasonQueueRejected = "queue-rejected"    // SQS refused the message for good (sender fault)
 )
 
 // Message attributes of a dead-letter message the function sends itself (a

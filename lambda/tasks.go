@@ -23,12 +23,13 @@ import (
 // tasks than jobs is fine; what matters is that some task will run.
 //
 // So a failure is reported only when no task of the stage is running or was
-// started: then a RunTask refusal that retrying cannot fix dead-letters the
-// jobs (their messages would otherwise wait unseen), and anything else is
-// returned for Lambda to retry the event. When some task runs, a failure is
+// started: then a RunTask refusal that retrying cannot fix is logged and
+// the jobs stay queued, for the agent's stranded-files check to start a
+// task again or dead-letter them, and anything else is returned for Lambda
+// to retry the event. When some task runs, a failure is
 // only logged: a retry of the event would queue every message again and run
 // the algorithm twice on each before the result's If-None-Match stopped it.
-func (h *Handler) startTasks(ctx context.Context, queued []job, margin time.Duration) (started int, dead []deadJob, err error) {
+func (h *Handler) startTasks(ctx context.Context, queued []job, margin time.Duration) (started int, err error) {
 	limit := h.cfg.MaxTasks
 	running, err := h.running(ctx)
 	if err != nil {
@@ -42,7 +43,7 @@ func (h *Handler) startTasks(ctx context.Context, queued []job, margin time.Dura
 	n := min(len(queued), limit-running)
 	if n <= 0 {
 		h.log.Debug("stage at its task cap", "running", running, "max_tasks", h.cfg.MaxTasks)
-		return 0, nil, nil
+		return 0, nil
 	}
 	var failure error
 	for from := 0; from < n; from += stagetask.MaxRunTaskCount {
@@ -65,17 +66,21 @@ func (h *Handler) startTasks(ctx context.Context, queued []job, margin time.Dura
 	}
 	switch {
 	case failure == nil:
-		return started, nil, nil
+		return started, nil
 	case running+started > 0:
 		h.log.Warn("fewer tasks started than wanted", "running", running, "started", started, "wanted", n, "err", failure)
-		return started, nil, nil
+		return started, nil
 	case isPermanent(failure):
-		for _, j := range queued {
-			dead = append(dead, deadJob{j, ReasonTaskNotStarted, failure})
-		}
-		return started, dead, nil
+		// The files stay queued, in one place: a dead-letter copy here
+		// would leave the original in the work queue too. The agent's
+		// run-status tick finds files waiting with no task, starts one
+		// again and, after its bound of failed starts, moves them to the
+		// dead-letter queue with the reason (sync/strand.go).
+		h.log.Error("tasks not started: the files stay queued for the agent to retry and, failing that, dead-letter",
+			"queued", len(queued), "err", failure)
+		return started, nil
 	default:
-		return started, nil, failure
+		return started, failure
 	}
 }
 
