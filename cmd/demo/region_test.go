@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -18,6 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/smithy-go"
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing/object"
 
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
 	"github.com/cloudpipe/cloudpipe/provision"
@@ -35,7 +39,9 @@ const farRegion = "eu-west-1"
 // runner reads and writes the workflow's buckets there and its run record
 // in the state bucket of the agent's region. The buckets, the queue and the
 // function are in the workflow's region as the AWS rules see them: a request
-// signed for the agent's region does not find them.
+// signed for the agent's region does not find them. Then a commit adds a
+// workflow in a third region, which the demo prepares before the agent
+// deploys there, and a file goes through it too.
 //
 // The demo runs until stopped, not with --once, so that its endpoint, whose
 // rules saw every resource created, can still be asked afterwards.
@@ -119,6 +125,90 @@ func TestDemoSecondRegion(t *testing.T) {
 		_, err = awslambda.NewFromConfig(cfg).GetFunction(ctx, &awslambda.GetFunctionInput{FunctionName: aws.String(queue)})
 		checkFound(t, "GetFunction "+queue, tc.region, tc.found, err, "ResourceNotFoundException")
 	}
+
+	// A commit that adds a workflow in a third region: the demo prepares
+	// that region before the agent deploys there, and a file goes through.
+	later := fmt.Sprintf("later-sort-%d", seq)
+	laterIn, laterOut := fmt.Sprintf("cloudpipe-later-%d-in", seq), fmt.Sprintf("cloudpipe-later-%d-out", seq)
+	commitWorkflow(t, demoRepoDir(t, stdout.String()), later, laterIn, laterOut, laterRegion)
+	waitOutput(ctx, t, &stdout, "stage functions ready: "+provision.ResourceName(later, 0), time.Minute)
+	if want := "bootstrap --region " + laterRegion + ": cluster"; !strings.Contains(stdout.String(), want) {
+		t.Errorf("output lacks %q", want)
+	}
+	cfg := testenv.KumoConfig("http://127.0.0.1:4566")
+	cfg.Region = laterRegion
+	client := s3.NewFromConfig(cfg, testenv.S3PathStyle)
+	if _, err := client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(laterIn), Key: aws.String("later.txt"),
+		Body: bytes.NewReader(sampleText)}); err != nil {
+		t.Fatal(err)
+	}
+	result := "Result-sort-lines-later.txt"
+	waitOutput(ctx, t, &stdout, s3URI(laterOut, result), time.Minute)
+	obj, err := client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(laterOut), Key: aws.String(result)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Body.Close()
+	b, err := io.ReadAll(obj.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := lines(b), wantSorted(sampleText); !slices.Equal(got, want) {
+		t.Errorf("%s result = %q, want %q", later, got, want)
+	}
+}
+
+// laterRegion is the region of the workflow TestDemoSecondRegion commits
+// while the demo runs.
+const laterRegion = "ap-southeast-2"
+
+// demoRepoDir is the config repository the running demo deploys, as its
+// instructions name it ("  cd DIR").
+func demoRepoDir(t *testing.T, out string) string {
+	t.Helper()
+	for line := range strings.Lines(out) {
+		if dir, ok := strings.CutPrefix(strings.TrimSpace(line), "cd "); ok {
+			return dir
+		}
+	}
+	t.Fatalf("the demo's output names no repository directory")
+	return ""
+}
+
+// commitWorkflow commits, to the Git repository at dir, workflow wf from
+// in to out in reg through sort-lines, as a person would with git.
+func commitWorkflow(t *testing.T, dir, wf, in, out, reg string) {
+	t.Helper()
+	writeWorkflow(t, dir, wf, in, out, reg)
+	r, err := git.PlainOpen(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wt, err := r.Worktree()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wt.Add(filepath.Join("workflows", wf+".json")); err != nil {
+		t.Fatal(err)
+	}
+	sig := &object.Signature{Name: "test", Email: "test@cloudpipe.invalid", When: time.Now()}
+	if _, err := wt.Commit("Add "+wf, &git.CommitOptions{Author: sig, Committer: sig}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitOutput waits until the demo's output holds want.
+func waitOutput(ctx context.Context, t *testing.T, out *syncBuffer, want string, timeout time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for !strings.Contains(out.String(), want) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no %q in the demo's output after %v", want, timeout)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // checkFound checks a request signed for region: it succeeds when found,
@@ -150,10 +240,18 @@ func regionRepo(t *testing.T, wf, in, out string) string {
 	if err := copyFile(filepath.Join(checkoutRoot(t), "algorithms", "sort-lines.json"), filepath.Join(dir, "algorithms", "sort-lines.json")); err != nil {
 		t.Fatal(err)
 	}
+	writeWorkflow(t, dir, wf, in, out, farRegion)
+	return dir
+}
+
+// writeWorkflow writes workflows/WF.json in the repository at dir: a
+// single_run from in to out in reg through sort-lines.
+func writeWorkflow(t *testing.T, dir, wf, in, out, reg string) {
+	t.Helper()
 	b, err := json.MarshalIndent(map[string]any{
 		"input_s3_name":  in,
 		"output_s3_name": out,
-		"region":         farRegion,
+		"region":         reg,
 		"process": map[string]any{
 			"type":       "single_run",
 			"algorithms": []map[string]any{{"name": "sort-lines", "variables": map[string]string{"LC_ALL": "C"}}},
@@ -165,5 +263,4 @@ func regionRepo(t *testing.T, wf, in, out string) string {
 	if err := os.WriteFile(filepath.Join(dir, "workflows", wf+".json"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return dir
 }
