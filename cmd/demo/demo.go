@@ -61,7 +61,7 @@ type demo struct {
 	exe      string
 	dir      string     // the demo's temporary directory: repository and task directories
 	baseEnv  []string   // of every child process
-	endpoint string     // the AWS-rules proxy in front of the local ECS and kumo: every client's endpoint
+	endpoint string     // the demo's port (front.go, then the AWS rules, the local ECS, kumo): every client's endpoint
 	awsCfg   aws.Config // the operator's: uploads, the network; IAM does not check it
 	op       *operator  // the operator's clients, per region
 	agentCfg aws.Config // the agent's, signed as its role
