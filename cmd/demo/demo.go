@@ -23,7 +23,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/sivchari/kumo"
 
 	"github.com/cloudpipe/cloudpipe/gitsource"
@@ -36,7 +35,9 @@ import (
 
 // Settings of the local AWS the demo sets up.
 const (
-	region = "us-east-1" // kumo's ARNs always say us-east-1
+	// region is the agent's region, where its state bucket is. A
+	// workflow may name another (see regions.go).
+	region = "us-east-1"
 	// runnerImage goes into the task definitions' init container, as the
 	// agent's --runner-image would; the local ECS skips that container.
 	runnerImage = "cloudpipe/agent:demo"
@@ -60,11 +61,11 @@ type demo struct {
 	exe      string
 	dir      string     // the demo's temporary directory: repository and task directories
 	baseEnv  []string   // of every child process
-	endpoint string     // the AWS-rules proxy in front of the local ECS and kumo: every client's endpoint
+	endpoint string     // the demo's port (front.go, then the AWS rules, the local ECS, kumo): every client's endpoint
 	awsCfg   aws.Config // the operator's: uploads, the network; IAM does not check it
+	op       *operator  // the operator's clients, per region
 	agentCfg aws.Config // the agent's, signed as its role
 	rules    *awsrules.Proxy
-	s3       *s3.Client
 	stages   deployment
 	tracker  *tracker
 }
@@ -182,6 +183,13 @@ func (d *demo) startAgent(ctx context.Context, kumoURL string, code func() ([]by
 	if err != nil {
 		return nil, err
 	}
+	// The other regions the workflows name, as an operator prepares them
+	// before deploying there; a later commit's new region is prepared
+	// when the agent first deploys to it (preparingProvisioner).
+	regions := newRegionPrep(d, stateBucket)
+	if err := regions.prepareRepo(ctx, repoDir); err != nil {
+		return nil, err
+	}
 	zip, err := code()
 	if err != nil {
 		return nil, err
@@ -190,7 +198,7 @@ func (d *demo) startAgent(ctx context.Context, kumoURL string, code func() ([]by
 	if d.opts.iam {
 		handlers.authorize = d.rules.Authorize
 	}
-	loop, inv, err := d.newLoop(ctx, repoDir, stateBucket, network, zip, handlers)
+	loop, inv, err := d.newLoop(ctx, repoDir, stateBucket, network, zip, handlers, regions)
 	if err != nil {
 		handlers.stop()
 		return nil, err
@@ -224,8 +232,8 @@ func (d *demo) firstPass(ctx context.Context, a *localAgent) (pipesync.PassResul
 }
 
 // startAWS starts the local AWS: kumo (unless options name one) behind the
-// local ECS proxy on the demo's port, which every client uses. stop stops
-// both, the tasks first.
+// local ECS proxy, the AWS rules and, on the demo's port, which every
+// client uses, the front (front.go). stop stops them all, the tasks first.
 func (d *demo) startAWS() (kumoURL string, stop func(), err error) {
 	// The port first: without it nothing works, and kumo is not worth
 	// starting.
@@ -256,8 +264,8 @@ func (d *demo) startAWS() (kumoURL string, stop func(), err error) {
 		BaseEndpoint: aws.String(d.endpoint),
 		Retryer:      func() aws.Retryer { return retry.NewStandard() },
 	}
-	d.s3 = s3.NewFromConfig(d.awsCfg, func(o *s3.Options) { o.UsePathStyle = true })
-	d.tracker = newTracker(d.s3, sqs.NewFromConfig(d.awsCfg), d.opts.download, &d.stages, d.out, d.log, d.opts.logLevel)
+	d.op = newOperator(d.awsCfg)
+	d.tracker = newTracker(d.op, d.opts.download, &d.stages, d.out, d.log, d.opts.logLevel)
 	d.agentCfg = d.awsCfg.Copy()
 	d.agentCfg.Credentials = awsrules.RoleCredentials(awsrules.AgentRole)
 	var iam *awsrules.IAM
@@ -293,7 +301,7 @@ func (d *demo) startAWS() (kumoURL string, stop func(), err error) {
 		closeKumo()
 		return "", nil, err
 	}
-	rules, err = awsrules.New(proxy.URL(), awsrules.Options{Listener: ln, IAM: iam})
+	rules, err = awsrules.New(proxy.URL(), awsrules.Options{IAM: iam})
 	if err != nil {
 		_ = proxy.Close()
 		ln.Close()
@@ -301,6 +309,19 @@ func (d *demo) startAWS() (kumoURL string, stop func(), err error) {
 		return "", nil, err
 	}
 	d.rules = rules
+	// The demo's port is the front's, which hands kumo's S3 event
+	// deliveries to the rules as S3 makes them (front.go).
+	fr, err := serveFront(ln, rules.URL(), func(fn string) string {
+		st, _ := d.stages.byFunction(fn)
+		return st.region
+	}, d.log)
+	if err != nil {
+		_ = rules.Close()
+		_ = proxy.Close()
+		ln.Close()
+		closeKumo()
+		return "", nil, err
+	}
 	stop = func() {
 		if err := proxy.Close(); err != nil {
 			d.log.Warn("local ECS not closed cleanly", "err", err)
@@ -309,6 +330,9 @@ func (d *demo) startAWS() (kumoURL string, stop func(), err error) {
 			d.opts.iamReport(rules.Report())
 		}
 		_ = rules.Close()
+		if err := fr.close(); err != nil {
+			d.log.Warn("the demo's port not closed cleanly", "err", err)
+		}
 		if iam != nil {
 			_ = iam.Evaluator.Close()
 		}
@@ -357,7 +381,7 @@ func (d *demo) configRepo() (string, error) {
 // bootstrap does what `agent bootstrap` does, with a network made for the
 // purpose, and returns the state bucket and the network.
 func (d *demo) bootstrap(ctx context.Context) (string, provision.Network, error) {
-	subnets, groups, err := d.createNetwork(ctx)
+	subnets, groups, err := d.createNetwork(ctx, region)
 	if err != nil {
 		return "", provision.Network{}, err
 	}
@@ -384,7 +408,7 @@ func (d *demo) bootstrap(ctx context.Context) (string, provision.Network, error)
 // statuses printed instead of posted to GitHub. After every pass that
 // changed something, the stage functions' handlers are brought in line.
 func (d *demo) newLoop(ctx context.Context, repoDir, stateBucket string, network provision.Network, zip []byte,
-	handlers *lambdas) (*pipesync.Loop, *inventory.Store, error) {
+	handlers *lambdas, regions *regionPrep) (*pipesync.Loop, *inventory.Store, error) {
 	prov := provision.New(d.agentCfg, provision.Options{
 		Network:        network,
 		StateBucket:    stateBucket,
@@ -399,7 +423,7 @@ func (d *demo) newLoop(ctx context.Context, repoDir, stateBucket string, network
 		return nil, nil, err
 	}
 	loop, err := pipesync.NewDaemon(pipesync.DaemonOptions{Reconciler: pipesync.Options{
-		Provisioner: prov,
+		Provisioner: preparingProvisioner{Provisioner: prov, regions: regions},
 		Inventory:   inv,
 		AgentID:     agentID,
 		Logger:      d.log,
@@ -524,7 +548,7 @@ func (d *demo) uploadSample(ctx context.Context) error {
 		w := &watch{workflow: wf, stages: stages, key: name, uploaded: time.Now()}
 		tr.watches = append(tr.watches, w)
 		d.out.printf("%s: uploading %s to %s\n", wf, name, s3URI(stages[0].input, name))
-		_, err := d.s3.PutObject(ctx, &s3.PutObjectInput{
+		_, err := d.op.s3In(stages[0].region).PutObject(ctx, &s3.PutObjectInput{
 			Bucket: aws.String(stages[0].input),
 			Key:    aws.String(name),
 			Body:   bytes.NewReader(body),
@@ -619,7 +643,7 @@ func (d *demo) printInstructions(repoDir string) {
 		for _, wf := range names {
 			stages, _ := d.stages.stagesOf(wf)
 			fmt.Fprintf(&b, "  AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=%s aws --endpoint-url %s s3 cp FILE s3://%s/\n",
-				region, d.endpoint, stages[0].input)
+				stages[0].region, d.endpoint, stages[0].input)
 			fmt.Fprintf(&b, "    (%s: results in s3://%s)\n", wf, stages[len(stages)-1].output)
 		}
 	}
@@ -636,11 +660,12 @@ func (d *demo) printInstructions(repoDir string) {
 	d.out.printf("%s", b.String())
 }
 
-// createNetwork creates what bootstrap would take from the default VPC,
-// which kumo lacks: a VPC, a subnet and a security group, as an operator
-// would pass them with --subnets and --security-groups.
-func (d *demo) createNetwork(ctx context.Context) (subnets, groups []string, err error) {
-	client := ec2.NewFromConfig(d.awsCfg)
+// createNetwork creates in region what bootstrap would take from the
+// default VPC, which kumo lacks: a VPC, a subnet and a security group, as
+// an operator would pass them with --subnets and --security-groups. EC2
+// resources are regional, so the client is signed for region.
+func (d *demo) createNetwork(ctx context.Context, region string) (subnets, groups []string, err error) {
+	client := ec2.NewFromConfig(d.op.in(region))
 	tags := func(rt ec2types.ResourceType) []ec2types.TagSpecification {
 		return []ec2types.TagSpecification{{ResourceType: rt, Tags: []ec2types.Tag{{Key: aws.String("Name"), Value: aws.String(agentID)}}}}
 	}

@@ -38,7 +38,7 @@ type lambdas struct {
 	kumoAddr string   // host:port of kumo, whose Runtime API the handlers poll
 	baseEnv  []string // the environment every child gets (see childEnv)
 	stderr   io.Writer
-	client   *awslambda.Client
+	cfg      aws.Config // the operator's, for clients of each function's region
 	log      *slog.Logger
 	// authorize, if set, asks IAM what the Lambda service would with a
 	// function's role (awsrules.Proxy.Authorize).
@@ -46,14 +46,16 @@ type lambdas struct {
 
 	wg sync.WaitGroup // one per handler process, done when waited for
 
-	mu      sync.Mutex          // guards the fields below
-	stopped bool                // stop was called: no handler starts
-	procs   map[string]*handler // by function name
+	mu      sync.Mutex                   // guards the fields below
+	stopped bool                         // stop was called: no handler starts
+	procs   map[string]*handler          // by function name
+	clients map[string]*awslambda.Client // by region
 }
 
 // handler is one running handler process.
 type handler struct {
 	fn     string
+	region string            // the function's
 	env    map[string]string // the function's environment it was started with
 	pid    int
 	cancel context.CancelFunc
@@ -67,22 +69,41 @@ func newLambdas(exe, kumoAddr string, baseEnv []string, cfg aws.Config, stderr i
 	cfg = cfg.Copy()
 	cfg.Retryer = func() aws.Retryer { return aws.NopRetryer{} }
 	return &lambdas{
-		exe: exe, kumoAddr: kumoAddr, baseEnv: baseEnv, stderr: stderr,
-		client: awslambda.NewFromConfig(cfg),
-		log:    log.With("component", "lambdas"),
-		procs:  map[string]*handler{},
+		exe: exe, kumoAddr: kumoAddr, baseEnv: baseEnv, stderr: stderr, cfg: cfg,
+		log:     log.With("component", "lambdas"),
+		procs:   map[string]*handler{},
+		clients: map[string]*awslambda.Client{},
 	}
 }
 
-// sync makes the running handlers match functions (function names): it
-// starts a handler for each function without one, restarts a handler whose
-// function's environment changed or whose process died, and stops handlers
-// of functions no longer deployed. It returns once every started handler
-// has answered an invocation, with the names of those it started.
-func (l *lambdas) sync(ctx context.Context, functions []string) ([]string, error) {
+// client is the Lambda client for the functions of region: a function
+// answers only requests signed for its region.
+func (l *lambdas) client(region string) *awslambda.Client {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if c, ok := l.clients[region]; ok {
+		return c
+	}
+	cfg := l.cfg.Copy()
+	if region != "" {
+		cfg.Region = region
+	}
+	c := awslambda.NewFromConfig(cfg)
+	l.clients[region] = c
+	return c
+}
+
+// sync makes the running handlers match functions (each function's
+// region by its name): it starts a handler for each function without one,
+// restarts a handler whose function's environment changed or whose process
+// died, and stops handlers of functions no longer deployed. It returns once
+// every started handler has answered an invocation, with the names of those
+// it started.
+func (l *lambdas) sync(ctx context.Context, functions map[string]string) ([]string, error) {
 	wanted := map[string]map[string]string{}
-	for _, fn := range functions {
-		out, err := l.client.GetFunctionConfiguration(ctx, &awslambda.GetFunctionConfigurationInput{FunctionName: aws.String(fn)})
+	regions := map[string]string{}
+	for _, fn := range slices.Sorted(maps.Keys(functions)) {
+		out, err := l.client(functions[fn]).GetFunctionConfiguration(ctx, &awslambda.GetFunctionConfigurationInput{FunctionName: aws.String(fn)})
 		if err != nil {
 			return nil, fmt.Errorf("get function configuration %s: %w", fn, err)
 		}
@@ -91,10 +112,17 @@ func (l *lambdas) sync(ctx context.Context, functions []string) ([]string, error
 			env = maps.Clone(out.Environment.Variables)
 		}
 		// The handler acts as the function's role, as Lambda gives it
-		// the role's session credentials.
+		// the role's session credentials, in the function's region, as
+		// Lambda sets AWS_REGION and AWS_DEFAULT_REGION
+		// (https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime).
 		maps.Copy(env, roleCredentials(aws.ToString(out.Role)))
+		fnRegion := arnRegion(aws.ToString(out.FunctionArn))
+		if fnRegion == "" {
+			fnRegion = functions[fn]
+		}
+		maps.Copy(env, regionEnv(fnRegion))
 		l.checkLogs(ctx, aws.ToString(out.FunctionArn), aws.ToString(out.Role))
-		wanted[fn] = env
+		wanted[fn], regions[fn] = env, fnRegion
 	}
 
 	l.mu.Lock()
@@ -115,7 +143,7 @@ func (l *lambdas) sync(ctx context.Context, functions []string) ([]string, error
 
 	var started []*handler
 	for _, fn := range slices.Sorted(maps.Keys(wanted)) {
-		h, err := l.start(ctx, fn, wanted[fn])
+		h, err := l.start(ctx, fn, regions[fn], wanted[fn])
 		if err != nil {
 			return nil, err
 		}
@@ -138,7 +166,7 @@ func (l *lambdas) sync(ctx context.Context, functions []string) ([]string, error
 // start starts the handler process of function fn with the function's
 // environment env. The process outlives ctx: stop, or a sync that finds it
 // stale, ends it.
-func (l *lambdas) start(ctx context.Context, fn string, env map[string]string) (*handler, error) {
+func (l *lambdas) start(ctx context.Context, fn, region string, env map[string]string) (*handler, error) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	cmd := exec.CommandContext(ctx, l.exe)
 	cmd.Env = childEnv(l.baseEnv, env, map[string]string{
@@ -165,7 +193,7 @@ func (l *lambdas) start(ctx context.Context, fn string, env map[string]string) (
 		cancel()
 		return nil, fmt.Errorf("start handler of %s: %w", fn, err)
 	}
-	h := &handler{fn: fn, env: env, pid: cmd.Process.Pid, cancel: cancel, done: make(chan struct{})}
+	h := &handler{fn: fn, region: region, env: env, pid: cmd.Process.Pid, cancel: cancel, done: make(chan struct{})}
 	l.procs[fn] = h
 	l.wg.Add(1)
 	go func() {
@@ -213,7 +241,7 @@ func (l *lambdas) waitReady(ctx context.Context, h *handler) error {
 	defer cancel()
 	var last error
 	for {
-		out, err := l.client.Invoke(ctx, &awslambda.InvokeInput{
+		out, err := l.client(h.region).Invoke(ctx, &awslambda.InvokeInput{
 			FunctionName:   aws.String(h.fn),
 			InvocationType: lambdatypes.InvocationTypeRequestResponse,
 			Payload:        []byte(`{"Records":[]}`),
@@ -312,6 +340,26 @@ func baseEnv(endpoint, region, logLevel string) []string {
 		}
 	}
 	return env
+}
+
+// regionEnv is the environment of a process that runs in region, as
+// Lambda and ECS set it for a function or a task; nil for "" (the base
+// environment's, the agent's region, stays).
+func regionEnv(region string) map[string]string {
+	if region == "" {
+		return nil
+	}
+	return map[string]string{"AWS_REGION": region, "AWS_DEFAULT_REGION": region}
+}
+
+// arnRegion is the region of a regional ARN (arn:aws:SERVICE:REGION:...),
+// "" when s is not one.
+func arnRegion(s string) string {
+	parts := strings.SplitN(s, ":", 5)
+	if len(parts) < 5 || parts[0] != "arn" {
+		return ""
+	}
+	return parts[3]
 }
 
 // roleCredentials is the environment of a process that acts as the role

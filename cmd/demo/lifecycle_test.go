@@ -146,7 +146,7 @@ func TestLifecycleUnderIAM(t *testing.T) {
 		t.Errorf("the sequence_run's result ends %q, want %q", chainResult[len(chainResult)-3:], want)
 	}
 
-	repoDir := demoRepoDir(t, &stdout)
+	repoDir := demoRepoDir(t, stdout.String())
 	endpoint := testenv.KumoConfig("http://127.0.0.1:4566") // the demo's, as a user's CLI would use it
 	chainCfg := endpoint.Copy()
 	chainCfg.Region = lifecycleChainRegion
@@ -154,7 +154,7 @@ func TestLifecycleUnderIAM(t *testing.T) {
 	// Update: the chain's steps get MODE=v2; a second upload shows it.
 	names.write(t, repoDir, "v2", true)
 	commit := commitAll(t, repoDir, "chain mode v2")
-	waitOutput(t, &stdout, stopped, "commit "+commit[:7]+": +0 create ~1 update -0 delete, 0 failed")
+	waitOutput(ctx, t, &stdout, "commit "+commit[:7]+": +0 create ~1 update -0 delete, 0 failed", 2*time.Minute)
 	second := "second-" + name
 	s3c := s3.NewFromConfig(chainCfg, testenv.S3PathStyle)
 	if _, err := s3c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(names.chainIn), Key: aws.String(second),
@@ -171,7 +171,7 @@ func TestLifecycleUnderIAM(t *testing.T) {
 		t.Fatal(err)
 	}
 	commit = commitAll(t, repoDir, "remove "+single)
-	waitOutput(t, &stdout, stopped, "commit "+commit[:7]+": +0 create ~0 update -1 delete, 0 failed")
+	waitOutput(ctx, t, &stdout, "commit "+commit[:7]+": +0 create ~0 update -1 delete, 0 failed", 2*time.Minute)
 	if _, err := sqs.NewFromConfig(endpoint).GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(provision.ResourceName(single, 0))}); err == nil {
 		t.Errorf("queue %s is still there after the workflow was deleted", provision.ResourceName(single, 0))
 	}
@@ -299,19 +299,6 @@ func sha256Hex(s string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// demoRepoDir reads the config repository's directory from the demo's
-// instructions ("  cd DIR").
-func demoRepoDir(t *testing.T, stdout *syncBuffer) string {
-	t.Helper()
-	for line := range strings.Lines(stdout.String()) {
-		if dir, ok := strings.CutPrefix(strings.TrimRight(line, "\n"), "  cd "); ok {
-			return dir
-		}
-	}
-	t.Fatal("the demo printed no repository directory")
-	return ""
-}
-
 // commitAll commits everything in the repository at dir and returns the
 // commit's hash.
 func commitAll(t *testing.T, dir, message string) string {
@@ -319,21 +306,6 @@ func commitAll(t *testing.T, dir, message string) string {
 	testenv.Git(t, dir, "add", "-A")
 	testenv.Git(t, dir, "commit", "-q", "-m", message)
 	return strings.TrimSpace(testenv.Git(t, dir, "rev-parse", "HEAD"))
-}
-
-// waitOutput waits until the demo has printed want.
-func waitOutput(t *testing.T, stdout *syncBuffer, stopped <-chan struct{}, want string) {
-	t.Helper()
-	deadline := time.After(2 * time.Minute)
-	for !strings.Contains(stdout.String(), want) {
-		select {
-		case <-stopped:
-			t.Fatalf("the demo stopped before printing %q", want)
-		case <-deadline:
-			t.Fatalf("the demo has not printed %q after 2m", want)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }
 
 // waitObject waits for an object and returns its content.

@@ -78,8 +78,14 @@ func (d *demo) startTask(ctx context.Context, t localecs.TaskSpec) (*exec.Cmd, e
 	}
 	cmd := exec.CommandContext(ctx, d.exe)
 	// The runner acts as the task role, as ECS gives it the role's
-	// credentials (none when the task definition names no task role).
-	cmd.Env = childEnv(d.baseEnv, t.Environment, env, roleCredentials(t.TaskRoleARN))
+	// credentials (none when the task definition names no task role), in
+	// the region the task runs in, which ECS sets as AWS_REGION and
+	// AWS_DEFAULT_REGION
+	// (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-environment-variables.html):
+	// the workflow's input and output buckets are there; the state
+	// bucket's region comes from the task definition
+	// (CLOUDPIPE_STATE_REGION).
+	cmd.Env = childEnv(d.baseEnv, t.Environment, env, regionEnv(t.Region), roleCredentials(t.TaskRoleARN))
 	cmd.Dir = root
 	cmd.Stdout, cmd.Stderr = d.stderr, d.stderr
 	dieWithParent(cmd)

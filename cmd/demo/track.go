@@ -29,6 +29,7 @@ import (
 // stageInfo is what the demo shows of a deployed stage.
 type stageInfo struct {
 	workflow      string
+	region        string // the workflow's: its buckets, queues, function and tasks are there
 	stage         int
 	algorithm     string
 	input, output string // buckets
@@ -67,6 +68,7 @@ func (d *deployment) load(ctx context.Context, inv *inventory.Store) error {
 		for _, s := range rec.Stages {
 			stages = append(stages, stageInfo{
 				workflow:  name,
+				region:    s.Spec.Region,
 				stage:     s.Spec.Stage,
 				algorithm: s.Spec.Algorithm.Name,
 				input:     s.Spec.InputBucket,
@@ -98,17 +100,16 @@ func (d *deployment) stagesOf(workflow string) ([]stageInfo, bool) {
 	return s, ok
 }
 
-// functions returns every deployed stage function.
-func (d *deployment) functions() []string {
+// functions returns every deployed stage function's region, by name.
+func (d *deployment) functions() map[string]string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var fns []string
+	fns := map[string]string{}
 	for _, stages := range d.workflows {
 		for _, s := range stages {
-			fns = append(fns, s.function)
+			fns[s.function] = s.region
 		}
 	}
-	slices.Sort(fns)
 	return fns
 }
 
@@ -149,10 +150,9 @@ func (w *watch) settled() bool { return w.result != "" || w.failed != "" }
 //
 // Apart from taskEvent, a tracker is used by one goroutine.
 type tracker struct {
-	s3       *s3.Client
-	sqs      *sqs.Client
-	bucket   string // the state bucket
-	download string // directory for results, "" for none
+	aws      *operator // each stage's buckets and queues in its workflow's region
+	bucket   string    // the state bucket, in the agent's region
+	download string    // directory for results, "" for none
 	stages   *deployment
 	out      *console
 	log      *slog.Logger
@@ -172,8 +172,8 @@ type tracker struct {
 
 // newTracker returns a tracker; logLevel is the children's, to say where
 // a failed command's output can be seen.
-func newTracker(client *s3.Client, queues *sqs.Client, download string, stages *deployment, out *console, log *slog.Logger, logLevel slog.Level) *tracker {
-	t := &tracker{s3: client, sqs: queues, download: download, stages: stages, out: out, log: log, seen: map[string]bool{},
+func newTracker(clients *operator, download string, stages *deployment, out *console, log *slog.Logger, logLevel slog.Level) *tracker {
+	t := &tracker{aws: clients, download: download, stages: stages, out: out, log: log, seen: map[string]bool{},
 		notStarted: map[string]string{}}
 	if logLevel > slog.LevelInfo {
 		// The runner logs the command's output at info level.
@@ -240,9 +240,13 @@ func (t *tracker) skipExisting(ctx context.Context) error {
 	return t.eachNew(ctx, func(string) error { return nil })
 }
 
+// state is the S3 client for the state bucket, which stays in the
+// agent's region whatever region a workflow names.
+func (t *tracker) state() *s3.Client { return t.aws.s3In(region) }
+
 // eachNew calls fn with the key of each record not seen before.
 func (t *tracker) eachNew(ctx context.Context, fn func(key string) error) error {
-	p := s3.NewListObjectsV2Paginator(t.s3, &s3.ListObjectsV2Input{Bucket: aws.String(t.bucket), Prefix: aws.String(contract.RunsPrefix)})
+	p := s3.NewListObjectsV2Paginator(t.state(), &s3.ListObjectsV2Input{Bucket: aws.String(t.bucket), Prefix: aws.String(contract.RunsPrefix)})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
@@ -302,13 +306,14 @@ func (t *tracker) deadLetters(ctx context.Context) error {
 		if _, ok := t.notStarted[st.function]; !ok || st.dlqURL == "" {
 			continue
 		}
-		out, err := t.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(st.dlqURL),
+		queues := t.aws.sqsIn(st.region)
+		out, err := queues.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(st.dlqURL),
 			MaxNumberOfMessages: 10, MessageAttributeNames: []string{"All"}})
 		if err != nil {
 			return fmt.Errorf("look at the dead letters of %s: %w", st.label(), err)
 		}
 		for _, m := range out.Messages {
-			if _, err := t.sqs.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: aws.String(st.dlqURL),
+			if _, err := queues.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: aws.String(st.dlqURL),
 				ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0}); err != nil {
 				t.log.Warn("dead letter not made visible again", "err", err)
 			}
@@ -372,7 +377,7 @@ func (t *tracker) follow(ctx context.Context) {
 }
 
 func (t *tracker) record(ctx context.Context, key string) (contract.RunRecord, error) {
-	out, err := t.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(t.bucket), Key: aws.String(key)})
+	out, err := t.state().GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(t.bucket), Key: aws.String(key)})
 	if err != nil {
 		return contract.RunRecord{}, fmt.Errorf("get run record %s: %w", key, err)
 	}
@@ -454,7 +459,7 @@ func (t *tracker) fetch(ctx context.Context, w *watch) (file string, err error) 
 		return "", err
 	}
 	file = filepath.Join(dir, path.Base(key))
-	out, err := t.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	out, err := t.aws.s3In(w.stages[len(w.stages)-1].region).GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
 	if err != nil {
 		return "", fmt.Errorf("download %s: %w", w.result, err)
 	}

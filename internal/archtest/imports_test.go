@@ -39,7 +39,7 @@ var allowedImports = map[string][]string{
 	"internal/stagetask":  {"internal/contract"},
 	"internal/secret":     {},
 	"internal/faultproxy": {},
-	"internal/localecs":   {},
+	"internal/localecs":   {"internal/faultproxy"},
 	"internal/testenv":    {"internal/awsrules"},
 	"deploy":              {}, // the operator's files; embeds the agent policy for tests
 }

@@ -12,19 +12,17 @@ import (
 )
 
 // initFailure is why ECS could not initialize a task of the task
-// definition ref with its execution role, or "" when it could (or when
-// Options.Authorize is unset). The reasons are ECS's:
+// definition ref in region with its execution role, or "" when it could
+// (or when Options.Authorize is unset). The log stream is the task's
+// region's: kumo's task definition ARN says us-east-1 whatever the region.
+// The reasons are ECS's:
 // https://docs.aws.amazon.com/AmazonECS/latest/developerguide/resource-initialization-error.html
 // and the role's duties:
 // https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_execution_IAM_role.html
-func (p *Proxy) initFailure(ctx context.Context, ref string) string {
+func (p *Proxy) initFailure(ctx context.Context, ref, region string) string {
 	if p.opts.Authorize == nil {
 		return ""
 	}
-	return p.authorizeInit(ctx, ref)
-}
-
-func (p *Proxy) authorizeInit(ctx context.Context, ref string) string {
 	p.mu.Lock()
 	td := p.lookupDefLocked(ref)
 	var (
@@ -36,9 +34,9 @@ func (p *Proxy) authorizeInit(ctx context.Context, ref string) string {
 		role, ok = td.execRole, true
 		c, ok = td.runContainer()
 	}
-	region, account := "us-east-1", ""
+	account := ""
 	if td != nil {
-		region, account = arnRegionAccount(td.arn)
+		_, account = arnRegionAccount(td.arn)
 	}
 	p.mu.Unlock()
 	if !ok {

@@ -609,3 +609,99 @@ func TestExecutionRoleThatCannotReadASecret(t *testing.T) {
 		t.Errorf("DB_PASSWORD = %q in the task's environment, want the secret's password field", got)
 	}
 }
+
+// TestRunTaskRecordsItsRegion: a task runs in the region of the endpoint
+// RunTask was called at, its signing region, whatever kumo's ARNs say.
+func TestRunTaskRecordsItsRegion(t *testing.T) {
+	f := newFixture(t, "true")
+	for _, region := range []string{"us-east-1", "eu-west-1"} {
+		client := ecs.NewFromConfig(f.cfg, func(o *ecs.Options) { o.Region = region })
+		out, err := client.RunTask(t.Context(), &ecs.RunTaskInput{Cluster: aws.String(f.cluster), TaskDefinition: aws.String(f.tdARN)})
+		if err != nil || len(out.Tasks) != 1 {
+			t.Fatalf("RunTask signed in %s: %v %v", region, out, err)
+		}
+		specs := f.starts.all()
+		if got := specs[len(specs)-1]; got.Region != region || got.TaskARN != aws.ToString(out.Tasks[0].TaskArn) {
+			t.Errorf("RunTask signed in %s started task %s in region %q, want task %s in %s",
+				region, got.TaskARN, got.Region, aws.ToString(out.Tasks[0].TaskArn), region)
+		}
+	}
+}
+
+// TestExecutionRoleWritesLogsInTheTaskRegion: ECS creates a task's awslogs
+// stream in the task's region, so an execution role allowed to write the
+// log group's streams of eu-west-1 only starts a task run in eu-west-1 and
+// not one run in us-east-1 (kumo's task definition ARN says us-east-1 for
+// both).
+func TestExecutionRoleWritesLogsInTheTaskRegion(t *testing.T) {
+	ctx := t.Context()
+	rules := testenv.AWSRules(t)
+	st := &starts{}
+	p, err := localecs.Listen(localecs.Options{
+		Addr: "127.0.0.1:0", Upstream: testenv.KumoURL(t), StopTimeout: 2 * time.Second, OnTask: st.event,
+		Start: func(ctx context.Context, spec localecs.TaskSpec) (*exec.Cmd, error) {
+			st.add(spec)
+			return exec.CommandContext(ctx, "true"), nil
+		},
+		Authorize: rules.Authorize,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	operator := testenv.Kumo(t)
+	name := testenv.UniqueName(t)
+	group := "/cp/" + name
+	admin := iam.NewFromConfig(operator)
+	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
+	role, err := admin.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String(name + "-exec"), AssumeRolePolicyDocument: aws.String(trust)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["logs:CreateLogStream","logs:PutLogEvents"],` +
+		`"Resource":"arn:aws:logs:eu-west-1:000000000000:log-group:` + group + `:log-stream:*"}]}`
+	if _, err := admin.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: role.Role.RoleName, PolicyName: aws.String("exec"),
+		PolicyDocument: aws.String(doc)}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := operator.Copy()
+	cfg.BaseEndpoint = aws.String(p.URL())
+	client := ecs.NewFromConfig(cfg)
+	if _, err := client.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String(name)}); err != nil {
+		t.Fatal(err)
+	}
+	td, err := client.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{
+		Family: aws.String(name), ExecutionRoleArn: role.Role.Arn,
+		RequiresCompatibilities: []ecstypes.Compatibility{ecstypes.CompatibilityFargate},
+		NetworkMode:             ecstypes.NetworkModeAwsvpc, Cpu: aws.String("256"), Memory: aws.String("512"),
+		ContainerDefinitions: []ecstypes.ContainerDefinition{{
+			Name: aws.String("algo"), Image: aws.String("alpine:3.20"),
+			LogConfiguration: &ecstypes.LogConfiguration{LogDriver: ecstypes.LogDriverAwslogs, Options: map[string]string{
+				"awslogs-group": group, "awslogs-stream-prefix": "cp",
+			}},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		region  string
+		started bool
+	}{
+		{"eu-west-1", true},
+		{"us-east-1", false},
+	} {
+		c := ecs.NewFromConfig(cfg, func(o *ecs.Options) { o.Region = tc.region })
+		out, err := c.RunTask(ctx, &ecs.RunTaskInput{Cluster: aws.String(name), TaskDefinition: td.TaskDefinition.TaskDefinitionArn})
+		if err != nil || len(out.Tasks) != 1 {
+			t.Fatalf("RunTask in %s: %v %v", tc.region, out, err)
+		}
+		task := out.Tasks[0]
+		failed := string(task.StopCode) == localecs.StopTaskFailedToStart
+		if failed == tc.started ||
+			failed && !strings.Contains(aws.ToString(task.StoppedReason), "ResourceInitializationError: failed to validate logger args") {
+			t.Errorf("RunTask in %s: stop code %q, reason %q; want started %v (the role may write logs in eu-west-1 only)",
+				tc.region, task.StopCode, aws.ToString(task.StoppedReason), tc.started)
+		}
+	}
+}

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/cloudpipe/cloudpipe/internal/faultproxy"
 )
 
 // Task states, as ECS names them.
@@ -55,9 +57,18 @@ type TaskSpec struct {
 	CPU, Memory      string // as the task definition gives them
 	TaskRoleARN      string // the role the task's process acts as ("" for none)
 	ExecutionRoleARN string // the role ECS started the task with
-	StartedBy        string
-	Group            string
-	LaunchType       string
+	// Region is the region the task runs in: that of the ECS endpoint
+	// RunTask was called at, which is the request's SigV4 signing region
+	// (ECS runs a task in the region of its cluster, and a cluster is
+	// regional: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/clusters.html).
+	// kumo ignores regions and names us-east-1 in every ARN, so the
+	// cluster's ARN cannot tell; an unsigned request runs in the cluster
+	// ARN's region. A process in the task sees it as AWS_REGION, as ECS
+	// sets it.
+	Region     string
+	StartedBy  string
+	Group      string
+	LaunchType string
 }
 
 // Task is a snapshot of one task the proxy started.
@@ -174,7 +185,11 @@ func (p *Proxy) runTask(w http.ResponseWriter, r *http.Request, body []byte) {
 	// (read secrets, create the log stream, authenticate to ECR) is
 	// authorized outside the lock: Authorize may call AWS through this
 	// proxy.
-	initFailure := p.initFailure(r.Context(), in.TaskDefinition)
+	region := faultproxy.SigningRegion(r)
+	if region == "" {
+		region, _ = arnRegionAccount(clusterARN)
+	}
+	initFailure := p.initFailure(r.Context(), in.TaskDefinition, region)
 	var secrets map[string]string
 	if initFailure == "" {
 		secrets, initFailure = p.secretEnv(r.Context(), in.TaskDefinition)
@@ -194,6 +209,7 @@ func (p *Proxy) runTask(w http.ResponseWriter, r *http.Request, body []byte) {
 		writeError(w, status, code, msg)
 		return
 	}
+	base.Region = region
 	if len(secrets) > 0 {
 		base.Environment = maps.Clone(base.Environment)
 		maps.Copy(base.Environment, secrets)
