@@ -17,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/cloudpipe/cloudpipe/internal/faultproxy"
 	"github.com/cloudpipe/cloudpipe/internal/iamsim"
@@ -90,8 +92,11 @@ func (a *authority) sessionARN(role string) string {
 // policies, the tags and task definitions resources were created with, and
 // what it decided, for Report.
 type authority struct {
-	cfg    IAM
-	target *iam.Client // reads roles' policies from the emulator
+	cfg          IAM
+	target       *iam.Client // reads roles' policies and tags from the emulator
+	targetSQS    *sqs.Client
+	targetLambda *lambda.Client
+	targetURL    *url.URL
 
 	mu       sync.Mutex
 	policies map[string][]json.RawMessage        // role name -> inline policies, cleared by any IAM write
@@ -109,21 +114,23 @@ type taskDef struct {
 }
 
 func newAuthority(cfg IAM, target *url.URL, transport http.RoundTripper) *authority {
-	client := iam.New(iam.Options{
-		Region:       "us-east-1",
-		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
-		BaseEndpoint: aws.String(target.String()),
-		HTTPClient:   &http.Client{Transport: transport},
-	})
+	// The proxy's own reads of the emulator, as the operator.
+	creds := credentials.NewStaticCredentialsProvider("test", "test", "")
+	httpClient := &http.Client{Transport: transport}
+	base := aws.String(target.String())
 	return &authority{
-		cfg: cfg, target: client,
-		policies: map[string][]json.RawMessage{},
-		tags:     map[string]map[string]string{},
-		taskDefs: map[string]taskDef{},
-		latest:   map[string]int{},
-		secrets:  map[string]string{},
-		stats:    map[string]*PrincipalReport{},
-		used:     map[string]map[string]*statementUse{},
+		cfg:          cfg,
+		target:       iam.New(iam.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: base, HTTPClient: httpClient}),
+		targetSQS:    sqs.New(sqs.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: base, HTTPClient: httpClient}),
+		targetLambda: lambda.New(lambda.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: base, HTTPClient: httpClient}),
+		targetURL:    target,
+		policies:     map[string][]json.RawMessage{},
+		tags:         map[string]map[string]string{},
+		taskDefs:     map[string]taskDef{},
+		latest:       map[string]int{},
+		secrets:      map[string]string{},
+		stats:        map[string]*PrincipalReport{},
+		used:         map[string]map[string]*statementUse{},
 	}
 }
 

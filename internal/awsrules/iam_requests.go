@@ -2,6 +2,7 @@ package awsrules
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
@@ -11,6 +12,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 )
 
 // authz is one authorization IAM makes for a request: one action on one
@@ -420,8 +426,7 @@ func (a *authority) authorizations(c call, region string) ([]authz, error) {
 	}
 	var out []authz
 	for _, res := range resources {
-		ctx := a.withResourceTags(base, res)
-		out = append(out, authz{op: c.op, action: action, resource: res, context: ctx})
+		out = append(out, authz{op: c.op, action: action, resource: res, context: a.withResourceTags(c.r.Context(), base, res)})
 	}
 	deps, err := a.dependent(c, p, region, resources, reqTags)
 	if err != nil {
@@ -435,17 +440,74 @@ func (a *authority) arn(service, region, resource string) string {
 	return "arn:aws:" + service + ":" + region + ":" + a.cfg.Account + ":" + resource
 }
 
-func (a *authority) withResourceTags(base map[string]any, resource string) map[string]any {
-	ctx := make(map[string]any, len(base))
+func (a *authority) withResourceTags(ctx context.Context, base map[string]any, resource string) map[string]any {
+	out := make(map[string]any, len(base))
 	for k, v := range base {
-		ctx[k] = v
+		out[k] = v
 	}
+	for k, v := range a.resourceTags(ctx, resource) {
+		out["aws:ResourceTag/"+k] = v
+	}
+	return out
+}
+
+// resourceTags returns the tags of the resource arn names: those the proxy
+// saw it created or tagged with, else, for the kinds whose tags cloudpipe's
+// policies test (roles, queues, functions), those the emulator holds, so a
+// resource made before this proxy started (by an earlier demo, or through
+// another proxy) is judged by its real tags.
+func (a *authority) resourceTags(ctx context.Context, arn string) map[string]string {
 	a.mu.Lock()
-	for k, v := range a.tags[resource] {
-		ctx["aws:ResourceTag/"+k] = v
+	tags, ok := a.tags[arn]
+	a.mu.Unlock()
+	if ok {
+		return tags
+	}
+	tags = a.readTags(ctx, arn)
+	a.mu.Lock()
+	if _, learned := a.tags[arn]; !learned {
+		a.tags[arn] = tags
 	}
 	a.mu.Unlock()
-	return ctx
+	return tags
+}
+
+// readTags reads a resource's tags from the emulator; nil when it has none,
+// does not exist, or is of a kind not read.
+func (a *authority) readTags(ctx context.Context, arn string) map[string]string {
+	parts := strings.SplitN(arn, ":", 6) // arn:aws:SERVICE:REGION:ACCOUNT:RESOURCE
+	if len(parts) < 6 {
+		return nil
+	}
+	switch service, resource := parts[2], parts[5]; {
+	case service == "iam" && strings.HasPrefix(resource, "role/"):
+		// GetRole answers the role's tags (kumo has no ListRoleTags).
+		out, err := a.target.GetRole(ctx, &iam.GetRoleInput{RoleName: aws.String(resource[strings.LastIndex(resource, "/")+1:])})
+		if err != nil {
+			return nil
+		}
+		tags := map[string]string{}
+		for _, t := range out.Role.Tags {
+			tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+		}
+		return tags
+	case service == "sqs":
+		u := a.targetURL.JoinPath(parts[4], resource).String()
+		out, err := a.targetSQS.ListQueueTags(ctx, &sqs.ListQueueTagsInput{QueueUrl: aws.String(u)})
+		if err != nil {
+			return nil
+		}
+		return out.Tags
+	case service == "lambda" && strings.HasPrefix(resource, "function:"):
+		// kumo names every function in us-east-1.
+		out, err := a.targetLambda.ListTags(ctx, &lambda.ListTagsInput{
+			Resource: aws.String("arn:aws:lambda:us-east-1:" + parts[4] + ":" + resource)})
+		if err != nil {
+			return nil
+		}
+		return out.Tags
+	}
+	return nil
 }
 
 // placeholder matches an ARN format's ${Variable}.

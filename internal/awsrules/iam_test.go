@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -262,5 +263,62 @@ func TestIAMGetFunctionShowsTagsOnlyWithListTags(t *testing.T) {
 	}
 	if out.Tags["cloudpipe:managed"] != "true" {
 		t.Errorf("with lambda:ListTags GetFunction showed tags %v, want cloudpipe:managed", out.Tags)
+	}
+}
+
+// TestIAMReadsTagsOfResourcesMadeBeforeIt: a resource created before this
+// proxy started (by an earlier demo, or through another proxy) is judged by
+// the tags the emulator holds, as IAM judges aws:ResourceTag.
+func TestIAMReadsTagsOfResourcesMadeBeforeIt(t *testing.T) {
+	ctx := t.Context()
+	name := testenv.UniqueName(t)
+	// Made through another proxy, which this one never hears of.
+	_, earlier := newProxy(t, awsrules.Options{})
+	q := sqs.NewFromConfig(earlier)
+	tagged, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name), Tags: map[string]string{"cloudpipe:managed": "true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	untagged, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name + "-mine")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
+	if _, err := iam.NewFromConfig(earlier).CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String(name), AssumeRolePolicyDocument: aws.String(trust),
+		Tags: []iamtypes.Tag{{Key: aws.String("cloudpipe:managed"), Value: aws.String("true")}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	role, err := iam.NewFromConfig(earlier).GetRole(ctx, &iam.GetRoleInput{RoleName: aws.String(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lambda.NewFromConfig(earlier).CreateFunction(ctx, &lambda.CreateFunctionInput{
+		FunctionName: aws.String(name), Role: role.Role.Arn, Runtime: lambdatypes.RuntimeProvidedal2023, Handler: aws.String("bootstrap"),
+		Code: &lambdatypes.FunctionCode{ZipFile: []byte("PK")}, Tags: map[string]string{"cloudpipe:managed": "true"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	onlyManaged := `"Condition":{"StringEquals":{"aws:ResourceTag/cloudpipe:managed":"true"}}`
+	_, _, tester := iamProxy(t, doc(
+		`{"Effect":"Allow","Action":"sqs:SetQueueAttributes","Resource":"*",`+onlyManaged+`}`,
+		`{"Effect":"Allow","Action":"iam:UpdateAssumeRolePolicy","Resource":"*",`+onlyManaged+`}`,
+		`{"Effect":"Allow","Action":"lambda:DeleteFunction","Resource":"*",`+onlyManaged+`}`))
+	if _, err := lambda.NewFromConfig(tester).DeleteFunction(ctx, &lambda.DeleteFunctionInput{FunctionName: aws.String(name)}); err != nil {
+		t.Errorf("function tagged cloudpipe:managed before the proxy started: %v", err)
+	}
+	set := func(u *string) error {
+		_, err := sqs.NewFromConfig(tester).SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: u,
+			Attributes: map[string]string{"VisibilityTimeout": "40"}})
+		return err
+	}
+	if err := set(tagged.QueueUrl); err != nil {
+		t.Errorf("queue tagged cloudpipe:managed before the proxy started: %v", err)
+	}
+	wantRefused(t, set(untagged.QueueUrl), http.StatusForbidden, "AccessDenied", "")
+	if _, err := iam.NewFromConfig(tester).UpdateAssumeRolePolicy(ctx, &iam.UpdateAssumeRolePolicyInput{
+		RoleName: aws.String(name), PolicyDocument: aws.String(trust)}); err != nil {
+		t.Errorf("role tagged cloudpipe:managed before the proxy started: %v", err)
 	}
 }
