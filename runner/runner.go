@@ -258,13 +258,18 @@ func (w *worker) process(ctx context.Context, m sqstypes.Message, received time.
 	} else {
 		rec.Outcome, rec.Error = contract.OutcomeFailed, safeMessage(err)
 		// SQS refuses a visibility that ends more than 12 h after the
-		// receive, and the message would stay invisible for its old
+		// receive, and the message would then stay invisible for its old
 		// timeout: wait at most what is left.
 		delay := min(w.retryDelay(attempt), visibilityLeft(received, w.now()))
 		if ctx.Err() != nil {
 			delay = 0 // interrupted, not failed: another task may take it now
 		}
-		if _, verr := w.sqs.ChangeMessageVisibility(fctx, &sqs.ChangeMessageVisibilityInput{
+		if rec.OutlivedVisibilityLimit {
+			// Its visibility, extended no further than the limit, has
+			// ended: the message is visible again, and SQS would refuse
+			// even a release once the 12 h have passed.
+			log.Warn("message not released: SQS's visibility limit has passed, it is visible again", "received", received)
+		} else if _, verr := w.sqs.ChangeMessageVisibility(fctx, &sqs.ChangeMessageVisibilityInput{
 			QueueUrl: aws.String(w.c.QueueURL), ReceiptHandle: &receipt, VisibilityTimeout: seconds(delay),
 		}); verr != nil {
 			log.Warn("message not released, it returns after its visibility timeout", "err", verr)
