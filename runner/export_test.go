@@ -2,7 +2,9 @@ package runner
 
 import (
 	"context"
+	"log/slog"
 	"os"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -28,4 +30,11 @@ func (t *Transfer) Download(ctx context.Context, bucket, key string, f *os.File)
 
 func (t *Transfer) Upload(ctx context.Context, src, bucket, key string) (int64, bool, error) {
 	return t.t.upload(ctx, src, bucket, key, nil)
+}
+
+// RunWithClock is Run whose clock of SQS's 12 h visibility limit is now, so
+// a test can move the runner to that limit along with the AWS rules'
+// clock (testenv.AdvanceAWSClock) without waiting 12 h.
+func RunWithClock(ctx context.Context, awsCfg aws.Config, c Config, log *slog.Logger, now func() time.Time) error {
+	return run(ctx, awsCfg, c, log, now)
 }

@@ -29,6 +29,18 @@ const (
 	// stopped task does not leave its message invisible for a whole
 	// visibility timeout.
 	finishTimeout = 10 * time.Second
+
+	// maxVisibility is how long after its receive a message may at most
+	// stay invisible: "A message's visibility timeout cannot be extended
+	// beyond 12 hours from the time the message was received"; SQS refuses
+	// a longer ChangeMessageVisibility with InvalidParameterValue
+	// (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ChangeMessageVisibility.html).
+	maxVisibility = 12 * time.Hour
+	// visibilityMargin is kept between what the runner asks for and that
+	// limit: SQS counts from when a request arrives, a little after the
+	// runner read its clock (latency, an SDK retry). The receive time is
+	// already taken before the receive is sent, so it errs the same way.
+	visibilityMargin = 5 * time.Second
 )
 
 // worker processes the messages of one queue; Run owns it.
@@ -40,6 +52,9 @@ type worker struct {
 	xfer       *transfer
 	log        *slog.Logger
 	visibility time.Duration // of received messages; heartbeats extend it
+	// now is the clock of SQS's 12 h limit on a message's visibility
+	// (time.Now; tests move it forward to reach the limit).
+	now func() time.Time
 }
 
 // Run receives messages from the stage's queue one at a time and processes
@@ -58,7 +73,9 @@ type worker struct {
 //  5. write a Record to the state bucket.
 //
 // While a message is worked on, its visibility is extended every third of
-// the visibility timeout, so no other runner receives it. Local files of a
+// the visibility timeout, so no other runner receives it, up to SQS's limit
+// of 12 h from the receive: a run that lasts longer goes on, and its record
+// says so (contract.RunRecord.OutlivedVisibilityLimit). Local files of a
 // run are removed after it.
 //
 // Run returns nil after IdleTimeout without messages, once no message it
@@ -66,6 +83,11 @@ type worker struct {
 // ends (the message in progress is released at once for another task), and
 // an error when the configuration is invalid or the queue cannot be read.
 func Run(ctx context.Context, awsCfg aws.Config, c Config, log *slog.Logger) error {
+	return run(ctx, awsCfg, c, log, time.Now)
+}
+
+// run is Run with the clock of the 12 h visibility limit as a parameter.
+func run(ctx context.Context, awsCfg aws.Config, c Config, log *slog.Logger, now func() time.Time) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
@@ -84,6 +106,7 @@ func Run(ctx context.Context, awsCfg aws.Config, c Config, log *slog.Logger) err
 		state: s3c,
 		xfer:  newTransfer(s3c, c),
 		log:   log.With("component", "runner", "workflow", c.Workflow, "stage", c.Stage),
+		now:   now,
 	}
 	if c.StateRegion != "" && c.StateRegion != awsCfg.Region {
 		// A stage of a workflow in another region than the agent's: S3
@@ -149,6 +172,9 @@ func (w *worker) loop(ctx context.Context) error {
 			w.log.Info("queue idle, runner exits", "idle", w.c.IdleTimeout)
 			return nil
 		}
+		// The 12 h limit counts from when SQS hands the message out: a
+		// time taken before asking is never later than that.
+		received := w.now()
 		out, err := w.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl: aws.String(w.c.QueueURL),
 			// One at a time: a message held by a busy runner is one that
@@ -174,7 +200,7 @@ func (w *worker) loop(ctx context.Context) error {
 		}
 		failures = 0
 		for _, m := range out.Messages {
-			if back := w.process(ctx, m); back > 0 {
+			if back := w.process(ctx, m, received); back > 0 {
 				retriesDue = later(retriesDue, time.Now().Add(back))
 			}
 			lastWork = time.Now()
@@ -190,9 +216,10 @@ func later(a, b time.Time) time.Time {
 	return a
 }
 
-// process handles one delivery of a message, start to finish. After a
-// failure it returns how long until the message is visible again.
-func (w *worker) process(ctx context.Context, m sqstypes.Message) (retryIn time.Duration) {
+// process handles one delivery of a message, received at received (w.now),
+// start to finish. After a failure it returns how long until the message is
+// visible again.
+func (w *worker) process(ctx context.Context, m sqstypes.Message, received time.Time) (retryIn time.Duration) {
 	receipt := aws.ToString(m.ReceiptHandle)
 	attempt, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
 	rec := contract.RunRecord{
@@ -205,10 +232,14 @@ func (w *worker) process(ctx context.Context, m sqstypes.Message) (retryIn time.
 	}
 	log := w.log.With("message_id", rec.MessageID, "attempt", attempt)
 
-	stop := w.heartbeat(ctx, receipt, log)
+	stop := w.heartbeat(ctx, receipt, received, log)
 	msg, err := w.run(ctx, aws.ToString(m.Body), &rec, log)
-	stop()
+	gaveUp := stop()
 	rec.Finished = time.Now().UTC()
+	// Past the limit (or less than a second before it) the message could
+	// no longer be kept from other runners, whether or not a heartbeat
+	// came to find it out.
+	rec.OutlivedVisibilityLimit = gaveUp || visibilityLeft(received, w.now()) == 0
 
 	// Deleting or releasing the message and recording the run must happen
 	// even if ctx ended meanwhile.
@@ -222,19 +253,29 @@ func (w *worker) process(ctx context.Context, m sqstypes.Message) (retryIn time.
 			log.Warn("message not deleted", "err", derr)
 		}
 		log.Info("run succeeded", "result", rec.Result, "duplicate", rec.Duplicate,
-			"bytes", rec.Bytes, "result_bytes", rec.ResultBytes, "duration", rec.Finished.Sub(rec.Started))
+			"bytes", rec.Bytes, "result_bytes", rec.ResultBytes, "duration", rec.Finished.Sub(rec.Started),
+			"outlived_visibility_limit", rec.OutlivedVisibilityLimit)
 	} else {
 		rec.Outcome, rec.Error = contract.OutcomeFailed, safeMessage(err)
-		delay := w.retryDelay(attempt)
+		// SQS refuses a visibility that ends more than 12 h after the
+		// receive, and the message would then stay invisible for its old
+		// timeout: wait at most what is left.
+		delay := min(w.retryDelay(attempt), visibilityLeft(received, w.now()))
 		if ctx.Err() != nil {
 			delay = 0 // interrupted, not failed: another task may take it now
 		}
-		if _, verr := w.sqs.ChangeMessageVisibility(fctx, &sqs.ChangeMessageVisibilityInput{
+		if rec.OutlivedVisibilityLimit {
+			// Its visibility, extended no further than the limit, has
+			// ended: the message is visible again, and SQS would refuse
+			// even a release once the 12 h have passed.
+			log.Warn("message not released: SQS's visibility limit has passed, it is visible again", "received", received)
+		} else if _, verr := w.sqs.ChangeMessageVisibility(fctx, &sqs.ChangeMessageVisibilityInput{
 			QueueUrl: aws.String(w.c.QueueURL), ReceiptHandle: &receipt, VisibilityTimeout: seconds(delay),
 		}); verr != nil {
 			log.Warn("message not released, it returns after its visibility timeout", "err", verr)
 		}
-		log.Error("run failed", "input", rec.Input, "retry_in", delay, "err", err)
+		log.Error("run failed", "input", rec.Input, "retry_in", delay,
+			"outlived_visibility_limit", rec.OutlivedVisibilityLimit, "err", err)
 		retryIn = delay
 	}
 	if w.c.StateBucket != "" {
@@ -247,10 +288,14 @@ func (w *worker) process(ctx context.Context, m sqstypes.Message) (retryIn time.
 
 // heartbeat extends the visibility of the message being worked on every
 // third of the visibility timeout, so that a run longer than the timeout is
-// not handed to a second runner. stop ends it and waits for it.
-func (w *worker) heartbeat(ctx context.Context, receipt string, log *slog.Logger) (stop func()) {
+// not handed to a second runner. Each extension is capped by SQS's 12 h
+// limit from the receive (heartbeatExtension); once nothing is left it
+// stops, and the run goes on unprotected. stop ends it, waits for it, and
+// reports whether it stopped for the limit.
+func (w *worker) heartbeat(ctx context.Context, receipt string, received time.Time, log *slog.Logger) (stop func() (gaveUp bool)) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
+	var reachedLimit bool // written before done closes, read after
 	go func() {
 		defer close(done)
 		t := time.NewTicker(w.visibility / 3)
@@ -261,23 +306,47 @@ func (w *worker) heartbeat(ctx context.Context, receipt string, log *slog.Logger
 				return
 			case <-t.C:
 			}
+			ext := heartbeatExtension(w.visibility, received, w.now())
+			if ext == 0 {
+				reachedLimit = true
+				log.Warn("visibility no longer extended: SQS's limit from the receive is reached, the run goes on and the message may be delivered again",
+					"received", received, "limit_at", received.Add(maxVisibility), "visibility", w.visibility)
+				return
+			}
 			_, err := w.sqs.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
-				QueueUrl: aws.String(w.c.QueueURL), ReceiptHandle: &receipt, VisibilityTimeout: seconds(w.visibility),
+				QueueUrl: aws.String(w.c.QueueURL), ReceiptHandle: &receipt, VisibilityTimeout: seconds(ext),
 			})
 			switch {
 			case ctx.Err() != nil:
 				return
 			case err != nil:
-				log.Warn("visibility not extended", "err", err)
+				log.Warn("visibility not extended", "visibility", ext, "err", err)
 			default:
-				log.Debug("visibility extended", "visibility", w.visibility)
+				log.Debug("visibility extended", "visibility", ext)
 			}
 		}
 	}()
-	return func() {
+	return func() bool {
 		cancel()
 		<-done
+		return reachedLimit
 	}
+}
+
+// heartbeatExtension is the visibility a heartbeat at now asks for, for a
+// message received at received: the full visibility timeout while it fits
+// before SQS's 12 h limit (less visibilityMargin), what is left after, and 0
+// (ask nothing) once less than a second is left.
+func heartbeatExtension(visibility time.Duration, received, now time.Time) time.Duration {
+	return min(visibility.Truncate(time.Second), visibilityLeft(received, now))
+}
+
+// visibilityLeft is how much longer, at now, a message received at received
+// may stay invisible, less visibilityMargin, in the whole seconds SQS
+// counts; 0 when less than a second is left.
+func visibilityLeft(received, now time.Time) time.Duration {
+	left := received.Add(maxVisibility - visibilityMargin).Sub(now)
+	return max(left.Truncate(time.Second), 0)
 }
 
 // retryDelay is how long a message waits after its attempt-th delivery

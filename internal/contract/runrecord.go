@@ -39,6 +39,13 @@ type RunRecord struct {
 	Bytes       int64     `json:"bytes"`        // input bytes downloaded
 	ResultBytes int64     `json:"result_bytes"` // result bytes uploaded
 	MessageID   string    `json:"message_id"`
+	// OutlivedVisibilityLimit says the run went on after its message could
+	// no longer be kept invisible: SQS extends a message's visibility to at
+	// most 12 h from its receive, and the runner stops asking a few seconds
+	// before. The message may then have been delivered to another runner
+	// meanwhile; the conditional upload of the result (If-None-Match) keeps
+	// one result. Left out when false, so older records read the same.
+	OutlivedVisibilityLimit bool `json:"outlived_visibility_limit,omitempty"`
 }
 
 // Encode returns r as the body of its object.

@@ -82,6 +82,8 @@ func TestRunRecordRoundTrip(t *testing.T) {
 		{Workflow: "wf", Stage: 1, Algorithm: "sort", Input: "s3://in/a.txt", Result: "s3://out/Result-sort-a.txt",
 			Outcome: contract.OutcomeOK, Duplicate: true, Attempt: 2, Started: at, Finished: at.Add(time.Second),
 			Bytes: 10, ResultBytes: 9, MessageID: "m-1"},
+		{Workflow: "wf", Stage: 2, Algorithm: "slow", Input: "s3://in/c.txt", Outcome: contract.OutcomeOK, Attempt: 1,
+			Started: at, Finished: at.Add(13 * time.Hour), OutlivedVisibilityLimit: true},
 		{Workflow: "wf", Algorithm: "sort", Input: "s3://in/b.txt", Outcome: contract.OutcomeFailed, Error: "run: exit status 3", Attempt: 1},
 	} {
 		body, err := r.Encode()
@@ -92,6 +94,17 @@ func TestRunRecordRoundTrip(t *testing.T) {
 		if err != nil || got != r {
 			t.Errorf("DecodeRunRecord(%s) = %+v, %v, want %+v", body, got, err, r)
 		}
+	}
+	// A record written before OutlivedVisibilityLimit existed reads as not
+	// outlived, and a record that did not outlive it is written as before.
+	old := `{"workflow":"wf","stage":1,"algorithm":"a","input":"s3://in/a","outcome":"ok","attempt":1,` +
+		`"started":"2026-03-04T05:06:07Z","finished":"2026-03-04T05:06:08Z","bytes":1,"result_bytes":1,"message_id":"m"}`
+	r, err := contract.DecodeRunRecord([]byte(old))
+	if err != nil || r.OutlivedVisibilityLimit {
+		t.Errorf("DecodeRunRecord(%s) = %+v, %v, want not outlived", old, r, err)
+	}
+	if body, err := r.Encode(); err != nil || string(body) != old {
+		t.Errorf("Encode(%+v) = %s, %v, want %s", r, body, err, old)
 	}
 	for _, bad := range []string{"", "{", `{"stage":"one"}`, `{"started":"yesterday"}`} {
 		if r, err := contract.DecodeRunRecord([]byte(bad)); err == nil {
