@@ -180,6 +180,7 @@ func regionChecks() map[string][]check {
 	// Every S3 operation on a bucket, except GetBucketLocation, which
 	// answers from any region (it is how a client finds the region) and
 	// CreateBucket, which makes the bucket where it is sent.
+	add(notePreexistingCluster, "ECS.CreateCluster")
 	add(checkBucketRegion, "S3.GetObject", "S3.PutObject", "S3.HeadObject", "S3.DeleteObject", "S3.PostObject",
 		"S3.HeadBucket", "S3.DeleteBucket", "S3.PostBucket", "S3.ListObjects", "S3.ListObjectsV2")
 	for _, noun := range []string{"BucketTagging", "BucketNotificationConfiguration", "PublicAccessBlock",
@@ -388,6 +389,52 @@ func checkECSRegion(p *Proxy, c call) *faultproxy.APIError {
 		}
 	}
 	return nil
+}
+
+// notePreexistingCluster, before a CreateCluster in another region than
+// us-east-1, notes a same-named cluster the target already holds, which the
+// proxy never saw created, as us-east-1's (the rule for resources made
+// before it). kumo keeps one cluster per name for every region and answers
+// the create with the existing one; AWS would make a second. Without the
+// note, the create would move the name to the new region, and us-east-1's
+// cluster would seem gone.
+func notePreexistingCluster(p *Proxy, c call) *faultproxy.APIError {
+	var req ecsRequest
+	region := regionOf(c)
+	if json.Unmarshal(c.body, &req) != nil || region == "" || region == defaultRegion {
+		return nil
+	}
+	k := resKey{kindCluster, ecsClusterName(req.ClusterName)}
+	if p.known(k) || !p.clusterExists(c, k.name) {
+		return nil
+	}
+	p.noteRegion(k, defaultRegion)
+	return nil
+}
+
+// clusterExists asks the target whether an ACTIVE cluster has name.
+func (p *Proxy) clusterExists(c call, name string) bool {
+	body, _ := json.Marshal(map[string][]string{"clusters": {name}})
+	u := *p.target
+	req, err := http.NewRequestWithContext(c.r.Context(), http.MethodPost, u.String()+"/", bytes.NewReader(body))
+	if err != nil {
+		return false
+	}
+	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+	req.Header.Set("X-Amz-Target", "AmazonEC2ContainerServiceV20141113.DescribeClusters")
+	req.Header.Set("Authorization", c.r.Header.Get("Authorization"))
+	resp, err := p.opts.Transport.RoundTrip(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Clusters []struct{ Status string } `json:"clusters"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&out) != nil {
+		return false
+	}
+	return len(out.Clusters) > 0 && out.Clusters[0].Status == "ACTIVE"
 }
 
 func noteClusterRegion(p *Proxy, c call, a *answer) {

@@ -321,3 +321,26 @@ func zipOf(t *testing.T, name, content string) []byte {
 	}
 	return buf.Bytes()
 }
+
+// TestClusterMadeBeforeTheProxyStaysInUSEast1: a cluster the proxy never
+// saw created is us-east-1's; creating its name in another region (kumo
+// answers with the one cluster it keeps per name) adds that region and
+// leaves us-east-1's in place, as AWS would hold two clusters.
+func TestClusterMadeBeforeTheProxyStaysInUSEast1(t *testing.T) {
+	ctx := t.Context()
+	name := testenv.UniqueName(t)
+	_, earlier := newProxy(t, awsrules.Options{}) // another proxy, which this one never hears of
+	if _, err := ecs.NewFromConfig(earlier).CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String(name)}); err != nil {
+		t.Fatal(err)
+	}
+	_, cfg := newProxy(t, awsrules.Options{})
+	if _, err := ecs.NewFromConfig(inRegion(cfg, otherRegion)).CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String(name)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, region := range []string{"us-east-1", otherRegion} {
+		out, err := ecs.NewFromConfig(inRegion(cfg, region)).DescribeClusters(ctx, &ecs.DescribeClustersInput{Clusters: []string{name}})
+		if err != nil || len(out.Clusters) != 1 || aws.ToString(out.Clusters[0].Status) != "ACTIVE" {
+			t.Errorf("cluster %s in %s: %+v, %v; want it there", name, region, out, err)
+		}
+	}
+}
