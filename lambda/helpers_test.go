@@ -1,8 +1,6 @@
 package lambda_test
 
 import (
-	"archive/zip"
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -64,7 +62,7 @@ func newStage(tb testing.TB, o stageOptions) *stage {
 		Cluster:               "cloudpipe",
 		Network:               provision.Network{Subnets: subnets, SecurityGroups: sgs, AssignPublicIP: true},
 		StateBucket:           state,
-		LambdaCode:            provision.NewLambdaCode(lambdaZip(tb)),
+		LambdaCode:            provision.NewLambdaCode(testenv.LambdaZip(tb)),
 		LambdaArchitecture:    "x86_64",
 		RunnerImage:           "ghcr.io/cloudpipe/agent:test",
 		S3UsePathStyle:        true,
@@ -127,25 +125,6 @@ func (s *stage) denied() []string {
 
 // roleName is the name in a role's ARN, as the AWS rules report it.
 func roleName(arn string) string { return arn[strings.LastIndexByte(arn, '/')+1:] }
-
-// lambdaZip is a deployment package whose bootstrap kumo never runs: the
-// handler runs in the test's process.
-func lambdaZip(tb testing.TB) []byte {
-	tb.Helper()
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	w, err := zw.Create("bootstrap")
-	if err == nil {
-		_, err = w.Write([]byte("#!/bin/sh\necho not run\n"))
-	}
-	if err == nil {
-		err = zw.Close()
-	}
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return buf.Bytes()
-}
 
 // handler returns a handler for the stage whose retries wait milliseconds,
 // not seconds.

@@ -1,7 +1,6 @@
 package runner_test
 
 import (
-	"archive/zip"
 	"bytes"
 	"encoding/json"
 	"io"
@@ -98,7 +97,7 @@ func newStage(tb testing.TB, o stageOptions) *stage {
 		Cluster:               "cloudpipe",
 		Network:               provision.Network{Subnets: subnets, SecurityGroups: sgs},
 		StateBucket:           s.state,
-		LambdaCode:            provision.NewLambdaCode(lambdaZip(tb)),
+		LambdaCode:            provision.NewLambdaCode(testenv.LambdaZip(tb)),
 		LambdaArchitecture:    "x86_64",
 		RunnerImage:           "ghcr.io/cloudpipe/agent:test",
 		S3UsePathStyle:        true,
@@ -197,24 +196,6 @@ func (s *stage) setQueueAttributes(o stageOptions, dlqARN string) {
 func (s *stage) denied() []string {
 	role := s.taskRole[strings.LastIndexByte(s.taskRole, '/')+1:]
 	return testenv.AWSRules(s.t).Report().Principals[role].Denied
-}
-
-// lambdaZip is the stage function's deployment package; kumo never runs it.
-func lambdaZip(tb testing.TB) []byte {
-	tb.Helper()
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	w, err := zw.Create("bootstrap")
-	if err == nil {
-		_, err = w.Write([]byte("#!/bin/sh\necho not run\n"))
-	}
-	if err == nil {
-		err = zw.Close()
-	}
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return buf.Bytes()
 }
 
 // logger returns a logger for a runner that keeps its records for the test.

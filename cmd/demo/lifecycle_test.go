@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -287,18 +286,7 @@ func (n lifecycleNames) write(t *testing.T, dir, mode string, onlyChain bool) {
 			"process":                 map[string]any{"type": "single_run", "algorithms": []any{map[string]any{"name": "lc-secret"}}},
 		}
 	}
-	for p, v := range files {
-		b, err := json.MarshalIndent(v, "", "  ")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, p), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeJSONFiles(t, dir, files)
 }
 
 func createSecret(t *testing.T, sm *secretsmanager.Client, name, value string) string {

@@ -379,21 +379,10 @@ func loadRepo(t *testing.T, wf, in, out string, maxTasks int) string {
 		},
 	}
 	dir := t.TempDir()
-	for p, v := range map[string]any{
+	writeJSONFiles(t, dir, map[string]any{
 		filepath.Join("algorithms", loadAlgorithm+".json"): algorithm,
 		filepath.Join("workflows", wf+".json"):             workflow,
-	} {
-		b, err := json.MarshalIndent(v, "", "  ")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, p), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	return dir
 }
 
@@ -779,4 +768,22 @@ func tail(s string, n int) string {
 		l = append([]string{fmt.Sprintf("[%d lines before]", len(l)-n)}, l[len(l)-n:]...)
 	}
 	return strings.Join(l, "\n")
+}
+
+// writeJSONFiles writes each value of files as indented JSON at its path
+// under dir, as a config repository holds its workflows and algorithms.
+func writeJSONFiles(t *testing.T, dir string, files map[string]any) {
+	t.Helper()
+	for p, v := range files {
+		b, err := json.MarshalIndent(v, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, p), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

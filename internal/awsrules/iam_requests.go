@@ -7,6 +7,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
 	"slices"
@@ -410,13 +411,7 @@ func (a *authority) authorizations(c call, region string) ([]authz, error) {
 	reqTags := p.tags()
 	base := map[string]any{}
 	if len(reqTags) > 0 {
-		var keys []string
-		for k, v := range reqTags {
-			base["aws:RequestTag/"+k] = v
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		base["aws:TagKeys"] = keys
+		base = requestTagContext(reqTags)
 	}
 	if service == "ECS" {
 		base["ecs:cluster"] = a.arn("ecs", region, "cluster/"+clusterName(p))
@@ -433,6 +428,18 @@ func (a *authority) authorizations(c call, region string) ([]authz, error) {
 		return nil, err
 	}
 	return append(out, deps...), nil
+}
+
+// requestTagContext is the condition keys of a request that tags what it
+// creates: aws:RequestTag/KEY for each tag, and aws:TagKeys.
+func requestTagContext(tags map[string]string) map[string]any {
+	ctx := map[string]any{}
+	keys := slices.Sorted(maps.Keys(tags))
+	for _, k := range keys {
+		ctx["aws:RequestTag/"+k] = tags[k]
+	}
+	ctx["aws:TagKeys"] = keys
+	return ctx
 }
 
 // arn builds a regional ARN in the proxy's account.
@@ -592,14 +599,7 @@ func (a *authority) dependent(c call, p params, region string, resources []strin
 		out = append(out, authz{op: c.op, action: action, resource: resource, context: ctx})
 	}
 	tagCtx := func(extra map[string]any) map[string]any {
-		ctx := map[string]any{}
-		var keys []string
-		for k, v := range reqTags {
-			ctx["aws:RequestTag/"+k] = v
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		ctx["aws:TagKeys"] = keys
+		ctx := requestTagContext(reqTags)
 		for k, v := range extra {
 			ctx[k] = v
 		}

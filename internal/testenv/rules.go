@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
 	"strings"
 	"sync"
@@ -93,4 +95,24 @@ func Agent(tb testing.TB) aws.Config {
 // configuration or a task definition names it.
 func AsRoleARN(cfg aws.Config, roleARN string) aws.Config {
 	return AsRole(cfg, roleARN[strings.LastIndex(roleARN, "/")+1:])
+}
+
+// LambdaZip is a stage function's deployment package for tests: a
+// bootstrap script kumo never runs (the handler under test runs in the
+// test's process).
+func LambdaZip(tb testing.TB) []byte {
+	tb.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, err := zw.Create("bootstrap")
+	if err == nil {
+		_, err = w.Write([]byte("#!/bin/sh\necho not run\n"))
+	}
+	if err == nil {
+		err = zw.Close()
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return buf.Bytes()
 }
