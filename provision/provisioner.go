@@ -25,6 +25,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go/middleware"
+
+	"github.com/cloudpipe/cloudpipe/internal/backoff"
 )
 
 // Defaults applied by New to zero Options fields.
@@ -66,6 +68,9 @@ type Options struct {
 	// IAMPropagationTimeout caps the retries that wait for a new role to
 	// become usable; default 2 minutes.
 	IAMPropagationTimeout time.Duration
+	// Sleep waits out a queue name SQS does not yet give back after a
+	// DeleteQueue (see createQueue); default: a timer that ctx cancels.
+	Sleep func(ctx context.Context, d time.Duration) error
 }
 
 // Network is where stage tasks run: RunTask's awsvpc configuration.
@@ -87,6 +92,8 @@ type Provisioner struct {
 
 	prepMu   sync.Mutex         // held while a region is prepared; guards networks
 	networks map[string]Network // of the regions prepared, by region (region.go)
+
+	deletedQueues queueDeletions
 }
 
 // clients is one region's set of service clients.
@@ -100,6 +107,12 @@ type clients struct {
 	logs   *cloudwatchlogs.Client
 	ec2    *ec2.Client
 	sts    *sts.Client
+
+	// For createQueue: when this provisioner deleted each queue, how to
+	// wait, and where to say so.
+	deletedQueues *queueDeletions
+	sleep         func(ctx context.Context, d time.Duration) error
+	log           *slog.Logger
 }
 
 // transientCodes are client errors that only say "not now"; the standard
@@ -108,10 +121,6 @@ type clients struct {
 var transientCodes = map[string]struct{}{
 	"ConcurrentModification": {}, // IAM: another call is changing the same role
 	"OperationAborted":       {}, // S3: "A conflicting conditional operation is currently in progress"
-	// SQS refuses a queue name for 60 s after DeleteQueue: a workflow
-	// removed and added back within a minute waits it out.
-	"AWS.SimpleQueueService.QueueDeletedRecently": {},
-	"QueueDeletedRecently":                        {},
 }
 
 // NewRetryer returns the SDK standard retryer allowing 10 attempts, which
@@ -138,6 +147,9 @@ func New(cfg aws.Config, opts Options) *Provisioner {
 	}
 	if opts.IAMPropagationTimeout == 0 {
 		opts.IAMPropagationTimeout = DefaultIAMPropagationTimeout
+	}
+	if opts.Sleep == nil {
+		opts.Sleep = backoff.Sleep
 	}
 	if opts.LambdaArchitecture == "" {
 		opts.LambdaArchitecture = "x86_64"
@@ -182,6 +194,10 @@ func (p *Provisioner) clients(region string) *clients {
 		logs:   cloudwatchlogs.NewFromConfig(cfg),
 		ec2:    ec2.NewFromConfig(cfg),
 		sts:    sts.NewFromConfig(cfg),
+
+		deletedQueues: &p.deletedQueues,
+		sleep:         p.opts.Sleep,
+		log:           p.log,
 	}
 	p.regions[region] = c
 	return c

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -96,6 +97,65 @@ func queueAttributeEqual(name, have, want string) bool {
 
 // isQueueNotFound reports a missing queue: the typed QueueDoesNotExist, or
 // its query-protocol code, which is all kumo sends.
+// queueNameReuse is how long SQS refuses the name of a deleted queue: "You
+// must wait 60 seconds after deleting a queue before you can create another
+// queue with the same name." A second more allows for clocks.
+// https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_DeleteQueue.html
+const queueNameReuse = 61 * time.Second
+
+// queueDeletions remembers when a provisioner deleted each queue, so that
+// creating the name again waits only what is left of SQS's minute.
+type queueDeletions struct {
+	mu sync.Mutex
+	at map[string]time.Time // by region + "/" + name
+}
+
+func (d *queueDeletions) note(region, name string, at time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.at == nil {
+		d.at = map[string]time.Time{}
+	}
+	d.at[region+"/"+name] = at
+}
+
+// freeIn is how long until SQS gives the name back: what is left of the
+// minute since this provisioner deleted it, or the whole minute when
+// another did (an earlier run, a person).
+func (d *queueDeletions) freeIn(region, name string, now time.Time) time.Duration {
+	d.mu.Lock()
+	at, ok := d.at[region+"/"+name]
+	d.mu.Unlock()
+	if !ok {
+		return queueNameReuse
+	}
+	return max(at.Add(queueNameReuse).Sub(now), time.Second)
+}
+
+// createQueue creates a queue, and when SQS refuses the name because a
+// queue of that name was deleted less than a minute ago (a stage replaced
+// in the same pass, a workflow removed and added back), waits it out once
+// and tries again, so the pass succeeds; the SDK's retryer alone gives up
+// after some 25 s.
+func createQueue(ctx context.Context, c *clients, in *sqs.CreateQueueInput) (*sqs.CreateQueueOutput, error) {
+	out, err := c.sqs.CreateQueue(ctx, in)
+	if !isQueueDeletedRecently(err) {
+		return out, err
+	}
+	wait := c.deletedQueues.freeIn(c.region, aws.ToString(in.QueueName), time.Now())
+	c.log.InfoContext(ctx, "queue name deleted less than a minute ago: waiting until SQS gives it back",
+		"queue", aws.ToString(in.QueueName), "region", c.region, "wait", wait)
+	if err := c.sleep(ctx, wait); err != nil {
+		return nil, fmt.Errorf("wait for queue name %s: %w", aws.ToString(in.QueueName), err)
+	}
+	return c.sqs.CreateQueue(ctx, in)
+}
+
+func isQueueDeletedRecently(err error) bool {
+	var qe *sqstypes.QueueDeletedRecently
+	return errors.As(err, &qe) || hasCode(err, "AWS.SimpleQueueService.QueueDeletedRecently", "QueueDeletedRecently")
+}
+
 func isQueueNotFound(err error) bool {
 	var qe *sqstypes.QueueDoesNotExist
 	return errors.As(err, &qe) || hasCode(err, "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
@@ -132,7 +192,7 @@ func findQueueTags(ctx context.Context, c *clients, name, url string) (map[strin
 func ensureQueue(ctx context.Context, c *clients, name string, attrs, tags map[string]string) (queueIDs, error) {
 	url, err := findQueueURL(ctx, c, name)
 	if errors.Is(err, ErrNotFound) {
-		out, err := c.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: &name, Attributes: attrs, Tags: tags})
+		out, err := createQueue(ctx, c, &sqs.CreateQueueInput{QueueName: &name, Attributes: attrs, Tags: tags})
 		if err != nil {
 			return queueIDs{}, fmt.Errorf("create queue %s: %w", name, err)
 		}
@@ -214,5 +274,6 @@ func deleteQueue(ctx context.Context, c *clients, name, workflow string) (outcom
 	if err != nil {
 		return 0, fmt.Errorf("delete queue %s: %w", name, err)
 	}
+	c.deletedQueues.note(c.region, name, time.Now())
 	return outcomeDeleted, nil
 }

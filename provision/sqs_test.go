@@ -1,13 +1,16 @@
 package provision_test
 
 import (
+	"context"
 	"encoding/json"
 	"maps"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/cloudpipe/cloudpipe/internal/testenv"
 	"github.com/cloudpipe/cloudpipe/provision"
 )
 
@@ -75,5 +78,45 @@ func TestQueueAttributesRestoredInPlace(t *testing.T) {
 	}
 	if again.QueueURL != res.QueueURL {
 		t.Errorf("queue URL changed from %s to %s", res.QueueURL, again.QueueURL)
+	}
+}
+
+// TestQueueNameReusedWithinAMinute: a stage deleted and created again in
+// one pass (a workflow removed and added back, a stage replaced) waits out
+// the minute SQS holds a deleted queue's name, and succeeds. The AWS rules
+// hold the name; the provisioner's Sleep moves their clock instead of
+// waiting.
+func TestQueueNameReusedWithinAMinute(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	var waited []time.Duration
+	opts := e.opts
+	opts.Sleep = func(_ context.Context, d time.Duration) error {
+		waited = append(waited, d)
+		testenv.AdvanceAWSClock(d)
+		return nil
+	}
+	p := provision.New(testenv.AsRole(e.cfg, testenv.AgentRole), opts)
+	spec := e.spec()
+	res, err := p.EnsureStage(ctx, spec, provision.StageResources{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.DeleteStage(ctx, spec, res); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.EnsureStage(ctx, spec, provision.StageResources{}); err != nil {
+		t.Fatalf("EnsureStage right after DeleteStage: %v", err)
+	}
+	// What is left of the minute since this provisioner deleted the
+	// dead-letter queue, made first; by then the work queue's name is free
+	// too.
+	if len(waited) != 1 {
+		t.Fatalf("waited %v, want once", waited)
+	}
+	for _, d := range waited {
+		if d <= 0 || d > 61*time.Second {
+			t.Errorf("waited %v, want what is left of SQS's 60 s", d)
+		}
 	}
 }
