@@ -182,19 +182,9 @@ func resolveNetwork(ctx context.Context, c *clients, o BootstrapOptions, tags ma
 		}
 		r.Found = append(r.Found, "default vpc "+vpc)
 	}
-	subnets, err := describeSubnets(ctx, c, subnetIDs, "")
+	subnets, public, err := publicSubnets(ctx, c, subnetIDs)
 	if err != nil {
 		return Network{}, err
-	}
-	// Tasks need a public IP to pull images without a NAT gateway, and
-	// only public subnets (those mapping public IPs) can route it.
-	public := len(subnets) > 0
-	for _, id := range subnetIDs {
-		i := slices.IndexFunc(subnets, func(s ec2types.Subnet) bool { return aws.ToString(s.SubnetId) == id })
-		if i < 0 {
-			return Network{}, fmt.Errorf("describe subnets: subnet %s: %w", id, ErrNotFound)
-		}
-		public = public && aws.ToBool(subnets[i].MapPublicIpOnLaunch)
 	}
 	net := Network{Subnets: slices.Clone(subnetIDs), SecurityGroups: slices.Clone(o.SecurityGroups), AssignPublicIP: public}
 	if len(net.SecurityGroups) == 0 {
@@ -205,6 +195,48 @@ func resolveNetwork(ctx context.Context, c *clients, o BootstrapOptions, tags ma
 		net.SecurityGroups = []string{sg}
 	}
 	return net, nil
+}
+
+// publicSubnets describes the subnets ids and says whether tasks in them
+// get a public IP. Tasks need one to pull images without a NAT gateway, and
+// only public subnets (those mapping public IPs) can route it.
+func publicSubnets(ctx context.Context, c *clients, ids []string) ([]ec2types.Subnet, bool, error) {
+	subnets, err := describeSubnets(ctx, c, ids, "")
+	if err != nil {
+		return nil, false, err
+	}
+	public := len(subnets) > 0
+	for _, id := range ids {
+		i := slices.IndexFunc(subnets, func(s ec2types.Subnet) bool { return aws.ToString(s.SubnetId) == id })
+		if i < 0 {
+			return nil, false, fmt.Errorf("describe subnets: subnet %s: %w", id, ErrNotFound)
+		}
+		public = public && aws.ToBool(subnets[i].MapPublicIpOnLaunch)
+	}
+	return subnets, public, nil
+}
+
+// NetworkFromFlags is the network of --subnets and --security-groups given
+// to run or sync, with AssignPublicIP derived from the subnets as
+// bootstrap derives it, so the flags behave like a bootstrap with them.
+func (p *Provisioner) NetworkFromFlags(ctx context.Context, region string, subnets, groups []string) (Network, error) {
+	_, public, err := publicSubnets(ctx, p.clients(region), subnets)
+	if err != nil {
+		return Network{}, err
+	}
+	return Network{Subnets: slices.Clone(subnets), SecurityGroups: slices.Clone(groups), AssignPublicIP: public}, nil
+}
+
+// Differs reports whether n and o are different networks: other subnets or
+// security groups (in any order), or another public-IP choice.
+func (n Network) Differs(o Network) bool {
+	same := func(a, b []string) bool {
+		a, b = slices.Clone(a), slices.Clone(b)
+		slices.Sort(a)
+		slices.Sort(b)
+		return slices.Equal(a, b)
+	}
+	return !same(n.Subnets, o.Subnets) || !same(n.SecurityGroups, o.SecurityGroups) || n.AssignPublicIP != o.AssignPublicIP
 }
 
 // findDefaultVPC returns the ID of the region's default VPC, or ErrNotFound.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -136,6 +137,52 @@ func TestBootstrapWithoutNetwork(t *testing.T) {
 	for _, flag := range []string{"--subnets", "--security-groups"} {
 		if !strings.Contains(err.Error(), flag) {
 			t.Errorf("error %q does not name %s", err, flag)
+		}
+	}
+}
+
+// TestNetworkFromFlags: --subnets on run or sync get the public-IP choice
+// bootstrap would make for them: a public IP only when every subnet maps
+// one on launch.
+func TestNetworkFromFlags(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	net, err := e.p.NetworkFromFlags(ctx, testenv.Region, e.subnets, e.sgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (provision.Network{Subnets: e.subnets, SecurityGroups: e.sgs}); !reflect.DeepEqual(net, want) {
+		t.Errorf("private subnets: %+v, want %+v", net, want)
+	}
+	if _, err := ec2.NewFromConfig(e.cfg).ModifySubnetAttribute(ctx, &ec2.ModifySubnetAttributeInput{
+		SubnetId: aws.String(e.subnets[0]), MapPublicIpOnLaunch: &ec2types.AttributeBooleanValue{Value: aws.Bool(true)}}); err != nil {
+		t.Fatal(err)
+	}
+	net, err = e.p.NetworkFromFlags(ctx, testenv.Region, e.subnets, e.sgs)
+	if err != nil || !net.AssignPublicIP {
+		t.Errorf("public subnets: %+v, %v; want a public IP", net, err)
+	}
+	if _, err := e.p.NetworkFromFlags(ctx, testenv.Region, []string{"subnet-0000000000nothere"}, e.sgs); !errors.Is(err, provision.ErrNotFound) {
+		t.Errorf("an unknown subnet: %v, want ErrNotFound", err)
+	}
+}
+
+func TestNetworkDiffers(t *testing.T) {
+	base := provision.Network{Subnets: []string{"a", "b"}, SecurityGroups: []string{"g"}}
+	tests := []struct {
+		name string
+		o    provision.Network
+		want bool
+	}{
+		{"same", provision.Network{Subnets: []string{"a", "b"}, SecurityGroups: []string{"g"}}, false},
+		{"same, other order", provision.Network{Subnets: []string{"b", "a"}, SecurityGroups: []string{"g"}}, false},
+		{"other subnet", provision.Network{Subnets: []string{"a", "c"}, SecurityGroups: []string{"g"}}, true},
+		{"other group", provision.Network{Subnets: []string{"a", "b"}, SecurityGroups: []string{"h"}}, true},
+		{"public IP", provision.Network{Subnets: []string{"a", "b"}, SecurityGroups: []string{"g"}, AssignPublicIP: true}, true},
+	}
+	for _, tt := range tests {
+		if got := base.Differs(tt.o); got != tt.want {
+			t.Errorf("%s: Differs = %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }

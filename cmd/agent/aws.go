@@ -66,19 +66,31 @@ func (s *awsSession) provisioner(ctx context.Context, cfg Config, log *slog.Logg
 		S3UsePathStyle: s.pathStyle,
 		Logger:         log.With("component", "provision"),
 	}
-	if len(cfg.Subnets) > 0 {
-		opts.Network = provision.Network{Subnets: cfg.Subnets, SecurityGroups: cfg.SecurityGroups}
-	} else {
-		// Bootstrap stored its choice of network in the state bucket, so every
-		// pass and every stage function uses the same one.
-		network, err := provision.New(s.cfg, opts).LoadNetwork(ctx, s.cfg.Region, s.stateBucket)
-		if errors.Is(err, provision.ErrNotFound) {
-			return nil, fmt.Errorf("no network settings in s3://%s: run 'agent bootstrap' first, or pass --subnets and --security-groups", s.stateBucket)
-		}
+	// Bootstrap stored its choice of network in the state bucket, so every
+	// pass and every stage function uses the same one.
+	stored, err := provision.New(s.cfg, opts).LoadNetwork(ctx, s.cfg.Region, s.stateBucket)
+	if err != nil && !errors.Is(err, provision.ErrNotFound) {
+		return nil, err
+	}
+	switch {
+	case len(cfg.Subnets) > 0:
+		// The flags win, with the public IP derived from the subnets as
+		// bootstrap derives it.
+		flags, err := provision.New(s.cfg, opts).NetworkFromFlags(ctx, s.cfg.Region, cfg.Subnets, cfg.SecurityGroups)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("--subnets: %w", err)
 		}
-		opts.Network = network
+		if len(stored.Subnets) > 0 && flags.Differs(stored) {
+			log.Warn("--subnets/--security-groups differ from the network bootstrap stored: tasks use the flags'",
+				"state_bucket", s.stateBucket, "stored_subnets", stored.Subnets, "stored_security_groups", stored.SecurityGroups,
+				"stored_public_ip", stored.AssignPublicIP, "subnets", flags.Subnets, "security_groups", flags.SecurityGroups,
+				"public_ip", flags.AssignPublicIP)
+		}
+		opts.Network = flags
+	case len(stored.Subnets) == 0:
+		return nil, fmt.Errorf("no network settings in s3://%s: run 'agent bootstrap' first, or pass --subnets and --security-groups", s.stateBucket)
+	default:
+		opts.Network = stored
 	}
 	if withCode {
 		exe, err := os.Executable()

@@ -125,4 +125,13 @@ func TestBootstrapPlanSync(t *testing.T) {
 	if hexCommit.FindString(out) == "" {
 		t.Errorf("sync summary names no commit:\n%s", out)
 	}
+
+	// --subnets on sync that differ from the network bootstrap stored win,
+	// with a warning naming both.
+	otherSubnets, otherSGs := testenv.NewNetwork(t, testenv.Kumo(t))
+	code, out, errOut = runAgent(t, repo, append([]string{"sync", "--once", "--repo", ".",
+		"--subnets", strings.Join(otherSubnets, ","), "--security-groups", strings.Join(otherSGs, ",")}, common...)...)
+	if code != exitOK || !strings.Contains(errOut, "differ from the network bootstrap stored") || !strings.Contains(errOut, otherSubnets[0]) {
+		t.Errorf("sync with other --subnets: exit %d, want a warning naming them\n%s%s", code, out, errOut)
+	}
 }
