@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -235,16 +236,31 @@ func oneLine(s string) string {
 
 // cut shortens s to at most MaxDescription runes, ending a shortened string
 // with "…", and never splits a rune.
-func cut(s string) string {
-	if utf8.RuneCountInString(s) <= MaxDescription {
+// RetryDescription is ErrorDescription of msg followed by when the agent
+// tries again, " · next try in 2m0s", which is never cut off.
+func RetryDescription(msg string, next time.Duration) string {
+	suffix := " · next try in " + next.Round(time.Second).String()
+	n := utf8.RuneCountInString(suffix)
+	d := ErrorDescription(msg)
+	if utf8.RuneCountInString(d)+n > MaxDescription {
+		d = cutTo(d, MaxDescription-n)
+	}
+	return d + suffix
+}
+
+// cutTo shortens s to at most limit runes, ending it with "…" when cut.
+func cutTo(s string, limit int) string {
+	if utf8.RuneCountInString(s) <= limit {
 		return s
 	}
 	n := 0
 	for i := range s {
-		if n == MaxDescription-1 {
+		if n == limit-1 {
 			return strings.TrimRightFunc(s[:i], unicode.IsSpace) + "…"
 		}
 		n++
 	}
 	return s
 }
+
+func cut(s string) string { return cutTo(s, MaxDescription) }

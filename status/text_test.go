@@ -3,6 +3,7 @@ package status_test
 import (
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/cloudpipe/cloudpipe/status"
@@ -130,5 +131,26 @@ func TestErrorDescription(t *testing.T) {
 				t.Errorf("%q is longer than %d runes or not one line", got, status.MaxDescription)
 			}
 		})
+	}
+}
+
+func TestRetryDescription(t *testing.T) {
+	long := strings.Repeat("word ", 60)
+	tests := []struct {
+		msg  string
+		next time.Duration
+		want string
+	}{
+		{"create queue: throttled", 2 * time.Minute, "create queue: throttled · next try in 2m0s"},
+		{"x", 1500 * time.Millisecond, "x · next try in 2s"},
+	}
+	for _, tt := range tests {
+		if got := status.RetryDescription(tt.msg, tt.next); got != tt.want {
+			t.Errorf("RetryDescription(%q, %v) = %q, want %q", tt.msg, tt.next, got, tt.want)
+		}
+	}
+	got := status.RetryDescription(long, 10*time.Minute)
+	if n := utf8.RuneCountInString(got); n > status.MaxDescription || !strings.HasSuffix(got, "… · next try in 10m0s") {
+		t.Errorf("long message: %q (%d runes), want it cut before the retry time, within %d", got, n, status.MaxDescription)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/cloudpipe/cloudpipe/gitsource"
+	"github.com/cloudpipe/cloudpipe/internal/backoff"
 	"github.com/cloudpipe/cloudpipe/inventory"
 	"github.com/cloudpipe/cloudpipe/status"
 )
@@ -62,6 +63,11 @@ type LoopOptions struct {
 	// files to the stage's dead-letter queue; default
 	// DefaultMaxFailedStarts.
 	MaxFailedStarts int
+	// RetryBackoff is the wait before a workflow that failed to apply is
+	// tried again at the same commit, doubled after each failed try, at
+	// most DriftEvery; default one minute. Invalid files are not retried:
+	// only a new commit changes them.
+	RetryBackoff time.Duration
 	// StartBackoff is the wait before the first such start, doubled after
 	// each failed one (at most 16 times, jittered); default RunStatusEvery.
 	StartBackoff time.Duration
@@ -93,6 +99,7 @@ type Loop struct {
 	mu        gosync.Mutex // guards the fields below
 	deployed  string       // commit of the last successful pass
 	lastDrift time.Time
+	retry     retryState     // workflows that failed at deployed, and when to try again
 	prHeads   map[int]string // PR number -> head planned last
 	runs      map[string]*runTally
 	last      PassResult
@@ -114,6 +121,9 @@ func NewLoop(opts LoopOptions) (*Loop, error) {
 	}
 	if opts.MaxFailedStarts <= 0 {
 		opts.MaxFailedStarts = DefaultMaxFailedStarts
+	}
+	if opts.RetryBackoff <= 0 {
+		opts.RetryBackoff = time.Minute
 	}
 	if opts.StartBackoff <= 0 {
 		opts.StartBackoff = opts.RunStatusEvery
@@ -261,13 +271,23 @@ func (l *Loop) pass(ctx context.Context, now time.Time) PassResult {
 		}
 	}
 	drift := now.Sub(l.lastDrift) >= l.opts.DriftEvery
+	retrying := !moved && l.retry.due(head, now)
+	// The wait before the try after this one, should a workflow fail now.
+	attempt := 1
+	if l.retry.commit == head {
+		attempt = l.retry.attempts + 1
+	}
+	next := backoff.Capped(attempt, l.opts.RetryBackoff, l.opts.DriftEvery)
 	l.mu.Unlock()
 
 	res := PassResult{Commit: head, Drift: drift}
-	if !moved && !drift {
+	if !moved && !drift && !retrying {
 		res.Skipped = true
 	} else {
-		rep, err := l.apply(ctx, head, drift)
+		if retrying {
+			l.log.Info("retrying failed workflows", "commit", head, "attempt", attempt)
+		}
+		rep, err := l.apply(ctx, head, drift, next)
 		if err != nil {
 			res.Err = err
 			return res
@@ -276,6 +296,7 @@ func (l *Loop) pass(ctx context.Context, now time.Time) PassResult {
 		l.mu.Lock()
 		if ctx.Err() == nil {
 			l.deployed = head
+			l.retry = l.retry.after(head, failedToApply(rep), attempt, now.Add(next))
 		}
 		if drift {
 			l.lastDrift = now
@@ -288,8 +309,43 @@ func (l *Loop) pass(ctx context.Context, now time.Time) PassResult {
 	return res
 }
 
-// apply loads the branch at head, reconciles and posts the statuses.
-func (l *Loop) apply(ctx context.Context, head string, drift bool) (*Report, error) {
+// retryState is what the Loop remembers of workflows that failed to apply
+// at a commit: a transient error costs one backoff, not a drift interval.
+type retryState struct {
+	commit   string    // the commit they failed at; "" when none failed
+	attempts int       // passes at commit with failures
+	at       time.Time // when the next try is due
+}
+
+// due reports whether a retry at head is due at now.
+func (r retryState) due(head string, now time.Time) bool {
+	return r.commit != "" && r.commit == head && !now.Before(r.at)
+}
+
+// after is the state after a pass at head that left failed workflows
+// failing (attempt was its number), the next try due at at.
+func (r retryState) after(head string, failed, attempt int, at time.Time) retryState {
+	if failed == 0 {
+		return retryState{}
+	}
+	return retryState{commit: head, attempts: attempt, at: at}
+}
+
+// failedToApply counts the workflows a pass could not apply, not counting
+// invalid files, which only a new commit changes.
+func failedToApply(rep *Report) int {
+	n := 0
+	for _, r := range rep.Results {
+		if r.Err != nil && r.Action != Invalid {
+			n++
+		}
+	}
+	return n
+}
+
+// apply loads the branch at head, reconciles and posts the statuses; next
+// is when a workflow that fails is tried again, said in its status.
+func (l *Loop) apply(ctx context.Context, head string, drift bool, next time.Duration) (*Report, error) {
 	d, err := l.opts.Repo.Load(ctx, head)
 	if err != nil {
 		return nil, err
@@ -298,18 +354,18 @@ func (l *Loop) apply(ctx context.Context, head string, drift bool) (*Report, err
 	pending := func(p *Plan) { l.PostPending(ctx, p) }
 	rep, err := l.opts.Reconciler.reconcile(ctx, d, drift, pending)
 	if rep != nil {
-		l.postResults(context.WithoutCancel(ctx), rep)
+		l.postResults(context.WithoutCancel(ctx), rep, next)
 	}
 	return rep, err
 }
 
 // postResults posts each workflow's outcome on the commit it was applied at.
-func (l *Loop) postResults(ctx context.Context, rep *Report) {
+func (l *Loop) postResults(ctx context.Context, rep *Report, next time.Duration) {
 	if l.opts.Statuses == nil || rep.Commit == "" {
 		return
 	}
 	for _, r := range rep.Results {
-		s, ok := resultStatus(rep.Commit, r)
+		s, ok := resultStatus(rep.Commit, r, next)
 		if !ok {
 			continue
 		}
@@ -317,10 +373,13 @@ func (l *Loop) postResults(ctx context.Context, rep *Report) {
 	}
 }
 
-// resultStatus is the cloudpipe/<workflow> status a result calls for, if any.
-func resultStatus(commit string, r Result) (status.Status, bool) {
+// resultStatus is the cloudpipe/<workflow> status a result calls for, if
+// any; a workflow that failed to apply says when it is tried again (next).
+func resultStatus(commit string, r Result, next time.Duration) (status.Status, bool) {
 	s := status.Status{Commit: commit, Context: status.WorkflowContext(r.Workflow)}
 	switch {
+	case r.Err != nil && r.Action != Invalid:
+		s.State, s.Description = status.Failure, status.RetryDescription(r.Err.Error(), next)
 	case r.Err != nil:
 		s.State, s.Description = status.Failure, status.ErrorDescription(r.Err.Error())
 	case r.Action == Create || r.Action == Update:
