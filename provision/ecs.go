@@ -107,7 +107,12 @@ func (p *Provisioner) taskDefinitionInput(spec StageSpec, ids StageResources) (*
 			ContainerName: aws.String(initContainerName),
 			Condition:     ecstypes.ContainerConditionSuccess,
 		}},
-		MountPoints:      []ecstypes.MountPoint{{SourceVolume: aws.String(volumeName), ContainerPath: aws.String(runnerMount), ReadOnly: aws.Bool(true)}},
+		MountPoints: []ecstypes.MountPoint{{SourceVolume: aws.String(volumeName), ContainerPath: aws.String(runnerMount), ReadOnly: aws.Bool(true)}},
+		// An init process as PID 1 reaps what the algorithm leaves behind
+		// and forwards ECS's SIGTERM to the runner, which otherwise is PID 1
+		// and gets no default signal handling.
+		// https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_LinuxParameters.html
+		LinuxParameters:  &ecstypes.LinuxParameters{InitProcessEnabled: aws.Bool(true)},
 		Environment:      containerEnvironment(spec, ids, p.opts.StateBucket, p.stateRegion()),
 		Secrets:          containerSecrets(spec),
 		PortMappings:     portMappings(spec.Algorithm.Ports),

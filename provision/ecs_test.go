@@ -11,6 +11,7 @@ import (
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
 	"github.com/cloudpipe/cloudpipe/provision"
+	"github.com/cloudpipe/cloudpipe/workflow"
 )
 
 // TestTaskDefinitionRequest checks the RegisterTaskDefinition request as
@@ -60,7 +61,9 @@ func TestTaskDefinitionRequest(t *testing.T) {
 	}
 
 	initC, algo := in.ContainerDefinitions[0], in.ContainerDefinitions[1]
-	if aws.ToString(initC.Name) != "cloudpipe-init" || aws.ToString(initC.Image) != e.opts.RunnerImage ||
+	// The init container's name is the one workflow validation keeps
+	// algorithms from taking.
+	if aws.ToString(initC.Name) != workflow.InitContainerName || aws.ToString(initC.Image) != e.opts.RunnerImage ||
 		aws.ToBool(initC.Essential) || !slices.Equal(initC.Command, []string{"runner", "install", "/cloudpipe"}) {
 		t.Errorf("init container = %s %s essential=%v %v", aws.ToString(initC.Name), aws.ToString(initC.Image), aws.ToBool(initC.Essential), initC.Command)
 	}
@@ -73,6 +76,11 @@ func TestTaskDefinitionRequest(t *testing.T) {
 	}
 	if !slices.Equal(algo.EntryPoint, []string{"/cloudpipe/agent", "runner"}) {
 		t.Errorf("entry point = %v", algo.EntryPoint)
+	}
+	// An init process as PID 1 reaps the algorithm's orphaned children and
+	// forwards ECS's SIGTERM to the runner.
+	if algo.LinuxParameters == nil || !aws.ToBool(algo.LinuxParameters.InitProcessEnabled) {
+		t.Errorf("linuxParameters = %+v, want initProcessEnabled", algo.LinuxParameters)
 	}
 	if len(algo.DependsOn) != 1 || aws.ToString(algo.DependsOn[0].ContainerName) != "cloudpipe-init" || algo.DependsOn[0].Condition != ecstypes.ContainerConditionSuccess {
 		t.Errorf("dependsOn = %+v, want cloudpipe-init SUCCESS", algo.DependsOn)

@@ -53,11 +53,11 @@ const (
 	roleExec   = "exec"   // ECS task execution role: pull image, write logs, read secrets
 	roleTask   = "task"   // ECS task role: what the runner itself may do
 
-	inlinePolicyName   = "cloudpipe"    // the one inline policy of each role
-	permissionSID      = "cloudpipe-s3" // Lambda permission statement letting S3 invoke
-	volumeName         = "cloudpipe"    // task volume the runner is installed into
-	runnerMount        = "/cloudpipe"   // where that volume is mounted
-	initContainerName  = "cloudpipe-init"
+	inlinePolicyName   = "cloudpipe"      // the one inline policy of each role
+	permissionSID      = "cloudpipe-s3"   // Lambda permission statement letting S3 invoke
+	volumeName         = "cloudpipe"      // task volume the runner is installed into
+	runnerMount        = "/cloudpipe"     // where that volume is mounted
+	initContainerName  = "cloudpipe-init" // workflow.InitContainerName, which algorithms may not take
 	lambdaTimeoutSec   = 60
 	lambdaMemoryMiB    = 128
 	lambdaRuntime      = "provided.al2023"

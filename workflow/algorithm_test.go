@@ -117,3 +117,15 @@ func TestAlgorithmNameChars(t *testing.T) {
 		t.Errorf("got %v", ps)
 	}
 }
+
+// TestAlgorithmNameNotTheInitContainers: the algorithm's container and
+// cloudpipe's init container share a task definition, where ECS refuses two
+// containers of one name.
+func TestAlgorithmNameNotTheInitContainers(t *testing.T) {
+	a := baseAlgorithm(t)
+	a["name"] = workflow.InitContainerName
+	_, ps := workflow.ParseAlgorithm("algorithms/"+workflow.InitContainerName+".json", mustJSON(t, a))
+	if len(ps) != 1 || !strings.Contains(ps[0].Msg, "cloudpipe's own init container") || !strings.Contains(ps[0].Msg, "choose another") {
+		t.Errorf("got %v, want the name refused as the init container's", ps)
+	}
+}

@@ -128,12 +128,21 @@ func suggestWorkflowName(name string) string {
 	return s
 }
 
+// InitContainerName is the name cloudpipe gives its own init container in
+// every stage's task definition (it installs the runner): an algorithm,
+// whose name labels the other container, may not take it, since ECS refuses
+// a task definition with two containers of one name.
+const InitContainerName = "cloudpipe-init"
+
 // algorithmNameProblem returns why name cannot name an algorithm, or "". The
 // limits are those of an ECS container name, so the name can label the
 // algorithm's container in a task definition as it is.
 func algorithmNameProblem(name string) string {
 	if len(name) > 255 {
 		return "is longer than 255 characters"
+	}
+	if name == InitContainerName {
+		return "is the name of cloudpipe's own init container in every task definition: choose another"
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
