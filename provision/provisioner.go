@@ -207,6 +207,14 @@ func (p *Provisioner) clients(region string) *clients {
 // GetCallerIdentity in region).
 func (p *Provisioner) CallerAccount(ctx context.Context, region string) (string, error) {
 	out, err := p.clients(region).sts.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil && region != "" && region != p.cfg.Region && hasCode(err, "InvalidClientTokenId", "UnrecognizedClientException") {
+		// An opt-in region the account has not enabled rejects the
+		// credentials as unknown, naming no region; they work in the
+		// agent's own region, so say what is likely.
+		// https://docs.aws.amazon.com/accounts/latest/reference/manage-acct-regions.html
+		return "", fmt.Errorf("region %s rejects the agent's credentials, which %s accepts: the region is probably not enabled in this account "+
+			"(an opt-in region); enable it in the account's settings, or deploy the workflow elsewhere: %w", region, p.cfg.Region, err)
+	}
 	if err != nil {
 		return "", fmt.Errorf("get caller identity: %w", err)
 	}

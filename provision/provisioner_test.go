@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cloudpipe/cloudpipe/internal/awsrules"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
 	"github.com/cloudpipe/cloudpipe/provision"
 )
@@ -82,5 +83,26 @@ func TestThrottlingRetried(t *testing.T) {
 	e.ensure(e.spec(), provision.StageResources{})
 	if got := seen.Load(); got < 2 {
 		t.Errorf("%d GetBucketTagging requests, want the throttled one retried", got)
+	}
+}
+
+// TestCallerAccountInARegionNotEnabled: a workflow in an opt-in region the
+// account has not enabled fails with that said, not with AWS's "invalid
+// security token", which names no region and reads like a credentials
+// problem.
+func TestCallerAccountInARegionNotEnabled(t *testing.T) {
+	proxy, err := awsrules.New(testenv.KumoURL(t), awsrules.Options{DisabledRegions: []string{"af-south-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Close() })
+	p := provision.New(testenv.KumoConfig(proxy.URL()), provision.Options{})
+	if _, err := p.CallerAccount(t.Context(), testenv.Region); err != nil {
+		t.Fatalf("the agent's region: %v", err)
+	}
+	_, err = p.CallerAccount(t.Context(), "af-south-1")
+	if err == nil || !strings.Contains(err.Error(), "region af-south-1 rejects the agent's credentials") ||
+		!strings.Contains(err.Error(), "not enabled in this account") {
+		t.Errorf("an opt-in region not enabled: %v, want it said", err)
 	}
 }

@@ -38,6 +38,10 @@ type Options struct {
 	Transport http.RoundTripper
 	// IAM, if set, authorizes every request a role signs (see IAM).
 	IAM *IAM
+	// DisabledRegions are regions not enabled in the emulated account (an
+	// opt-in region nobody turned on): every request signed for one is
+	// refused as AWS refuses it, as if the credentials were invalid.
+	DisabledRegions []string
 	// Listener, if set, is where the proxy serves instead of a free port
 	// of 127.0.0.1 (the demo serves on kumo's 4566). Close closes it.
 	Listener net.Listener
@@ -166,6 +170,10 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		return // the client went away while sending: nothing to answer
 	}
 	c := call{r: r, op: faultproxy.Operation(r, body), body: body, now: p.opts.Now()}
+	if e := p.checkRegionEnabled(r); e != nil {
+		faultproxy.WriteError(w, r, *e, p.requestID())
+		return
+	}
 	role := ""
 	if p.iam != nil {
 		role = roleOfKey(accessKeyID(r))

@@ -2,12 +2,15 @@ package awsrules_test
 
 import (
 	"errors"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 
 	"github.com/cloudpipe/cloudpipe/internal/awsrules"
@@ -82,5 +85,20 @@ func TestNewRejectsATargetThatIsNotABaseURL(t *testing.T) {
 			p.Close()
 			t.Errorf("New(%q) succeeded, want an error", target)
 		}
+	}
+}
+
+// TestRegionNotEnabledRejectsTheCredentials: a region the account has not
+// enabled answers as if the credentials were unknown, in each protocol.
+func TestRegionNotEnabledRejectsTheCredentials(t *testing.T) {
+	_, cfg := newProxy(t, awsrules.Options{DisabledRegions: []string{"af-south-1"}})
+	optIn := cfg.Copy()
+	optIn.Region = "af-south-1"
+	_, err := sts.NewFromConfig(optIn).GetCallerIdentity(t.Context(), &sts.GetCallerIdentityInput{})
+	wantRefused(t, err, http.StatusForbidden, "InvalidClientTokenId", "The security token included in the request is invalid.")
+	_, err = sqs.NewFromConfig(optIn).ListQueues(t.Context(), &sqs.ListQueuesInput{})
+	wantRefused(t, err, http.StatusBadRequest, "UnrecognizedClientException", "")
+	if _, err := sts.NewFromConfig(cfg).GetCallerIdentity(t.Context(), &sts.GetCallerIdentityInput{}); err != nil {
+		t.Errorf("an enabled region: %v", err)
 	}
 }
