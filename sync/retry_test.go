@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	pipesync "github.com/cloudpipe/cloudpipe/sync"
 	"github.com/cloudpipe/cloudpipe/status"
+	pipesync "github.com/cloudpipe/cloudpipe/sync"
 )
 
 // TestFailedWorkflowRetriedAtTheSameCommit: a workflow blocked by an
