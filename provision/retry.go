@@ -3,9 +3,11 @@ package provision
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"time"
 
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
 
 	"github.com/cloudpipe/cloudpipe/internal/backoff"
@@ -73,6 +75,25 @@ func isLambdaRoleNotReady(err error) bool {
 func isNotificationDestinationNotReady(err error) bool {
 	return hasCodeAndMessage(err, "InvalidArgument",
 		"Unable to validate the following destination configurations")
+}
+
+// isNotificationOverlap reports S3's refusal of a notification
+// configuration whose rules overlap, one of (400 InvalidArgument):
+//
+//	"Configurations overlap. Configurations on the same bucket cannot share a common event type."
+//	"Configuration is ambiguously defined. Cannot have overlapping suffixes in two rules if the prefixes are overlapping for the same event type."
+//
+// https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-how-to-filtering.html
+func isNotificationOverlap(err error) bool {
+	return hasCodeAndMessage(err, "InvalidArgument", "Configurations overlap", "overlapping")
+}
+
+// isAccessDenied reports S3's 403: AccessDenied with a body, or the bare
+// 403 of a call that has none (HeadBucket), which the SDK names Forbidden.
+// https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadBucket.html
+func isAccessDenied(err error) bool {
+	var re *awshttp.ResponseError
+	return hasCode(err, "AccessDenied", "Forbidden") || (errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden)
 }
 
 // isTaskDefinitionNotFound reports that DeregisterTaskDefinition was given a

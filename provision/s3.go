@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -26,8 +27,10 @@ func isBucketNotFound(err error) bool {
 	return errors.As(err, &nb) || errors.As(err, &nf) || hasCode(err, "NoSuchBucket", "NotFound")
 }
 
-// findBucketTags returns a bucket's tags (empty when it has none), or
-// ErrNotFound when the bucket does not exist.
+// findBucketTags returns a bucket's tags (empty when it has none),
+// ErrNotFound when the bucket does not exist, or a *ForeignBucketError when
+// S3 will not show them: a 403 is another account's bucket (or one this
+// agent may not read), never a bucket of ours without tags.
 func findBucketTags(ctx context.Context, c *clients, bucket string) (map[string]string, error) {
 	out, err := c.s3.GetBucketTagging(ctx, &s3.GetBucketTaggingInput{Bucket: &bucket})
 	switch {
@@ -35,6 +38,8 @@ func findBucketTags(ctx context.Context, c *clients, bucket string) (map[string]
 		return map[string]string{}, nil
 	case isBucketNotFound(err):
 		return nil, fmt.Errorf("get bucket tagging %s: %w", bucket, ErrNotFound)
+	case isAccessDenied(err):
+		return nil, fmt.Errorf("get bucket tagging %s: %w", bucket, &ForeignBucketError{Bucket: bucket, Err: err})
 	case err != nil:
 		return nil, fmt.Errorf("get bucket tagging %s: %w", bucket, err)
 	}
@@ -53,6 +58,8 @@ func bucketExists(ctx context.Context, c *clients, bucket string) (bool, error) 
 		return true, nil
 	case isBucketNotFound(err):
 		return false, nil
+	case isAccessDenied(err):
+		return false, fmt.Errorf("head bucket %s: %w", bucket, &ForeignBucketError{Bucket: bucket, Err: err})
 	default:
 		return false, fmt.Errorf("head bucket %s: %w", bucket, err)
 	}
@@ -92,7 +99,8 @@ func ensureBucket(ctx context.Context, c *clients, bucket string, tags map[strin
 
 // createBucket creates a tagged bucket with public access blocked and SSE-S3
 // default encryption. It reports existed when the bucket turned out to be
-// ours already (BucketAlreadyOwnedByYou): then it changed nothing.
+// this account's already (BucketAlreadyOwnedByYou, or in us-east-1 a 200
+// for a bucket without our tags): then it changed nothing.
 func createBucket(ctx context.Context, c *clients, bucket string, tags map[string]string) (existed bool, err error) {
 	conf := &s3types.CreateBucketConfiguration{Tags: s3Tags(tags)}
 	// us-east-1 is the default location and AWS rejects it as an explicit
@@ -110,6 +118,21 @@ func createBucket(ctx context.Context, c *clients, bucket string, tags map[strin
 		return false, fmt.Errorf("create bucket %s: the name is taken by another AWS account: %w", bucket, err)
 	case err != nil:
 		return false, fmt.Errorf("create bucket %s: %w", bucket, err)
+	}
+	if c.region == "us-east-1" {
+		// "if you re-create an existing bucket that you already own in the
+		// North Virginia Region, Amazon S3 returns 200 OK"
+		// (https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateBucket.html),
+		// so there a 200 does not say we created it: the user may have
+		// created it since we found it missing. Our tags do, as CreateBucket
+		// sets them only on a bucket it creates.
+		have, err := findBucketTags(ctx, c, bucket)
+		if err != nil {
+			return false, err
+		}
+		if !ownedBy(have, tags[TagWorkflow]) {
+			return true, nil
+		}
 	}
 	return false, ensureBucketProtection(ctx, c, bucket)
 }
@@ -213,6 +236,12 @@ func (p *Provisioner) ensureNotification(ctx context.Context, c *clients, bucket
 		return false, nil
 	}
 	if want {
+		// S3 would refuse the whole document: say which rule is in the way
+		// rather than pass on its InvalidArgument.
+		ourRule := NotificationRule{ID: id, Events: []string{string(objectCreatedEvent)}}
+		if r, ok := overlappingRule(notificationRules(cur, id), ourRule); ok {
+			return false, &NotificationOverlapError{Bucket: bucket, Rule: r}
+		}
 		kept = append(kept, s3types.LambdaFunctionConfiguration{
 			Id:                aws.String(id),
 			LambdaFunctionArn: aws.String(functionARN),
@@ -232,10 +261,105 @@ func (p *Provisioner) ensureNotification(ctx context.Context, c *clients, bucket
 		_, err := c.s3.PutBucketNotificationConfiguration(ctx, in)
 		return err
 	})
+	if want && isNotificationOverlap(err) {
+		// A rule added since we read: name it if a second read finds it.
+		return false, p.overlapError(ctx, c, bucket, id, err)
+	}
 	if err != nil {
 		return false, fmt.Errorf("put bucket notification %s: %w", bucket, err)
 	}
 	return true, nil
+}
+
+// overlapError is the *NotificationOverlapError for S3's refusal err of our
+// entry id on bucket, naming the rule in the way when the bucket's
+// configuration now shows one.
+func (p *Provisioner) overlapError(ctx context.Context, c *clients, bucket, id string, err error) error {
+	oe := &NotificationOverlapError{Bucket: bucket, Err: err}
+	cur, gerr := c.s3.GetBucketNotificationConfiguration(ctx, &s3.GetBucketNotificationConfigurationInput{Bucket: &bucket})
+	if gerr == nil {
+		ourRule := NotificationRule{ID: id, Events: []string{string(objectCreatedEvent)}}
+		if r, ok := overlappingRule(notificationRules(cur, id), ourRule); ok {
+			oe.Rule = r
+		}
+	}
+	return oe
+}
+
+// notificationRules lists the entries of a notification configuration,
+// whatever their destination, but for the one with id ours.
+func notificationRules(cur *s3.GetBucketNotificationConfigurationOutput, ours string) []NotificationRule {
+	var out []NotificationRule
+	add := func(id *string, dest string, events []s3types.Event, f *s3types.NotificationConfigurationFilter) {
+		if aws.ToString(id) == ours {
+			return
+		}
+		r := NotificationRule{ID: aws.ToString(id), Destination: dest}
+		for _, e := range events {
+			r.Events = append(r.Events, string(e))
+		}
+		if f != nil && f.Key != nil {
+			for _, fr := range f.Key.FilterRules {
+				switch strings.ToLower(string(fr.Name)) {
+				case "prefix":
+					r.Prefix = aws.ToString(fr.Value)
+				case "suffix":
+					r.Suffix = aws.ToString(fr.Value)
+				}
+			}
+		}
+		out = append(out, r)
+	}
+	for _, l := range cur.LambdaFunctionConfigurations {
+		add(l.Id, "lambda function "+aws.ToString(l.LambdaFunctionArn), l.Events, l.Filter)
+	}
+	for _, q := range cur.QueueConfigurations {
+		add(q.Id, "sqs queue "+aws.ToString(q.QueueArn), q.Events, q.Filter)
+	}
+	for _, t := range cur.TopicConfigurations {
+		add(t.Id, "sns topic "+aws.ToString(t.TopicArn), t.Events, t.Filter)
+	}
+	return out
+}
+
+// overlappingRule returns the first of rules that S3 would refuse next to
+// ours: "Notification configurations that use Filter cannot define
+// filtering rules with overlapping prefixes, overlapping suffixes, or
+// prefix and suffix overlapping" for a common event type, and rules
+// without a filter may not share one at all
+// (https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-how-to-filtering.html).
+// Some key matches two filters when one prefix extends the other and one
+// suffix extends the other; an empty prefix or suffix extends to any.
+func overlappingRule(rules []NotificationRule, ours NotificationRule) (NotificationRule, bool) {
+	for _, r := range rules {
+		if !eventsIntersect(r.Events, ours.Events) {
+			continue
+		}
+		prefixes := strings.HasPrefix(r.Prefix, ours.Prefix) || strings.HasPrefix(ours.Prefix, r.Prefix)
+		suffixes := strings.HasSuffix(r.Suffix, ours.Suffix) || strings.HasSuffix(ours.Suffix, r.Suffix)
+		if prefixes && suffixes {
+			return r, true
+		}
+	}
+	return NotificationRule{}, false
+}
+
+// eventsIntersect reports whether two event lists share an event type;
+// a type ending in "*" ("s3:ObjectCreated:*") covers every type it starts
+// ("s3:ObjectCreated:Put").
+// https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-how-to-event-types-and-destinations.html
+func eventsIntersect(a, b []string) bool {
+	covers := func(x, y string) bool {
+		return x == y || (strings.HasSuffix(x, "*") && strings.HasPrefix(y, strings.TrimSuffix(x, "*")))
+	}
+	for _, x := range a {
+		for _, y := range b {
+			if covers(x, y) || covers(y, x) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func hasID(cs []s3types.LambdaFunctionConfiguration, id string) bool {
@@ -268,6 +392,7 @@ const (
 	keptNotOurs  = "not created by cloudpipe"
 	keptRetained = "retain_buckets is set"
 	keptNotEmpty = "not empty"
+	keptForeign  = "of another AWS account, or not readable by this agent"
 )
 
 // deleteBucket deletes a bucket of a deleted stage if the rules allow:
@@ -276,10 +401,14 @@ const (
 // kept, the reason says why.
 func deleteBucket(ctx context.Context, c *clients, bucket, workflow string, intermediate, retain bool) (result outcome, reason string, err error) {
 	tags, err := findBucketTags(ctx, c, bucket)
-	if errors.Is(err, ErrNotFound) {
+	var foreign *ForeignBucketError
+	switch {
+	case errors.Is(err, ErrNotFound):
 		return outcomeGone, "", nil
-	}
-	if err != nil {
+	case errors.As(err, &foreign):
+		// Not ours to delete, and no reason to stop deleting the rest.
+		return outcomeKept, keptForeign, nil
+	case err != nil:
 		return 0, "", err
 	}
 	switch {

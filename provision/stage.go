@@ -64,7 +64,7 @@ type DeleteResult struct {
 // KeptBucket is a bucket DeleteStage did not delete.
 type KeptBucket struct {
 	Name   string
-	Reason string // "not empty", "retain_buckets is set", "not created by cloudpipe"
+	Reason string // "not empty", "retain_buckets is set", "not created by cloudpipe", "of another AWS account, ..."
 }
 
 // outcome is what a delete helper found or did.

@@ -28,6 +28,7 @@ var (
 	rulesOnce sync.Once
 	rulesErr  error
 	rules     *awsrules.Proxy
+	rulesIAM  *awsrules.IAM // rules' IAM, which KumoWith's proxies share
 	// clockShift is how far AdvanceAWSClock moved the rules' clock.
 	clockShift atomic.Int64
 )
@@ -46,7 +47,12 @@ func AdvanceAWSClock(d time.Duration) { clockShift.Add(int64(d)) }
 func AWSRules(tb testing.TB) *awsrules.Proxy {
 	tb.Helper()
 	target := KumoURL(tb)
-	rulesOnce.Do(func() { rules, rulesErr = StartAWSRules(context.Background(), target) })
+	rulesOnce.Do(func() {
+		rulesIAM, rulesErr = emulatorIAM(context.Background())
+		if rulesErr == nil {
+			rules, rulesErr = startAWSRules(target, rulesIAM, awsrules.Options{})
+		}
+	})
 	if rulesErr != nil {
 		tb.Fatalf("AWS rules layer: %v", rulesErr)
 	}
@@ -57,23 +63,47 @@ func AWSRules(tb testing.TB) *awsrules.Proxy {
 // at target, the agent's role holding deploy/agent-iam-policy.json. The IAM
 // evaluator runs as long as the process.
 func StartAWSRules(ctx context.Context, target string) (*awsrules.Proxy, error) {
+	iam, err := emulatorIAM(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, err := startAWSRules(target, iam, awsrules.Options{})
+	if err != nil {
+		_ = iam.Evaluator.Close()
+	}
+	return p, err
+}
+
+// KumoWith is Kumo through a rules proxy of the test's own, in front of the
+// same kumo, with opts' rules (such as ForeignBuckets, which the shared
+// proxy has none of) under the shared proxy's IAM and clock. Its memory
+// (tags seen at creation, regions, deleted queues) is its own: a test uses
+// it for the resources it creates through it. It closes at the test's end.
+func KumoWith(tb testing.TB, opts awsrules.Options) aws.Config {
+	tb.Helper()
+	AWSRules(tb) // starts the IAM evaluator the two proxies share
+	p, err := startAWSRules(KumoURL(tb), rulesIAM, opts)
+	if err != nil {
+		tb.Fatalf("AWS rules layer: %v", err)
+	}
+	tb.Cleanup(func() { _ = p.Close() })
+	return KumoConfig(p.URL())
+}
+
+func emulatorIAM(ctx context.Context) (*awsrules.IAM, error) {
 	cache, err := CacheDir()
 	if err != nil {
 		return nil, err
 	}
-	iam, err := awsrules.EmulatorIAM(ctx, cache)
-	if err != nil {
-		return nil, err
-	}
-	p, err := awsrules.New(target, awsrules.Options{
-		Now: func() time.Time { return time.Now().Add(time.Duration(clockShift.Load())) },
-		IAM: iam,
-	})
-	if err != nil {
-		_ = iam.Evaluator.Close()
-		return nil, err
-	}
-	return p, nil
+	return awsrules.EmulatorIAM(ctx, cache)
+}
+
+// startAWSRules starts a rules proxy in front of target with opts, iam and
+// the clock AdvanceAWSClock moves.
+func startAWSRules(target string, iam *awsrules.IAM, opts awsrules.Options) (*awsrules.Proxy, error) {
+	opts.IAM = iam
+	opts.Now = func() time.Time { return time.Now().Add(time.Duration(clockShift.Load())) }
+	return awsrules.New(target, opts)
 }
 
 // AsRole returns a copy of cfg whose requests are signed as the role named
