@@ -163,7 +163,7 @@ var options = []option{
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.Cluster) }},
 	{name: "region", usage: "region whose cluster and network to prepare (the state bucket stays in the agent's region)", defText: "the agent's region, AWS_REGION",
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.Region) }},
-	{name: "subnets", usage: "comma-separated subnet IDs for Fargate tasks; on run and sync they win over bootstrap's stored network (with a warning when they differ), the public IP decided as bootstrap decides it", defText: "chosen by bootstrap",
+	{name: "subnets", usage: "comma-separated subnet IDs for Fargate tasks", defText: "chosen by bootstrap",
 		value: func(c *Config) flag.Value { return (*listValue)(&c.Subnets) }},
 	{name: "security-groups", usage: "comma-separated security group IDs for Fargate tasks", defText: "chosen by bootstrap",
 		value: func(c *Config) flag.Value { return (*listValue)(&c.SecurityGroups) }},
