@@ -84,6 +84,9 @@ func newEnv(t testing.TB) *env {
 
 func (e *env) newProvisioner(cfg aws.Config) *provision.Provisioner {
 	return provision.New(cfg, provision.Options{
+		// A queue name SQS holds for a minute after DeleteQueue is waited
+		// out on the AWS rules' clock, not the test's.
+		Sleep:                 advanceAWSClock,
 		Cluster:               "cloudpipe",
 		Network:               e.network,
 		StateBucket:           e.state,
@@ -224,4 +227,11 @@ func mustReconciler(opts pipesync.Options) *pipesync.Reconciler {
 		panic(err)
 	}
 	return r
+}
+
+// advanceAWSClock is a provision.Options.Sleep that moves the AWS rules'
+// clock by d instead of waiting d.
+func advanceAWSClock(_ context.Context, d time.Duration) error {
+	testenv.AdvanceAWSClock(d)
+	return nil
 }
