@@ -517,20 +517,7 @@ func TestOtherCallsAreForwarded(t *testing.T) {
 // layer, on the role as created in kumo.
 func TestExecutionRoleThatCannotReadASecret(t *testing.T) {
 	ctx := t.Context()
-	rules := testenv.AWSRules(t)
-	st := &starts{}
-	p, err := localecs.Listen(localecs.Options{
-		Addr: "127.0.0.1:0", Upstream: testenv.KumoURL(t), StopTimeout: 2 * time.Second, OnTask: st.event,
-		Start: func(ctx context.Context, spec localecs.TaskSpec) (*exec.Cmd, error) {
-			st.add(spec)
-			return exec.CommandContext(ctx, "true"), nil
-		},
-		Authorize: rules.Authorize,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
+	p, st := authorizingProxy(t)
 	operator := testenv.Kumo(t)
 	name := testenv.UniqueName(t)
 	secret, err := secretsmanager.NewFromConfig(operator).CreateSecret(ctx, &secretsmanager.CreateSecretInput{
@@ -635,20 +622,7 @@ func TestRunTaskRecordsItsRegion(t *testing.T) {
 // both).
 func TestExecutionRoleWritesLogsInTheTaskRegion(t *testing.T) {
 	ctx := t.Context()
-	rules := testenv.AWSRules(t)
-	st := &starts{}
-	p, err := localecs.Listen(localecs.Options{
-		Addr: "127.0.0.1:0", Upstream: testenv.KumoURL(t), StopTimeout: 2 * time.Second, OnTask: st.event,
-		Start: func(ctx context.Context, spec localecs.TaskSpec) (*exec.Cmd, error) {
-			st.add(spec)
-			return exec.CommandContext(ctx, "true"), nil
-		},
-		Authorize: rules.Authorize,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
+	p, _ := authorizingProxy(t)
 	operator := testenv.Kumo(t)
 	name := testenv.UniqueName(t)
 	group := "/cp/" + name
@@ -704,4 +678,25 @@ func TestExecutionRoleWritesLogsInTheTaskRegion(t *testing.T) {
 				tc.region, task.StopCode, aws.ToString(task.StoppedReason), tc.started)
 		}
 	}
+}
+
+// authorizingProxy is a local ECS whose tasks run "true" and whose
+// execution roles are authorized by IAM, through the test binary's AWS
+// rules; it returns the proxy and the record of the tasks it started.
+func authorizingProxy(t *testing.T) (*localecs.Proxy, *starts) {
+	t.Helper()
+	st := &starts{}
+	p, err := localecs.Listen(localecs.Options{
+		Addr: "127.0.0.1:0", Upstream: testenv.KumoURL(t), StopTimeout: 2 * time.Second, OnTask: st.event,
+		Start: func(ctx context.Context, spec localecs.TaskSpec) (*exec.Cmd, error) {
+			st.add(spec)
+			return exec.CommandContext(ctx, "true"), nil
+		},
+		Authorize: testenv.AWSRules(t).Authorize,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p, st
 }
