@@ -219,7 +219,7 @@ func TestDeploySecretsByReference(t *testing.T) {
 
 	want := []string{"CLOUDPIPE_GITHUB_TOKEN", "CLOUDPIPE_WEBHOOK_SECRET"}
 	var got []string
-	exec := loadPolicy(t, "agent-execution-policy.json")
+	loadPolicy(t, "agent-execution-policy.json")
 	for _, s := range c.Secrets {
 		name, from := aws.ToString(s.Name), aws.ToString(s.ValueFrom)
 		got = append(got, name)
@@ -228,7 +228,7 @@ func TestDeploySecretsByReference(t *testing.T) {
 		}
 		// ECS reads secrets with the execution role when the task starts.
 		r := authzRequest{Op: "ECS task start", Action: "secretsmanager:GetSecretValue", Resource: from}
-		if !exec.evaluate(r).Allowed {
+		if !evaluate(t, r, "agent-execution-policy.json").Allowed {
 			t.Errorf("agent-execution-policy.json does not let ECS read secret %s (%s)", name, from)
 		}
 	}
@@ -240,7 +240,7 @@ func TestDeploySecretsByReference(t *testing.T) {
 	group := c.LogConfiguration.Options["awslogs-group"]
 	logs := "arn:aws:logs:" + testenv.Region + ":" + testAccount + ":log-group:" + group + ":log-stream:agent/agent/0123"
 	for _, action := range []string{"logs:CreateLogStream", "logs:PutLogEvents"} {
-		if !exec.evaluate(authzRequest{Action: action, Resource: logs}).Allowed {
+		if !evaluate(t, authzRequest{Action: action, Resource: logs}, "agent-execution-policy.json").Allowed {
 			t.Errorf("agent-execution-policy.json does not allow %s on %s", action, logs)
 		}
 	}

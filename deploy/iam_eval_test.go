@@ -8,15 +8,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cloudpipe/cloudpipe/internal/iamsim"
+	"github.com/cloudpipe/cloudpipe/internal/testenv"
 )
 
-// This file is a small model of IAM policy evaluation, enough to check that
-// deploy/agent-iam-policy.json allows what the agent does: Allow and Deny
-// statements, Action and Resource with * and ? wildcards, and the condition
-// operators the policy uses, evaluated against the request context a test
-// builds from the SDK input (see authz_test.go). A condition key missing from
-// the context makes its condition false, as in IAM: that is how a tag
-// condition on an action AWS gives no tags for would deny in production.
+// This file reads the policy files strictly and asks IAM about single
+// requests. What the agent's whole life cycle needs is authorized request by
+// request by the AWS rules (TestDeployLifecycle).
 
 // iamPolicy is an identity-based policy document.
 type iamPolicy struct {
@@ -48,10 +47,6 @@ func (l *stringOrList) UnmarshalJSON(b []byte) error {
 	*l = many
 	return nil
 }
-
-// supportedOperators are the condition operators the model evaluates; a
-// policy using another one fails loadPolicy rather than being misjudged.
-var supportedOperators = []string{"StringEquals", "StringLike", "ArnEquals", "ArnLike"}
 
 // loadPolicy reads a policy file strictly: unknown fields (a misspelt
 // "Actions", a "NotAction" the model does not evaluate) are errors.
@@ -94,9 +89,6 @@ func loadPolicy(t *testing.T, file string) iamPolicy {
 			}
 		}
 		for op, kv := range s.Condition {
-			if !slices.Contains(supportedOperators, op) {
-				t.Errorf("%s: condition operator %s is not modelled by this test; use one of %v", where, op, supportedOperators)
-			}
 			if len(kv) == 0 {
 				t.Errorf("%s: empty %s condition", where, op)
 			}
@@ -129,112 +121,38 @@ func (r authzRequest) String() string {
 	return s
 }
 
-// decision is the outcome of evaluating one request.
+// decision is IAM's answer for one request.
 type decision struct {
 	Allowed bool
-	By      string // Sid of the deciding statement
+	By      string // Sid of the statement that allowed it
 }
 
-// evaluate applies IAM's rule for one identity policy: an explicit Deny wins,
-// then any Allow; otherwise the request is implicitly denied.
-func (p iamPolicy) evaluate(r authzRequest) decision {
-	var allow string
-	for _, s := range p.Statement {
-		if !s.matches(r) {
-			continue
+// evaluate asks IAM, through the evaluator the AWS rules decide with,
+// whether a principal holding the policy files allows r.
+func evaluate(t *testing.T, r authzRequest, files ...string) decision {
+	t.Helper()
+	var docs []json.RawMessage
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if s.Effect == "Deny" {
-			return decision{Allowed: false, By: s.Sid}
-		}
-		if allow == "" {
-			allow = s.Sid
-		}
+		docs = append(docs, data)
 	}
-	return decision{Allowed: allow != "", By: allow}
-}
-
-func (s iamStatement) matches(r authzRequest) bool {
-	if !slices.ContainsFunc(s.Action, func(a string) bool { return wildcardMatch(strings.ToLower(a), strings.ToLower(r.Action)) }) {
-		return false
+	ctx := map[string]any{}
+	for k, v := range r.Context {
+		ctx[k] = v
 	}
-	if !slices.ContainsFunc(s.Resource, func(p string) bool { return wildcardMatch(p, r.Resource) }) {
-		return false
+	res, err := testenv.IAMEvaluator(t).Evaluate(iamsim.Request{
+		Principal: "arn:aws:iam::" + testenv.Account + ":role/cloudpipe-agent",
+		Policies:  docs, Action: r.Action, Resource: r.Resource, Context: ctx,
+	})
+	if err != nil {
+		t.Fatalf("%s: %v", r, err)
 	}
-	for op, kv := range s.Condition {
-		for key, want := range kv {
-			got, ok := r.Context[key]
-			if !ok {
-				return false // a missing key fails the condition
-			}
-			if !slices.ContainsFunc(want, func(w string) bool { return conditionMatch(op, w, got) }) {
-				return false
-			}
-		}
+	d := decision{Allowed: res.Decision == iamsim.Allowed}
+	if d.Allowed && len(res.Grants) > 0 {
+		d.By = res.Grants[0].Sid
 	}
-	return true
-}
-
-func conditionMatch(op, want, got string) bool {
-	switch op {
-	case "StringEquals", "ArnEquals":
-		return want == got
-	case "StringLike", "ArnLike":
-		return wildcardMatch(want, got)
-	}
-	return false
-}
-
-// wildcardMatch reports whether s matches pattern, where * matches any run of
-// characters (none included, '/' and ':' included) and ? any one character,
-// as in IAM Action, Resource and *Like conditions. (path.Match would stop *
-// at '/', which IAM does not.)
-func wildcardMatch(pattern, s string) bool {
-	for len(pattern) > 0 {
-		switch pattern[0] {
-		case '*':
-			rest := strings.TrimLeft(pattern, "*")
-			if rest == "" {
-				return true
-			}
-			for i := 0; i <= len(s); i++ {
-				if wildcardMatch(rest, s[i:]) {
-					return true
-				}
-			}
-			return false
-		case '?':
-			if s == "" {
-				return false
-			}
-		default:
-			if s == "" || s[0] != pattern[0] {
-				return false
-			}
-		}
-		pattern, s = pattern[1:], s[1:]
-	}
-	return s == ""
-}
-
-func TestPolicyWildcards(t *testing.T) {
-	tests := []struct {
-		pattern, s string
-		want       bool
-	}{
-		{"*", "*", true},
-		{"*", "arn:aws:s3:::b", true},
-		{"arn:aws:s3:::*", "*", false},
-		{"arn:aws:s3:::cloudpipe-state-*/inventory/*", "arn:aws:s3:::cloudpipe-state-x/inventory/index.json", true},
-		{"arn:aws:s3:::cloudpipe-state-*/inventory/*", "arn:aws:s3:::cloudpipe-state-x/runs/a", false},
-		{"arn:aws:iam::*:role/cp-*-lambda", "arn:aws:iam::1:role/cp-wf-0-lambda", true},
-		{"arn:aws:iam::*:role/cp-*-lambda", "arn:aws:iam::1:role/cp-wf-0-task", false},
-		{"arn:aws:logs:*:*:log-group:/cloudpipe/*", "arn:aws:logs:us-east-1:1:log-group:/cloudpipe/wf", true},
-		{"arn:aws:logs:*:*:log-group:/cloudpipe/*", "arn:aws:logs:us-east-1:1:log-group:/aws/lambda/cp-wf-0", false},
-		{"s3:get?ucket*", "s3:getbucketnotification", true},
-	}
-	for _, tt := range tests {
-		if got := wildcardMatch(tt.pattern, tt.s); got != tt.want {
-			t.Errorf("wildcardMatch(%q, %q) = %v, want %v", tt.pattern, tt.s, got, tt.want)
-		}
-	}
+	return d
 }

@@ -3,10 +3,13 @@ package deploy_test
 import (
 	"bytes"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"unicode"
 
+	"github.com/cloudpipe/cloudpipe/deploy"
+	"github.com/cloudpipe/cloudpipe/internal/testenv"
 	"github.com/cloudpipe/cloudpipe/provision"
 )
 
@@ -14,8 +17,14 @@ import (
 // customer managed policy holds at most 6,144 characters, white space not
 // counted.
 func TestPolicyDocument(t *testing.T) {
-	for _, file := range []string{"agent-iam-policy.json", "agent-execution-policy.json"} {
-		loadPolicy(t, file)
+	sids := map[string]string{} // Sid -> file
+	for _, file := range append(slices.Clone(deploy.AgentPolicyFiles), "agent-execution-policy.json") {
+		for _, s := range loadPolicy(t, file).Statement {
+			if other, ok := sids[s.Sid]; ok {
+				t.Errorf("Sid %s is in both %s and %s: the AWS rules report unused statements by Sid", s.Sid, other, file)
+			}
+			sids[s.Sid] = file
+		}
 		data, err := os.ReadFile(file)
 		if err != nil {
 			t.Fatal(err)
@@ -37,10 +46,9 @@ func TestPolicyDocument(t *testing.T) {
 // its job: requests for resources cloudpipe did not create, or on behalf of
 // other services, are denied even though the agent's own are allowed.
 func TestPolicyRefusesForeignResources(t *testing.T) {
-	pol := loadPolicy(t, "agent-iam-policy.json")
 	managed := "aws:ResourceTag/" + provision.TagManaged
 	requestTag := "aws:RequestTag/" + provision.TagManaged
-	acct := "123456789012"
+	acct := testenv.Account
 	tests := []struct {
 		name string
 		r    authzRequest
@@ -69,7 +77,7 @@ func TestPolicyRefusesForeignResources(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.ReplaceAll(tt.name, " ", "_"), func(t *testing.T) {
-			if got := pol.evaluate(tt.r); got.Allowed != tt.want {
+			if got := evaluate(t, tt.r, deploy.AgentPolicyFiles...); got.Allowed != tt.want {
 				t.Errorf("%s: allowed = %v (by %q), want %v", tt.r, got.Allowed, got.By, tt.want)
 			}
 		})

@@ -40,7 +40,7 @@ var allowedImports = map[string][]string{
 	"internal/secret":     {},
 	"internal/faultproxy": {},
 	"internal/localecs":   {"internal/faultproxy"},
-	"internal/testenv":    {"internal/awsrules"},
+	"internal/testenv":    {"internal/awsrules", "internal/iamsim"},
 	"deploy":              {}, // the operator's files; embeds the agent policy for tests
 }
 

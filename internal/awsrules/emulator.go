@@ -13,8 +13,8 @@ import (
 const EmulatorAccount = "000000000000"
 
 // AgentRole is the role the agent's requests are signed as in front of the
-// emulator (tests and the demo). Its policy is deploy/agent-iam-policy.json,
-// as an operator attaches it.
+// emulator (tests and the demo). Its policies are deploy's agent policies
+// (deploy.AgentPolicyFiles), as an operator attaches them.
 const AgentRole = "cloudpipe-agent"
 
 // EmulatorIAM starts the IAM evaluator (installed under cacheDir on first
@@ -26,8 +26,9 @@ func EmulatorIAM(ctx context.Context, cacheDir string) (*IAM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the IAM evaluator is required (Node.js, and the npm registry once): %w", err)
 	}
-	return &IAM{
-		Evaluator: eval, Account: EmulatorAccount,
-		Fixed: map[string][]json.RawMessage{AgentRole: {json.RawMessage(deploy.AgentPolicy)}},
-	}, nil
+	var agent []json.RawMessage
+	for _, doc := range deploy.AgentPolicies() {
+		agent = append(agent, json.RawMessage(doc))
+	}
+	return &IAM{Evaluator: eval, Account: EmulatorAccount, Fixed: map[string][]json.RawMessage{AgentRole: agent}}, nil
 }

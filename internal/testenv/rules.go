@@ -13,13 +13,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/cloudpipe/cloudpipe/internal/awsrules"
+	"github.com/cloudpipe/cloudpipe/internal/iamsim"
 )
 
 // Account is the AWS account ID kumo answers with.
 const Account = awsrules.EmulatorAccount
 
 // AgentRole is the role the agent's requests are signed as in tests: its
-// policy is deploy/agent-iam-policy.json, as an operator attaches it.
+// policies are deploy.AgentPolicies, as an operator attaches them.
 const AgentRole = awsrules.AgentRole
 
 // The rules proxy is process-wide like kumo: its memory (deleted queues,
@@ -59,8 +60,16 @@ func AWSRules(tb testing.TB) *awsrules.Proxy {
 	return rules
 }
 
+// IAMEvaluator returns the IAM evaluator the AWS rules decide with, for a
+// test that asks IAM about a policy document directly.
+func IAMEvaluator(tb testing.TB) *iamsim.Evaluator {
+	tb.Helper()
+	AWSRules(tb)
+	return rulesIAM.Evaluator
+}
+
 // StartAWSRules starts an AWS-rules proxy with IAM in front of the emulator
-// at target, the agent's role holding deploy/agent-iam-policy.json. The IAM
+// at target, the agent's role holding deploy.AgentPolicies. The IAM
 // evaluator runs as long as the process.
 func StartAWSRules(ctx context.Context, target string) (*awsrules.Proxy, error) {
 	iam, err := emulatorIAM(ctx)
