@@ -313,6 +313,9 @@ func TestReconcileForeignResourceIsRefused(t *testing.T) {
 // TestReconcileCrashResume kills the pass (no AWS call gets through) after
 // every possible number of AWS calls; a clean pass afterwards must converge:
 // every resource present and on record, nothing left over or duplicated.
+// The crash points are shared by lanes run side by side, each with its own
+// state bucket and crash switch: the test waits on AWS round trips far more
+// than it computes, and alone it was the sync package's longest by minutes.
 func TestReconcileCrashResume(t *testing.T) {
 	e := newEnv(t)
 	probe := e.reconciler("agent-a")
@@ -331,7 +334,19 @@ func TestReconcileCrashResume(t *testing.T) {
 	if testing.Short() {
 		step = 7
 	}
-	for n := 0; n < createCalls+deleteCalls; n += step {
+	const lanes = 3
+	for lane := range lanes {
+		t.Run(fmt.Sprintf("lane%d", lane), func(t *testing.T) {
+			t.Parallel()
+			crashResumeLane(t, newEnv(t), createCalls, deleteCalls, lane*step, lanes*step)
+		})
+	}
+}
+
+// crashResumeLane is TestReconcileCrashResume for the crash points first,
+// first+stride, ... below createCalls+deleteCalls.
+func crashResumeLane(t *testing.T, e *env, createCalls, deleteCalls, first, stride int) {
+	for n := first; n < createCalls+deleteCalls; n += stride {
 		name := e.name(fmt.Sprintf("c%d", n))
 		files := map[string]string{name: sequenceRun(e.name(fmt.Sprintf("i%d", n)), e.name(fmt.Sprintf("o%d", n)), `"retain_buckets": false`)}
 		r := e.reconciler("agent-a")
