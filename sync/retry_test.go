@@ -85,6 +85,96 @@ func TestFailedWorkflowRetriedAtTheSameCommit(t *testing.T) {
 	}
 }
 
+// TestRetryWaitStopsAtTwiceTheBackoff: while the obstacle stays, the wait
+// between tries doubles once and no further, so that a fix is picked up
+// within two polls plus the backoff however long the obstacle lasted.
+func TestRetryWaitStopsAtTwiceTheBackoff(t *testing.T) {
+	m := newMachine(t)
+	m.prov.fail = func(op, _ string, _ int) error {
+		if op == "ensure" {
+			return errors.New("create role cp-wf-0-task: AccessDenied: not authorized to perform iam:CreateRole")
+		}
+		return nil
+	}
+	repo, _ := gitRepo(t, map[string]string{"wf": singleRun("m-input", "m-output", "x")})
+	posts := &statusLog{}
+	now := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+	// The default schedule and backoff; no drift check in the 20 minutes.
+	loop, err := pipesync.NewLoop(pipesync.LoopOptions{Repo: repo, Reconciler: m.agent("a", nil), Statuses: posts,
+		Runs: m.inv, DriftEvery: time.Hour, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var applied []int
+	for minute := 0; minute <= 20; minute++ {
+		res := loop.Pass(t.Context())
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		if !res.Skipped {
+			applied = append(applied, minute)
+		}
+		now = now.Add(time.Minute)
+	}
+	if want := []int{0, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19}; !slices.Equal(applied, want) {
+		t.Errorf("passes applied at minutes %v, want %v (a minute, then every two)", applied, want)
+	}
+	var waits []string
+	for _, s := range posts.states(status.WorkflowContext("wf")) {
+		if _, wait, ok := strings.Cut(s, "· next try in "); ok {
+			waits = append(waits, wait)
+		}
+	}
+	if len(waits) < 3 || waits[0] != "1m0s" || slices.ContainsFunc(waits[1:], func(w string) bool { return w != "2m0s" }) {
+		t.Errorf("failure statuses say next tries in %q, want 1m0s then 2m0s each time", waits)
+	}
+}
+
+// TestRetryDueAtATickThatStartsLessLate: a scheduled pass starts a little
+// after its tick, by a different lag each time, and the first pass of Run
+// is not on a tick at all; a try due one backoff after the failing pass is
+// still made by the pass of the tick one backoff later.
+func TestRetryDueAtATickThatStartsLessLate(t *testing.T) {
+	tick := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name         string
+		failed, next time.Time // when the failing pass and the one after it start
+	}{
+		{"tick lag 9 ms, then 1 ms", tick.Add(9 * time.Millisecond), tick.Add(time.Minute + time.Millisecond)},
+		{"Run's first pass at 0.7 s, then a tick", tick.Add(700 * time.Millisecond), tick.Add(time.Minute + time.Millisecond)},
+		{"a pass held 3 s by a run-status update, then a tick", tick.Add(3 * time.Second), tick.Add(time.Minute)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newMachine(t)
+			obstacle := true
+			m.prov.fail = func(op, _ string, _ int) error {
+				if obstacle && op == "ensure" {
+					return errors.New("create role cp-wf-0-task: AccessDenied: not authorized to perform iam:CreateRole")
+				}
+				return nil
+			}
+			repo, _ := gitRepo(t, map[string]string{"wf": singleRun("m-input", "m-output", "x")})
+			now := tc.failed
+			loop, err := pipesync.NewLoop(pipesync.LoopOptions{Repo: repo, Reconciler: m.agent("a", nil),
+				Statuses: &statusLog{}, Runs: m.inv, Now: func() time.Time { return now }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res := loop.Pass(t.Context()); res.Err != nil || res.Report == nil || res.Report.Failed() != 1 {
+				t.Fatalf("first pass: %+v, want the workflow failed", res)
+			}
+			obstacle, now = false, tc.next
+			res := loop.Pass(t.Context())
+			if res.Err != nil {
+				t.Fatal(res.Err)
+			}
+			if res.Skipped || res.Report.Failed() != 0 {
+				t.Errorf("the pass one tick after the failure: %+v, want the workflow tried again and deployed", res)
+			}
+		})
+	}
+}
+
 // TestInvalidFileNotRetried: an invalid file fails the same way until a
 // commit changes it, so the loop does not try it again at the same commit.
 func TestInvalidFileNotRetried(t *testing.T) {
