@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -195,15 +196,17 @@ var transferMiB = flag.Int64("transfer-mib", 256, "object size of BenchmarkRunne
 // down to a file and back up, once with the runner's transfer code and once
 // with the tool a user would otherwise reach for, the AWS CLI (`aws s3 cp`,
 // whose transfer library, s3transfer, the original Python runner used), on
-// the same emulator in the same run. It reports each side's throughput each
-// way and the runner's ratio to the CLI (goal: at least 1.0 each way).
+// the same emulator in the same run, with the same credentials. It reports
+// each side's throughput each way and the runner's ratio to the CLI (goal:
+// at least 1.0 each way).
 //
-// The CLI is a process, and a Python one: each `aws` pays about a second
-// to start (interpreter, botocore's models) before it moves a byte. The
-// runner's code runs in a process that is already up, so charging the CLI
-// for its start would flatter the runner. Each iteration therefore also
-// times `aws s3 cp` of an empty object each way, and the CLI's figures are
-// net of that fixed cost (cli_start_s).
+// An `aws` process spends a second or more (several on a loaded machine)
+// starting Python and loading botocore before it moves a byte, while the
+// runner's code runs in a process already up: timing `aws` processes would
+// flatter the runner, and subtracting a separately timed start-up was
+// noise on a shared machine. So the CLI's commands run one after another
+// in one warm Python process (testdata/awscli_loop.py), each as `aws` runs
+// it, sharing one botocore session as a long-lived Python runner would.
 //
 // Each of the timed steps starts with no dirty pages (sync) and the two
 // sides take turns going first, so that neither pays for the other's
@@ -211,29 +214,20 @@ var transferMiB = flag.Int64("transfer-mib", 256, "object size of BenchmarkRunne
 // the object the benchmark had just written, and measured at half of its
 // peer for the same download.
 func BenchmarkRunnerTransfer(b *testing.B) {
-	awsCLI, err := exec.LookPath("aws")
-	if err != nil {
-		b.Fatalf("BenchmarkRunnerTransfer compares the runner with the AWS CLI, which is not installed (pip install awscli): %v", err)
-	}
 	size := *transferMiB << 20
 	// kumo runs as a process of its own: in the test binary's heap, the
 	// emulator's garbage collection of the benchmark's big bodies is
 	// charged to whichever side happens to run then.
 	s := newStage(b, stageOptions{kumoURL: testenv.KumoProcess(b, testenv.KumoProcessOptions{})})
+	cli := startCLI(b, s)
 	dir := b.TempDir()
 	data, _ := writeData(b, dir, size)
 	putFile(b, s.s3, s.in, "bench/data.bin", data)
 	os.Remove(data)
-	empty := filepath.Join(dir, "empty")
-	if err := os.WriteFile(empty, nil, 0o644); err != nil {
-		b.Fatal(err)
-	}
-	putFile(b, s.s3, s.in, "bench/empty", empty)
 	tr, err := runner.NewTransfer(s.aws, s.cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	cli := newCLI(b, awsCLI, s)
 	ctx := b.Context()
 	runnerFile, cliFile := filepath.Join(dir, "runner"), filepath.Join(dir, "cli")
 	timed := func(step func()) time.Duration {
@@ -244,7 +238,7 @@ func BenchmarkRunnerTransfer(b *testing.B) {
 		step()
 		return time.Since(start)
 	}
-	var runnerDown, runnerUp, cliDown, cliUp, cliStart time.Duration
+	var runnerDown, runnerUp, cliDown, cliUp time.Duration
 	b.ResetTimer()
 	for i := range b.N {
 		key := fmt.Sprintf("bench/out-%d", i)
@@ -268,8 +262,6 @@ func BenchmarkRunnerTransfer(b *testing.B) {
 		cliSide := func() {
 			cliDown += timed(func() { cli.cp("s3://"+s.in+"/bench/data.bin", cliFile) })
 			cliUp += timed(func() { cli.cp(cliFile, "s3://"+s.out+"/"+key+"-cli") })
-			cliStart += timed(func() { cli.cp("s3://"+s.in+"/bench/empty", cliFile+"-empty") })
-			cliStart += timed(func() { cli.cp(empty, "s3://"+s.out+"/"+key+"-empty") })
 		}
 		if i%2 == 0 {
 			runnerSide()
@@ -283,13 +275,13 @@ func BenchmarkRunnerTransfer(b *testing.B) {
 		if fi, err := os.Stat(cliFile); err != nil || fi.Size() != size {
 			b.Fatalf("the CLI's download: %v, want %d bytes", err, size)
 		}
-		for _, k := range []string{key + "-runner", key + "-cli", key + "-empty"} {
+		for _, k := range []string{key + "-runner", key + "-cli"} {
 			head, err := s.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.out, Key: aws.String(k)})
 			if err != nil {
 				b.Fatal(err)
 			}
-			if want := map[bool]int64{true: 0, false: size}[k == key+"-empty"]; aws.ToInt64(head.ContentLength) != want {
-				b.Fatalf("%s: %d bytes uploaded, want %d", k, aws.ToInt64(head.ContentLength), want)
+			if n := aws.ToInt64(head.ContentLength); n != size {
+				b.Fatalf("%s: %d bytes uploaded, want %d", k, n, size)
 			}
 			if _, err := s.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.out, Key: aws.String(k)}); err != nil {
 				b.Fatal(err)
@@ -297,36 +289,41 @@ func BenchmarkRunnerTransfer(b *testing.B) {
 		}
 		os.Remove(runnerFile)
 		os.Remove(cliFile)
-		os.Remove(cliFile + "-empty")
 		b.StartTimer()
 	}
-	// The start-up is the mean of the two empty copies (one each way).
-	start := cliStart / 2
 	mbps := func(d time.Duration) float64 { return float64(size*int64(b.N)) / 1e6 / d.Seconds() }
 	b.ReportMetric(mbps(runnerDown), "runner_down_MB/s")
 	b.ReportMetric(mbps(runnerUp), "runner_up_MB/s")
-	b.ReportMetric(mbps(cliDown-start), "cli_down_MB/s")
-	b.ReportMetric(mbps(cliUp-start), "cli_up_MB/s")
-	b.ReportMetric(start.Seconds()/float64(b.N), "cli_start_s")
-	b.ReportMetric(mbps(runnerDown)/mbps(cliDown-start), "cli_down_ratio")
-	b.ReportMetric(mbps(runnerUp)/mbps(cliUp-start), "cli_up_ratio")
+	b.ReportMetric(mbps(cliDown), "cli_down_MB/s")
+	b.ReportMetric(mbps(cliUp), "cli_up_MB/s")
+	b.ReportMetric(mbps(runnerDown)/mbps(cliDown), "cli_down_ratio")
+	b.ReportMetric(mbps(runnerUp)/mbps(cliUp), "cli_up_ratio")
 }
 
-// awsCLI runs `aws s3 cp` against the stage's emulator, signed with the
-// stage's task role as the runner is.
+// awsCLI is testdata/awscli_loop.py: AWS CLI commands against the stage's
+// emulator, signed with the stage's task role as the runner is, run one at
+// a time in one Python process.
 type awsCLI struct {
-	b    *testing.B
-	path string
-	url  string
-	env  []string
+	b      *testing.B
+	url    string
+	in     io.Writer     // a JSON array of arguments a line
+	done   *bufio.Reader // an exit status a line
+	stderr *syncBuffer
 }
 
-// newCLI prepares the AWS CLI's environment: the credentials go to the
-// child process only, in its environment (never on its command line, where
-// ps shows them, nor in a log); a config file of its own sets the region
-// and path-style addressing ("bucket.127.0.0.1" does not resolve), so the
-// user's ~/.aws plays no part.
-func newCLI(b *testing.B, path string, s *stage) *awsCLI {
+// startCLI starts the CLI's process. The credentials go to it only, in its
+// environment (never on a command line, where ps shows them, nor in a
+// log); a config file of its own sets the region and path-style addressing
+// ("bucket.127.0.0.1" does not resolve), so the user's ~/.aws plays no
+// part.
+func startCLI(b *testing.B, s *stage) *awsCLI {
+	python, err := exec.LookPath("python3")
+	if err == nil {
+		err = exec.Command(python, "-c", "import awscli").Run()
+	}
+	if err != nil {
+		b.Fatalf("BenchmarkRunnerTransfer compares the runner with the AWS CLI, which python3 cannot import (pip install awscli): %v", err)
+	}
 	creds, err := s.aws.Credentials.Retrieve(b.Context())
 	if err != nil {
 		b.Fatal(err)
@@ -350,15 +347,41 @@ func newCLI(b *testing.B, path string, s *stage) *awsCLI {
 			env = append(env, kv)
 		}
 	}
-	return &awsCLI{b: b, path: path, url: aws.ToString(s.aws.BaseEndpoint), env: env}
+	doneR, doneW, err := os.Pipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := &awsCLI{b: b, url: aws.ToString(s.aws.BaseEndpoint), done: bufio.NewReader(doneR), stderr: new(syncBuffer)}
+	cmd := exec.Command(python, filepath.Join("testdata", "awscli_loop.py"))
+	cmd.Env, cmd.Stderr, cmd.ExtraFiles = env, c.stderr, []*os.File{doneW}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.in = in
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	doneW.Close()
+	b.Cleanup(func() {
+		in.Close() // the loop ends at the end of its input
+		if err := cmd.Wait(); err != nil {
+			b.Errorf("awscli_loop.py: %v\n%s", err, c.stderr.String())
+		}
+		doneR.Close()
+	})
+	return c
 }
 
-// cp copies src to dst (one of them s3://...) with the CLI's default
-// settings: 8 MiB parts, 10 requests at a time.
+// cp runs `aws s3 cp src dst` (one of them s3://...) with the CLI's
+// default settings (8 MiB parts, 10 requests at a time) and waits for it.
 func (c *awsCLI) cp(src, dst string) {
-	cmd := exec.CommandContext(c.b.Context(), c.path, "--endpoint-url", c.url, "s3", "cp", "--only-show-errors", "--no-progress", src, dst)
-	cmd.Env = c.env
-	if out, err := cmd.CombinedOutput(); err != nil {
-		c.b.Fatalf("aws s3 cp %s %s: %v\n%s", src, dst, err, out)
+	args, _ := json.Marshal([]string{"--endpoint-url", c.url, "s3", "cp", "--only-show-errors", "--no-progress", src, dst})
+	if _, err := c.in.Write(append(args, '\n')); err != nil {
+		c.b.Fatalf("aws s3 cp %s %s: %v\n%s", src, dst, err, c.stderr.String())
+	}
+	rc, err := c.done.ReadString('\n')
+	if err != nil || rc != "0\n" {
+		c.b.Fatalf("aws s3 cp %s %s: exit status %q, %v\n%s", src, dst, strings.TrimSpace(rc), err, c.stderr.String())
 	}
 }
