@@ -64,9 +64,10 @@ type LoopOptions struct {
 	// DefaultMaxFailedStarts.
 	MaxFailedStarts int
 	// RetryBackoff is the wait before a workflow that failed to apply is
-	// tried again at the same commit, doubled after each failed try, at
-	// most DriftEvery; default one minute. Invalid files are not retried:
-	// only a new commit changes them.
+	// tried again at the same commit, doubled after the first failed try
+	// and no further (at most twice RetryBackoff, and at most DriftEvery);
+	// default one minute. Invalid files are not retried: only a new commit
+	// changes them.
 	RetryBackoff time.Duration
 	// StartBackoff is the wait before the first such start, doubled after
 	// each failed one (at most 16 times, jittered); default RunStatusEvery.
@@ -277,7 +278,7 @@ func (l *Loop) pass(ctx context.Context, now time.Time) PassResult {
 	if l.retry.commit == head {
 		attempt = l.retry.attempts + 1
 	}
-	next := backoff.Capped(attempt, l.opts.RetryBackoff, l.opts.DriftEvery)
+	next := backoff.Capped(attempt, l.opts.RetryBackoff, l.retryCeiling())
 	l.mu.Unlock()
 
 	res := PassResult{Commit: head, Drift: drift}
@@ -296,7 +297,7 @@ func (l *Loop) pass(ctx context.Context, now time.Time) PassResult {
 		l.mu.Lock()
 		if ctx.Err() == nil {
 			l.deployed = head
-			l.retry = l.retry.after(head, failedToApply(rep), attempt, now.Add(next))
+			l.retry = l.retry.after(head, failedToApply(rep), attempt, retryDue(now, next))
 		}
 		if drift {
 			l.lastDrift = now
@@ -307,6 +308,31 @@ func (l *Loop) pass(ctx context.Context, now time.Time) PassResult {
 		l.log.Warn("pull request plans incomplete", "err", err)
 	}
 	return res
+}
+
+// retryCeiling is the longest wait between tries at one commit: twice
+// RetryBackoff, and at most DriftEvery. The wait in force bounds how long a
+// workflow stays failed after its obstacle is gone (a permission granted,
+// a bucket name freed, a quota raised): the goal is under two polls plus
+// the backoff, 3 minutes with the defaults, and BenchmarkRetryLatency
+// measures it. Doubling up to the drift interval, as the loop first did,
+// left a workflow failed up to 11 polls after its fix. A try costs only the
+// failed workflows' own calls, so trying every two minutes an obstacle that
+// stays is cheap.
+func (l *Loop) retryCeiling() time.Duration {
+	return min(2*l.opts.RetryBackoff, l.opts.DriftEvery)
+}
+
+// retryDue is when a try after a failing pass that started at start, with
+// a wait of next, is due: a tenth of the wait early. A scheduled pass
+// starts its tick's lag after the tick (the timer and the scheduler, or a
+// run-status update on the loop's goroutine), a different lag each tick,
+// and Run's first pass is not on a tick at all (robfig/cron ticks on whole
+// seconds). Due at exactly start+next, the try would be missed by any pass
+// that started less late than the failing one, half of them: each miss
+// costs a whole poll.
+func retryDue(start time.Time, next time.Duration) time.Time {
+	return start.Add(next - next/10)
 }
 
 // retryState is what the Loop remembers of workflows that failed to apply

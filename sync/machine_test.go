@@ -82,13 +82,13 @@ func (p *recordingProvisioner) took() []string {
 
 // machine is one agent over an in-memory inventory at a fixed clock.
 type machine struct {
-	t    *testing.T
+	t    testing.TB
 	inv  *inventory.Memory
 	prov *recordingProvisioner
 	now  time.Time
 }
 
-func newMachine(t *testing.T) *machine {
+func newMachine(t testing.TB) *machine {
 	return &machine{t: t, inv: inventory.NewMemory(), prov: &recordingProvisioner{account: "123456789012"},
 		now: time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)}
 }
