@@ -18,6 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/cloudpipe/cloudpipe/internal/faultproxy"
 )
 
 // authz is one authorization IAM makes for a request: one action on one
@@ -27,13 +29,16 @@ type authz struct {
 	action   string // "sqs:SendMessage"
 	resource string // an ARN, or "*"
 	context  map[string]any
+	// denied is the error the service answers when IAM denies this
+	// authorization; nil: accessDenied's, for the service's own actions.
+	denied *faultproxy.APIError
 }
 
 // iamPrefixes are the IAM service prefixes of the services cloudpipe
 // calls, by the SDK's service ID (faultproxy.Operation's first part).
 var iamPrefixes = map[string]string{
 	"S3": "s3", "SQS": "sqs", "IAM": "iam", "STS": "sts", "Lambda": "lambda", "ECS": "ecs",
-	"CloudWatch Logs": "logs", "EC2": "ec2", "Secrets Manager": "secretsmanager",
+	"CloudWatch Logs": "logs", "EC2": "ec2", "Secrets Manager": "secretsmanager", "KMS": "kms",
 }
 
 // actionOf names the IAM action an operation is authorized as. Most
@@ -281,6 +286,8 @@ func (a *authority) resourceVars(c call, p params) ([]vars, error) {
 		return []vars{{"SecretId": a.secretID(id)}}, nil
 	case "ECS":
 		return a.ecsVars(op, p)
+	case "KMS":
+		return a.kmsVars(c.r.Context(), p.str("KeyId")), nil
 	case "EC2":
 		switch op {
 		case "CreateSecurityGroup":
@@ -427,7 +434,8 @@ func (a *authority) authorizations(c call, region string) ([]authz, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(out, deps...), nil
+	out = append(out, deps...)
+	return append(out, a.dataKeyAuthorizations(c, p, region)...), nil
 }
 
 // requestTagContext is the condition keys of a request that tags what it
