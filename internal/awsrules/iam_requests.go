@@ -2,12 +2,14 @@ package awsrules
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
@@ -78,6 +80,24 @@ var actionOf = map[string]string{
 	"S3.GetBucketReplication":                     "s3:GetReplicationConfiguration",
 	"S3.GetBucketAccelerateConfiguration":         "s3:GetAccelerateConfiguration",
 	"S3.GetBucketIntelligentTieringConfiguration": "s3:GetIntelligentTieringConfiguration",
+}
+
+// multipartAction names the action of a request on a multipart upload that
+// faultproxy.Operation names after the object's: aborting an upload
+// (DELETE ?uploadId) is s3:AbortMultipartUpload, not s3:DeleteObject, and
+// listing its parts (GET ?uploadId) s3:ListMultipartUploadParts.
+// https://docs.aws.amazon.com/AmazonS3/latest/userguide/using-with-s3-policy-actions.html
+func multipartAction(r *http.Request) string {
+	if _, ok := r.URL.Query()["uploadId"]; !ok {
+		return ""
+	}
+	switch r.Method {
+	case http.MethodDelete:
+		return "s3:AbortMultipartUpload"
+	case http.MethodGet:
+		return "s3:ListMultipartUploadParts"
+	}
+	return ""
 }
 
 // noAuthorization are operations IAM does not authorize: "No permissions
@@ -403,6 +423,9 @@ func (a *authority) authorizations(c call, region string) ([]authz, error) {
 		return nil, fmt.Errorf("%w for service %q", errNoModel, service)
 	}
 	action := actionOf[c.op]
+	if service == "S3" {
+		action = cmp.Or(multipartAction(c.r), action)
+	}
 	if action == "" {
 		action = prefix + ":" + op
 	}
