@@ -143,9 +143,18 @@ func evaluate(t *testing.T, r authzRequest, files ...string) decision {
 	for k, v := range r.Context {
 		ctx[k] = v
 	}
+	var keyPolicy json.RawMessage
+	if strings.HasPrefix(r.Action, "kms:") {
+		// A KMS key's own policy decides too: the default one lets the
+		// account's IAM policies count, so the agent's policy is what
+		// decides here.
+		// https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html#key-policy-default-allow-root-enable-iam
+		keyPolicy = json.RawMessage(`{"Version":"2012-10-17","Statement":[{"Sid":"Enable IAM User Permissions","Effect":"Allow",` +
+			`"Principal":{"AWS":"arn:aws:iam::` + testenv.Account + `:root"},"Action":"kms:*","Resource":"*"}]}`)
+	}
 	res, err := testenv.IAMEvaluator(t).Evaluate(iamsim.Request{
 		Principal: "arn:aws:iam::" + testenv.Account + ":role/cloudpipe-agent",
-		Policies:  docs, Action: r.Action, Resource: r.Resource, Context: ctx,
+		Policies:  docs, ResourcePolicy: keyPolicy, Action: r.Action, Resource: r.Resource, Context: ctx,
 	})
 	if err != nil {
 		t.Fatalf("%s: %v", r, err)

@@ -18,8 +18,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
@@ -133,7 +136,16 @@ func runLifecycle(t *testing.T) *lifecycle {
 		}
 	}
 
-	v1 := configRepo(wf, name+"-in", name+"-out", "fast")
+	// The workflow's secret is encrypted with a customer managed key, named
+	// by key id: the agent finds it (DescribeSecret, then DescribeKey) to
+	// grant it to the execution role.
+	dataKey := customerKey(t, base, name)
+	secret, err := secretsmanager.NewFromConfig(base).CreateSecret(ctx, &secretsmanager.CreateSecretInput{
+		Name: aws.String(name + "-token"), SecretString: aws.String("not-a-real-token"), KmsKeyId: dataKey.KeyId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := configRepo(wf, name+"-in", name+"-out", "fast", aws.ToString(secret.ARN))
 	r1 := reconciler(newProvisioner("code v1"))
 	if _, err := r1.Plan(ctx, pipesync.LoadDesired(v1, "c1")); err != nil { // agent plan
 		t.Fatal(err)
@@ -141,7 +153,10 @@ func runLifecycle(t *testing.T) *lifecycle {
 	pass("create", r1, v1, "c1", false)
 
 	tamper(t, base, wf, account)
-	v2 := configRepo(wf, name+"-in", name+"-out", "thorough")
+	// The input bucket's owner turns on SSE-KMS with the key's alias: the
+	// update resolves it (DescribeKey) to grant it to the task role.
+	encryptWithKey(t, base, name+"-in", "alias/"+name)
+	v2 := configRepo(wf, name+"-in", name+"-out", "thorough", aws.ToString(secret.ARN))
 	p2 := newProvisioner("code v2") // a new agent version ships new function code
 	r2 := reconciler(p2)
 	pass("update", r2, v2, "c2", false)
@@ -165,7 +180,7 @@ func runLifecycle(t *testing.T) *lifecycle {
 	}
 	deleteObject(t, base, state, key)
 
-	pass("delete", r2, configRepo("", "", "", ""), "c3", false)
+	pass("delete", r2, configRepo("", "", "", "", ""), "c3", false)
 
 	// agent run reads its GitHub token and webhook secret from Secrets
 	// Manager (cmd/agent/run.go), named under cloudpipe/.
@@ -210,8 +225,9 @@ func strandedFiles(t *testing.T, base aws.Config, p *provision.Provisioner, inv 
 }
 
 // configRepo is a config repository with a two-stage sequence_run workflow
-// named wf (none when wf is empty) whose first stage gets MODE=mode.
-func configRepo(wf, in, out, mode string) fstest.MapFS {
+// named wf (none when wf is empty) whose first stage gets MODE=mode, and
+// both API_TOKEN from secret.
+func configRepo(wf, in, out, mode, secret string) fstest.MapFS {
 	algorithm := func(name, cmd string) *fstest.MapFile {
 		return &fstest.MapFile{Data: fmt.Appendf(nil, `{
   "container_name": "public.ecr.aws/docker/library/alpine:3.20",
@@ -221,7 +237,7 @@ func configRepo(wf, in, out, mode string) fstest.MapFS {
   "name": %q,
   "memory": {"minimal": 128, "suggested": 512},
   "CPU": 0.25,
-  "user_specified_environment_variables": [{"name": "MODE", "required": false}]
+  "user_specified_environment_variables": [{"name": "MODE", "required": false}, {"name": "API_TOKEN", "required": false}]
 }`, cmd, name)}
 	}
 	repo := fstest.MapFS{
@@ -234,10 +250,11 @@ func configRepo(wf, in, out, mode string) fstest.MapFS {
   "output_s3_name": %q,
   "region": "us-east-1",
   "retain_buckets": false,
+  "secrets": {"API_TOKEN": %q},
   "process": {"type": "sequence_run", "algorithms": [
     {"name": "sorter", "variables": {"MODE": %q}},
     {"name": "dedup"}]}
-}`, in, out, mode)}
+}`, in, out, secret, mode)}
 	}
 	return repo
 }
@@ -287,6 +304,33 @@ func tamper(t *testing.T, cfg aws.Config, wf, account string) {
 		FunctionName: aws.String(name), StatementId: aws.String("cloudpipe-s3"),
 		Action: aws.String("lambda:InvokeFunction"), Principal: aws.String("s3.amazonaws.com"),
 		SourceArn: aws.String("arn:aws:s3:::someone-elses-bucket"), SourceAccount: aws.String(account),
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// customerKey creates a customer managed KMS key with the alias
+// alias/<name>, as the operator.
+func customerKey(t *testing.T, cfg aws.Config, name string) *kmstypes.KeyMetadata {
+	t.Helper()
+	c := kms.NewFromConfig(cfg)
+	out, err := c.CreateKey(t.Context(), &kms.CreateKeyInput{Description: aws.String(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateAlias(t.Context(), &kms.CreateAliasInput{AliasName: aws.String("alias/" + name), TargetKeyId: out.KeyMetadata.KeyId}); err != nil {
+		t.Fatal(err)
+	}
+	return out.KeyMetadata
+}
+
+// encryptWithKey sets a bucket's default encryption to SSE-KMS with key, as
+// the operator.
+func encryptWithKey(t *testing.T, cfg aws.Config, bucket, key string) {
+	t.Helper()
+	if _, err := s3.NewFromConfig(cfg, testenv.S3PathStyle).PutBucketEncryption(t.Context(), &s3.PutBucketEncryptionInput{Bucket: aws.String(bucket),
+		ServerSideEncryptionConfiguration: &s3types.ServerSideEncryptionConfiguration{Rules: []s3types.ServerSideEncryptionRule{{
+			ApplyServerSideEncryptionByDefault: &s3types.ServerSideEncryptionByDefault{SSEAlgorithm: s3types.ServerSideEncryptionAwsKms, KMSMasterKeyID: aws.String(key)}}}},
 	}); err != nil {
 		t.Fatal(err)
 	}

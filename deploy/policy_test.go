@@ -49,6 +49,7 @@ func TestPolicyRefusesForeignResources(t *testing.T) {
 	managed := "aws:ResourceTag/" + provision.TagManaged
 	requestTag := "aws:RequestTag/" + provision.TagManaged
 	acct := testenv.Account
+	key := "arn:aws:kms:us-east-1:" + acct + ":key/1234abcd-12ab-34cd-56ef-1234567890ab"
 	tests := []struct {
 		name string
 		r    authzRequest
@@ -74,6 +75,11 @@ func TestPolicyRefusesForeignResources(t *testing.T) {
 		{"read another secret", authzRequest{Action: "secretsmanager:GetSecretValue", Resource: "arn:aws:secretsmanager:us-east-1:" + acct + ":secret:prod/db-AbCdEf"}, false},
 		{"delete someone else's log group", authzRequest{Action: "logs:DeleteLogGroup", Resource: "arn:aws:logs:us-east-1:" + acct + ":log-group:/aws/lambda/billing"}, false},
 		{"run a task", authzRequest{Action: "ecs:RunTask", Resource: "arn:aws:ecs:us-east-1:" + acct + ":task-definition/cp-wf-0:1"}, false},
+		// The agent reads which keys a stage's data uses, never the data.
+		{"find a workflow secret's key", authzRequest{Action: "secretsmanager:DescribeSecret", Resource: "arn:aws:secretsmanager:us-east-1:" + acct + ":secret:prod/db-AbCdEf"}, true},
+		{"resolve a key's alias", authzRequest{Action: "kms:DescribeKey", Resource: key}, true},
+		{"decrypt with a workflow's key", authzRequest{Action: "kms:Decrypt", Resource: key, Context: map[string]string{"kms:ViaService": "s3.us-east-1.amazonaws.com"}}, false},
+		{"encrypt with a workflow's key", authzRequest{Action: "kms:GenerateDataKey", Resource: key, Context: map[string]string{"kms:ViaService": "s3.us-east-1.amazonaws.com"}}, false},
 	}
 	for _, tt := range tests {
 		t.Run(strings.ReplaceAll(tt.name, " ", "_"), func(t *testing.T) {

@@ -142,6 +142,11 @@ type stageARNs struct {
 	Stage            int
 	SecretARNs       []string // referenced secrets, without :jsonkey suffixes
 	Images           []string // images the execution role pulls
+	// Customer managed KMS keys, as key ARNs: the input and output
+	// buckets' default encryption keys ("" for none), the secrets' keys,
+	// and the workflow's further keys (kms_key_arns).
+	InputKey, OutputKey      string
+	SecretKeys, WorkflowKeys []string
 }
 
 // lambdaPolicy is the inline policy of the stage's Lambda role: queue a
@@ -190,6 +195,17 @@ func execPolicy(a stageARNs) policyDocument {
 		stmts = append(stmts, policyStatement{Sid: "Secrets", Effect: "Allow",
 			Action: stringList{"secretsmanager:GetSecretValue"}, Resource: secrets})
 	}
+	if len(a.SecretKeys) > 0 {
+		// Secrets Manager decrypts a secret encrypted with a customer
+		// managed key with the caller's kms:Decrypt on that key; without
+		// it GetSecretValue answers "Access to KMS is not allowed" and ECS
+		// cannot start the task. Only through Secrets Manager: the role
+		// never calls KMS itself.
+		// https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html
+		stmts = append(stmts, policyStatement{Sid: "SecretKeys", Effect: "Allow",
+			Action: stringList{"kms:Decrypt"}, Resource: a.SecretKeys,
+			Condition: viaCondition(viaServices("secretsmanager", a.SecretKeys))})
+	}
 	var repos stringList
 	for _, img := range a.Images {
 		if arn, ok := ecrRepositoryARN(img, partition(a.Region)); ok && !slices.Contains(repos, arn) {
@@ -235,7 +251,50 @@ func taskPolicy(a stageARNs) policyDocument {
 	stmts = append(stmts, policyStatement{Sid: "Queue", Effect: "Allow",
 		Action:   stringList{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"},
 		Resource: stringList{a.QueueARN}})
-	return policyDocument{Version: policyVersion, Statement: stmts}
+	return policyDocument{Version: policyVersion, Statement: append(stmts, dataKeyStatements(a)...)}
+}
+
+// dataKeyStatements are the task role's grants on customer managed KMS
+// keys, none when the stage uses none (so the policy of a stage without
+// them stays as it was). S3 encrypts and decrypts SSE-KMS objects with
+// the requester's permissions on the key: reading an object needs
+// kms:Decrypt, writing one kms:GenerateDataKey, and a multipart upload
+// kms:Decrypt too (S3 decrypts the parts it already holds to upload the
+// next ones and assemble them), which large results use.
+// https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html#require-sse-kms
+// https://docs.aws.amazon.com/AmazonS3/latest/userguide/mpuoverview.html#mpuAndPermissions
+// Each grant holds only through S3 (kms:ViaService), never for a direct
+// KMS call.
+func dataKeyStatements(a stageARNs) []policyStatement {
+	var stmts []policyStatement
+	if read := stringList(compactNonEmpty(a.InputKey, a.OutputKey)); len(read) > 0 {
+		stmts = append(stmts, policyStatement{Sid: "DecryptData", Effect: "Allow",
+			Action: stringList{"kms:Decrypt"}, Resource: read, Condition: viaCondition(viaServices("s3", read))})
+	}
+	if a.OutputKey != "" {
+		stmts = append(stmts, policyStatement{Sid: "EncryptResults", Effect: "Allow",
+			Action: stringList{"kms:GenerateDataKey"}, Resource: stringList{a.OutputKey},
+			Condition: viaCondition(viaServices("s3", []string{a.OutputKey}))})
+	}
+	if len(a.WorkflowKeys) > 0 {
+		// Keys the workflow lists itself, for what the agent cannot see
+		// from the buckets' settings: input objects put with a key of
+		// their own, and the objects and secrets the algorithm reads or
+		// writes with the task role's credentials (it runs with them,
+		// unless task_credentials_secret gives it keys). So both ways, and
+		// through both services.
+		via := append(viaServices("s3", a.WorkflowKeys), viaServices("secretsmanager", a.WorkflowKeys)...)
+		stmts = append(stmts, policyStatement{Sid: "WorkflowKeys", Effect: "Allow",
+			Action: stringList{"kms:Decrypt", "kms:GenerateDataKey"}, Resource: a.WorkflowKeys, Condition: viaCondition(via)})
+	}
+	return stmts
+}
+
+// viaCondition admits a KMS request only when one of the services via
+// makes it on the caller's behalf.
+// https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html#conditions-kms-via-service
+func viaCondition(via stringList) map[string]map[string]stringList {
+	return map[string]map[string]stringList{"StringEquals": {"kms:ViaService": via}}
 }
 
 // secretSuffix is the "-" and six characters Secrets Manager appends to a

@@ -20,8 +20,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go/middleware"
@@ -107,6 +109,10 @@ type clients struct {
 	logs   *cloudwatchlogs.Client
 	ec2    *ec2.Client
 	sts    *sts.Client
+	// kms and secrets only read which keys a stage's data is encrypted
+	// with (kms.go).
+	kms     *kms.Client
+	secrets *secretsmanager.Client
 
 	// For createQueue: when this provisioner deleted each queue, how to
 	// wait, and where to say so.
@@ -185,15 +191,17 @@ func (p *Provisioner) clients(region string) *clients {
 	cfg := p.cfg.Copy()
 	cfg.Region = region
 	c := &clients{
-		region: region,
-		s3:     s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = p.opts.S3UsePathStyle }),
-		sqs:    sqs.NewFromConfig(cfg),
-		iam:    iam.NewFromConfig(cfg),
-		lambda: lambda.NewFromConfig(cfg),
-		ecs:    ecs.NewFromConfig(cfg),
-		logs:   cloudwatchlogs.NewFromConfig(cfg),
-		ec2:    ec2.NewFromConfig(cfg),
-		sts:    sts.NewFromConfig(cfg),
+		region:  region,
+		s3:      s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = p.opts.S3UsePathStyle }),
+		sqs:     sqs.NewFromConfig(cfg),
+		iam:     iam.NewFromConfig(cfg),
+		lambda:  lambda.NewFromConfig(cfg),
+		ecs:     ecs.NewFromConfig(cfg),
+		logs:    cloudwatchlogs.NewFromConfig(cfg),
+		ec2:     ec2.NewFromConfig(cfg),
+		sts:     sts.NewFromConfig(cfg),
+		kms:     kms.NewFromConfig(cfg),
+		secrets: secretsmanager.NewFromConfig(cfg),
 
 		deletedQueues: &p.deletedQueues,
 		sleep:         p.opts.Sleep,

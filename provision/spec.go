@@ -39,8 +39,12 @@ type StageSpec struct {
 	// TaskCredentialsSecret, when set, is a secret holding AWS_ACCESS_KEY_ID and
 	// AWS_SECRET_ACCESS_KEY, mapped into the container by valueFrom.
 	TaskCredentialsSecret string
-	MaxTasks              int  // most tasks running at once for this stage; 0 = DefaultMaxTasks
-	Suspend               bool // notification removed: uploads are not processed
+	// KMSKeyARNs are customer managed KMS keys (key ARNs) the task role may
+	// use through S3 and Secrets Manager besides those EnsureStage finds on
+	// the buckets and secrets: the workflow's kms_key_arns.
+	KMSKeyARNs []string `json:",omitempty"`
+	MaxTasks   int      // most tasks running at once for this stage; 0 = DefaultMaxTasks
+	Suspend    bool     // notification removed: uploads are not processed
 }
 
 // AlgorithmSpec is the container side of a stage.

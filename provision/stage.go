@@ -107,7 +107,9 @@ func (p *Provisioner) checkSpec(spec StageSpec) error {
 // updates in place those that differ from spec: buckets, work queue and DLQ,
 // log groups, three roles with inline policies, a task-definition revision
 // (only when the request differs from prev's), the Lambda function and its
-// S3 permission, and the input bucket's notification entry. Buckets and
+// S3 permission, and the input bucket's notification entry. The roles are
+// granted the customer managed KMS keys the buckets' default encryption and
+// the secrets use, as found on this call, and spec.KMSKeyARNs. Buckets and
 // queues are never recreated. It writes only when something differs, so a
 // second call with its own result as prev makes no write call.
 //
@@ -141,6 +143,7 @@ func (p *Provisioner) EnsureStage(ctx context.Context, spec StageSpec, prev Stag
 	// what does not depend on each other runs in parallel.
 	for _, step := range []func(context.Context, *StageResources) error{
 		s.ensureIndependent, // buckets, queues, log groups
+		s.findKeys,          // the KMS keys of the buckets and secrets
 		s.ensureTaskRoles,   // execution and task roles
 		s.ensureLambdaRoleAndTaskDefinition,
 		s.ensureFunction,

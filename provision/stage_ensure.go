@@ -20,7 +20,8 @@ type stageBuild struct {
 	prev  StageResources
 	names stageNames
 	tags  map[string]string
-	net   Network // where the stage's tasks run, in its region
+	net   Network   // where the stage's tasks run, in its region
+	keys  stageKeys // set by findKeys, before the roles are written
 }
 
 // start returns prev with spec's names filled in, so identifiers recorded
@@ -41,7 +42,8 @@ func (s *stageBuild) arns(res StageResources) stageARNs {
 		QueueARN: res.QueueARN, DLQARN: res.DLQARN, ExecRoleARN: res.ExecutionRoleARN, TaskRoleARN: res.TaskRoleARN,
 		InputBucket: s.spec.InputBucket, OutputBucket: s.spec.OutputBucket, StateBucket: s.p.opts.StateBucket,
 		Workflow: s.spec.Workflow, Stage: s.spec.Stage, SecretARNs: secretARNs(s.spec),
-		Images: []string{s.spec.Algorithm.Image, s.p.opts.RunnerImage},
+		Images:   []string{s.spec.Algorithm.Image, s.p.opts.RunnerImage},
+		InputKey: s.keys.Input, OutputKey: s.keys.Output, SecretKeys: s.keys.Secrets, WorkflowKeys: s.spec.KMSKeyARNs,
 	}
 }
 

@@ -40,7 +40,8 @@ type stage struct {
 	state    string // state bucket
 	queueURL string
 	dlqURL   string
-	root     string // local directory holding in/, out/, tmp/ and bin/
+	res      provision.StageResources // as the agent ensured it
+	root     string                   // local directory holding in/, out/, tmp/ and bin/
 	cfg      runner.Config
 	logs     *syncBuffer
 }
@@ -53,6 +54,16 @@ type stageOptions struct {
 	// once: the SDK cannot send WaitTimeSeconds=0, it leaves it out.
 	shortPoll bool
 	kumoURL   string // the emulator to use; "": the test binary's, behind the AWS rules
+	// name names the stage's workflow and buckets; "": one of the test's.
+	name string
+	// agentEndpoint is where the agent's calls go instead of the AWS rules
+	// (a local ECS in front of them, for a test that starts tasks).
+	agentEndpoint string
+	// spec changes the stage's spec before the agent ensures it.
+	spec func(*provision.StageSpec)
+	// denials: the test has the task role denied on purpose and checks
+	// what itself, so the check that it was denied nothing is off.
+	denials bool
 }
 
 // newStage deploys one stage (index 1 of a workflow named for the test)
@@ -74,7 +85,10 @@ func newStage(tb testing.TB, o stageOptions) *stage {
 		// as everywhere, but nothing checks them.
 		base = testenv.KumoConfig(o.kumoURL)
 	}
-	name := testenv.UniqueName(tb)
+	name := o.name
+	if name == "" {
+		name = testenv.UniqueName(tb)
+	}
 	s := &stage{
 		t: tb, name: name,
 		s3:  s3.NewFromConfig(base, testenv.S3PathStyle),
@@ -90,6 +104,9 @@ func newStage(tb testing.TB, o stageOptions) *stage {
 		tb.Fatal(err)
 	}
 	agent := testenv.AsRole(base, testenv.AgentRole)
+	if o.agentEndpoint != "" {
+		agent.BaseEndpoint = aws.String(o.agentEndpoint)
+	}
 	var calls testenv.CallCounter
 	calls.Attach(&agent)
 	subnets, sgs := testenv.NewNetwork(tb, base)
@@ -103,7 +120,7 @@ func newStage(tb testing.TB, o stageOptions) *stage {
 		S3UsePathStyle:        true,
 		IAMPropagationTimeout: 5 * time.Second,
 	})
-	res, err := p.EnsureStage(ctx, provision.StageSpec{
+	spec := provision.StageSpec{
 		Workflow: name, Stage: 1, Region: testenv.Region, AccountID: testenv.Account,
 		InputBucket: s.in, OutputBucket: s.out,
 		Algorithm: provision.AlgorithmSpec{
@@ -113,10 +130,15 @@ func newStage(tb testing.TB, o stageOptions) *stage {
 		// No S3 notification: the tests hand the runner its messages, and
 		// kumo would try to invoke a function it cannot run on each upload.
 		Suspend: true,
-	}, provision.StageResources{})
+	}
+	if o.spec != nil {
+		o.spec(&spec)
+	}
+	res, err := p.EnsureStage(ctx, spec, provision.StageResources{})
 	if err != nil {
 		tb.Fatalf("ensure stage: %v", err)
 	}
+	s.res = res
 	s.queueURL, s.dlqURL = res.QueueURL, res.DLQURL
 	s.setQueueAttributes(o, res.DLQARN)
 
@@ -157,7 +179,7 @@ func newStage(tb testing.TB, o stageOptions) *stage {
 	cfg.S3UsePathStyle = true
 	s.cfg = cfg
 	s.aws = testenv.AsRoleARN(base, s.taskRole)
-	if o.kumoURL == "" {
+	if o.kumoURL == "" && !o.denials {
 		tb.Cleanup(func() {
 			if denied := s.denied(); len(denied) > 0 {
 				tb.Errorf("the stage's task role was denied %q", denied)

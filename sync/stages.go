@@ -55,6 +55,7 @@ func StageSpecs(w *workflow.Workflow, accountID, stateBucket string) []provision
 			Variables:             st.Step.Variables,
 			Secrets:               w.Secrets,
 			TaskCredentialsSecret: w.TaskCredentialsSecret,
+			KMSKeyARNs:            w.KMSKeyARNs,
 			MaxTasks:              w.MaxTasks,
 			Suspend:               w.Suspend,
 		}

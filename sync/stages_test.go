@@ -15,8 +15,9 @@ func TestStageSpecsWiresSequence(t *testing.T) {
 	}
 	w := &workflow.Workflow{
 		Name: "chain", File: "workflows/chain.json", InputBucket: "user-in", OutputBucket: "user-out", Region: "eu-west-1",
-		Secrets: map[string]string{"DB_PASSWORD": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db"},
-		Process: workflow.Process{Type: workflow.SequenceRun},
+		Secrets:    map[string]string{"DB_PASSWORD": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db"},
+		KMSKeyARNs: []string{"arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"},
+		Process:    workflow.Process{Type: workflow.SequenceRun},
 		Stages: []workflow.Stage{
 			{Index: 0, Step: workflow.Step{Name: "a", Variables: map[string]string{"X": "1"}}, Algorithm: alg("a")},
 			{Index: 1, Step: workflow.Step{Name: "b"}, Algorithm: alg("b")},
@@ -38,6 +39,7 @@ func TestStageSpecsWiresSequence(t *testing.T) {
 		{mid1, "user-out", true, false},
 	}
 	for i, s := range specs {
+		keys := w.KMSKeyARNs
 		w := want[i]
 		if s.InputBucket != w.in || s.OutputBucket != w.out || s.InputOwned != w.inOwned || s.OutputOwned != w.outOwned {
 			t.Errorf("stage %d: in=%s(%v) out=%s(%v), want in=%s(%v) out=%s(%v)", i,
@@ -48,6 +50,10 @@ func TestStageSpecsWiresSequence(t *testing.T) {
 		}
 		if s.Secrets["DB_PASSWORD"] == "" {
 			t.Errorf("stage %d: workflow secrets not passed", i)
+		}
+		// Every stage's task role may use the workflow's further keys.
+		if len(s.KMSKeyARNs) != 1 || s.KMSKeyARNs[0] != keys[0] {
+			t.Errorf("stage %d: kms keys %v, want the workflow's %v", i, s.KMSKeyARNs, keys)
 		}
 		if !s.RetainBuckets {
 			t.Errorf("stage %d: retain_buckets defaults to true", i)

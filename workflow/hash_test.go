@@ -65,6 +65,8 @@ func TestSpecHash(t *testing.T) {
 		{"retain_buckets false", wfSub(`"key_pair"`, `"retain_buckets": false, "key_pair"`), false},
 		{"suspend", wfSub(`"key_pair"`, `"suspend": true, "key_pair"`), false},
 		{"max_tasks", wfSub(`"key_pair"`, `"max_tasks": 3, "key_pair"`), false},
+		{"kms_key_arns empty list written out", wfSub(`"key_pair"`, `"kms_key_arns": [], "key_pair"`), true},
+		{"kms_key_arns", wfSub(`"key_pair"`, `"kms_key_arns": ["arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"], "key_pair"`), false},
 	}
 	want := specHash(t, base)
 	for _, tt := range tests {
@@ -79,6 +81,17 @@ func TestSpecHash(t *testing.T) {
 	// The two spellings of one port hash the same.
 	if a, b := specHash(t, wfSub(`"port": []`, `"port": [9090]`)), specHash(t, wfSub(`"port": []`, `"port": [{"port": 9090, "protocol": "tcp"}]`)); a != b {
 		t.Errorf("[9090] and [{port: 9090, protocol: tcp}] hash differently: %s, %s", a, b)
+	}
+}
+
+// TestSpecHashOfExistingWorkflowsIsKept: a field cloudpipe adds is left out
+// of the hash while unset, so adding it to the format redeploys no workflow
+// deployed before (the hash below is the seed's before kms_key_arns).
+func TestSpecHashOfExistingWorkflowsIsKept(t *testing.T) {
+	wf, alg := fixedSeed(t)
+	const before = "d7d4f476e8f305a8463638f72f04a9632728bb2a63df15d7db8b19e4b76693fd"
+	if got := specHash(t, map[string][]byte{seedWorkflowFile: wf, seedAlgorithmFile: alg}); got != before {
+		t.Errorf("the seed workflow's hash is %s, was %s: every deployed workflow would be updated once", got, before)
 	}
 }
 

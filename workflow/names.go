@@ -304,3 +304,72 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(b)]
 }
+
+// kmsKeyARNExample is quoted in every message about a malformed key ARN.
+const kmsKeyARNExample = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+// kmsKeyARN is a parsed KMS key ARN.
+type kmsKeyARN struct {
+	partition, region string
+	alias             bool // an alias ARN, which parseKMSKeyARN refuses
+}
+
+// parseKMSKeyARN parses s as the ARN of a KMS key, or says what is wrong
+// with it. Only a key ARN will do: IAM matches kms:Decrypt and
+// kms:GenerateDataKey against the ARN of the key itself, so a policy
+// naming an alias (or an alias ARN) grants nothing for it.
+// https://docs.aws.amazon.com/kms/latest/developerguide/cmks-in-iam-policies.html
+func parseKMSKeyARN(s string) (kmsKeyARN, string) {
+	parts := strings.Split(s, ":")
+	if len(parts) != 6 || parts[0] != "arn" || parts[2] != "kms" {
+		return kmsKeyARN{}, "is not a KMS key ARN"
+	}
+	a := kmsKeyARN{partition: parts[1], region: parts[3]}
+	kind, id, _ := strings.Cut(parts[5], "/")
+	switch {
+	case kind == "alias":
+		a.alias = true
+		return a, "is an alias ARN, and IAM matches kms:Decrypt and kms:GenerateDataKey against the key's own ARN, never an alias: a policy naming the alias would grant nothing"
+	case parts[1] != "aws" && parts[1] != "aws-cn" && parts[1] != "aws-us-gov":
+		return a, "has partition " + quote(parts[1]) + "; expected aws, aws-cn or aws-us-gov"
+	case regionPartition[a.region] == "":
+		return a, "names region " + quote(a.region) + ", which is not an AWS region"
+	case regionPartition[a.region] != a.partition:
+		return a, "names region " + a.region + ", which is not in partition " + a.partition
+	case !allDigits(parts[4], 12):
+		return a, "has account " + quote(parts[4]) + "; an account id is 12 digits"
+	case kind != "key":
+		return a, "must have resource type \"key\", not " + quote(kind)
+	case !validKMSKeyID(id):
+		return a, "has key id " + quote(id) + "; a key id is a UUID such as 1234abcd-12ab-34cd-56ef-1234567890ab, or mrk- and 32 hex digits for a multi-Region key"
+	}
+	return a, ""
+}
+
+// validKMSKeyID reports whether id is a KMS key id: a UUID in lowercase
+// hex, or "mrk-" and 32 hex digits for a multi-Region key.
+// https://docs.aws.amazon.com/kms/latest/developerguide/concepts.html#key-id-key-id
+func validKMSKeyID(id string) bool {
+	if rest, ok := strings.CutPrefix(id, "mrk-"); ok {
+		return len(rest) == 32 && allHex(rest)
+	}
+	groups := strings.Split(id, "-")
+	if len(groups) != 5 {
+		return false
+	}
+	for i, n := range []int{8, 4, 4, 4, 12} {
+		if len(groups[i]) != n || !allHex(groups[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func allHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isDigit(c) && !('a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}

@@ -53,6 +53,7 @@ const (
 	maxNumberLen   = 32       // bytes of a number literal
 	maxFields      = 64       // fields of one object schema (a bit mask tracks them)
 	maxKeyLen      = 4096     // bytes of a key in a map
+	maxKMSKeys     = 20       // kms_key_arns of a workflow
 )
 
 func str() *schema { return &schema{shape: shapeString, max: maxStringLen} }
@@ -119,6 +120,7 @@ var workflowSchema = obj(
 	opt("retain_buckets", boolSchema),
 	opt("max_tasks", intSchema),
 	opt("suspend", boolSchema),
+	opt("kms_key_arns", listOf(str(), maxKMSKeys, "keys")),
 )
 
 // algorithmSchema is the shape of algorithms/<name>.json, the original wrap

@@ -25,6 +25,7 @@ var (
 	pSecrets  = path{}.key("secrets")
 	pTaskCred = path{}.key("task_credentials_secret")
 	pMaxTasks = path{}.key("max_tasks")
+	pKMSKeys  = path{}.key("kms_key_arns")
 )
 
 // validateWorkflow checks the values of a decoded workflow that need no other
@@ -43,6 +44,7 @@ func validateWorkflow(r *report, w *Workflow) {
 	checkRegion(r, w.Region)
 	checkProcess(r, w)
 	checkSecrets(r, w)
+	checkKMSKeys(r, w)
 	if w.MaxTasks < 0 || w.MaxTasks > maxMaxTasks {
 		r.value(pMaxTasks, "must be between 0 (the default limit) and %d, not %d", maxMaxTasks, w.MaxTasks)
 	}
@@ -172,5 +174,30 @@ func checkSecrets(r *report, w *Workflow) {
 		r.value(pTaskCred, "name the whole secret, without a :json-key:: suffix: cloudpipe maps its AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY keys itself")
 	case partition != "" && arn.partition != partition:
 		r.value(pTaskCred, "the secret is in partition %s but region %s is in %s: use a secret of the workflow's partition", arn.partition, w.Region, partition)
+	}
+}
+
+// checkKMSKeys checks kms_key_arns: each a KMS key ARN (not an alias), in
+// the workflow's region, listed once. A KMS key is used in its own region
+// only, and S3 and Secrets Manager of the workflow's region are what the
+// roles' grants name (kms:ViaService), so a key of another region would
+// grant nothing; a multi-Region key's replica there has its own ARN.
+// https://docs.aws.amazon.com/kms/latest/developerguide/multi-region-keys-overview.html
+func checkKMSKeys(r *report, w *Workflow) {
+	seen := make(map[string]bool, len(w.KMSKeyARNs))
+	for i, k := range w.KMSKeyARNs {
+		p := pKMSKeys.index(i)
+		arn, why := parseKMSKeyARN(k)
+		switch {
+		case arn.alias:
+			r.value(p, "the value %s; use the key ARN, which aws kms describe-key --key-id alias/NAME shows, like %s", why, kmsKeyARNExample)
+		case why != "":
+			r.value(p, "the value %s: use a key ARN like %s", why, kmsKeyARNExample)
+		case regionPartition[w.Region] != "" && arn.region != w.Region:
+			r.value(p, "the key is in region %s but the workflow runs in %s: a KMS key serves its own region only; give the key (or the multi-Region key's replica) in %s", arn.region, w.Region, w.Region)
+		case seen[k]:
+			r.value(p, "the key is listed twice: remove one")
+		}
+		seen[k] = true
 	}
 }

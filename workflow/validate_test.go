@@ -7,7 +7,10 @@ import (
 	"github.com/cloudpipe/cloudpipe/workflow"
 )
 
-const arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-password-AbCdEf"
+const (
+	arn    = "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-password-AbCdEf"
+	kmsKey = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+)
 
 // TestWorkflowRules checks each workflow rule with valid and invalid values.
 // The workflow is loaded next to the seed algorithm, so the rules that need
@@ -185,6 +188,30 @@ func TestWorkflowRules(t *testing.T) {
 		}, []string{
 			"secrets.AWS_ACCESS_KEY_ID: AWS_ACCESS_KEY_ID is already provided by task_credentials_secret",
 			"secrets.AWS_ACCESS_KEY_ID: AWS_ACCESS_KEY_ID is not declared by any algorithm"}},
+
+		// kms_key_arns.
+		{"kms key", set("kms_key_arns", []any{kmsKey}), nil},
+		{"kms keys empty list", set("kms_key_arns", []any{}), nil},
+		{"kms multi-region key", set("kms_key_arns", []any{"arn:aws:kms:us-east-1:123456789012:key/mrk-1234abcd12ab34cd56ef1234567890ab"}), nil},
+		{"kms key in china", func(w map[string]any) {
+			w["region"] = "cn-north-1"
+			w["kms_key_arns"] = []any{"arn:aws-cn:kms:cn-north-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"}
+		}, nil},
+		{"kms alias ARN", set("kms_key_arns", []any{"arn:aws:kms:us-east-1:123456789012:alias/lab-data"}), []string{
+			"kms_key_arns[0]: the value is an alias ARN, and IAM matches kms:Decrypt and kms:GenerateDataKey against the key's own ARN, never an alias: " +
+				"a policy naming the alias would grant nothing; use the key ARN, which aws kms describe-key --key-id alias/NAME shows"}},
+		{"kms alias name", set("kms_key_arns", []any{"alias/lab-data"}), []string{"kms_key_arns[0]: the value is not a KMS key ARN: use a key ARN like arn:aws:kms:"}},
+		{"kms key id alone", set("kms_key_arns", []any{"1234abcd-12ab-34cd-56ef-1234567890ab"}), []string{"kms_key_arns[0]: the value is not a KMS key ARN"}},
+		{"kms ARN of another service", set("kms_key_arns", []any{"arn:aws:s3:::lab-data"}), []string{"kms_key_arns[0]: the value is not a KMS key ARN"}},
+		{"kms key bad id", set("kms_key_arns", []any{"arn:aws:kms:us-east-1:123456789012:key/my-key"}), []string{`has key id "my-key"; a key id is a UUID`}},
+		{"kms key upper-case id", set("kms_key_arns", []any{"arn:aws:kms:us-east-1:123456789012:key/1234ABCD-12ab-34cd-56ef-1234567890ab"}), []string{`; a key id is a UUID`}},
+		{"kms key bad account", set("kms_key_arns", []any{"arn:aws:kms:us-east-1:1234:key/1234abcd-12ab-34cd-56ef-1234567890ab"}), []string{`has account "1234"; an account id is 12 digits`}},
+		{"kms key bad partition", set("kms_key_arns", []any{"arn:aws-cn:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"}), []string{`names region us-east-1, which is not in partition aws-cn`}},
+		{"kms key of another region", set("kms_key_arns", []any{"arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"}), []string{
+			"kms_key_arns[0]: the key is in region eu-west-1 but the workflow runs in us-east-1: a KMS key serves its own region only"}},
+		{"kms key twice", set("kms_key_arns", []any{kmsKey, kmsKey}), []string{"kms_key_arns[1]: the key is listed twice: remove one"}},
+		{"kms keys not a list", set("kms_key_arns", kmsKey), []string{"kms_key_arns: must be a list [...], not a string"}},
+		{"kms key not a string", set("kms_key_arns", []any{42}), []string{"kms_key_arns[0]: must be a string, not a number"}},
 	}
 	_, alg := readSeed(t)
 	for _, tt := range tests {

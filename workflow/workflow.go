@@ -37,6 +37,11 @@ type Workflow struct {
 	RetainBuckets         *bool             `json:"retain_buckets,omitempty"`          // default true
 	MaxTasks              int               `json:"max_tasks,omitempty"`               // 0: default
 	Suspend               bool              `json:"suspend,omitempty"`
+	// KMSKeyARNs are further customer managed KMS keys the stages' task
+	// roles may use through S3 and Secrets Manager, beyond the keys the
+	// agent finds on the buckets and secrets themselves (an input object
+	// put with a key of its own, a secret the algorithm reads itself).
+	KMSKeyARNs []string `json:"kms_key_arns,omitempty"`
 
 	// Stages are the resolved steps, one per process.algorithms entry, in
 	// order. Load fills them for valid workflows only.

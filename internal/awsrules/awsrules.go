@@ -161,6 +161,7 @@ var (
 		"SQS.ReceiveMessage": {noteReceived},
 		"SQS.DeleteMessage":  {forgetReceived},
 		"S3.CreateBucket":    {createOwnedBucketInUSEast1},
+		"S3.PostObject":      {noteUploadKey},
 	}
 )
 
@@ -190,7 +191,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	a, err := p.forward(r, requestARNsToKumo(c, body))
+	a, err := p.forward(r, kmsRequestToKumo(c, requestARNsToKumo(c, body)))
 	if err != nil {
 		http.Error(w, "awsrules: forward: "+err.Error(), http.StatusBadGateway)
 		return

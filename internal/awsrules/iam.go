@@ -17,7 +17,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/cloudpipe/cloudpipe/internal/faultproxy"
@@ -96,7 +99,12 @@ type authority struct {
 	target       *iam.Client // reads roles' policies and tags from the emulator
 	targetSQS    *sqs.Client
 	targetLambda *lambda.Client
-	targetURL    *url.URL
+	// The emulator's S3, KMS and Secrets Manager, read for the keys data
+	// is encrypted with (kms.go).
+	targetS3      *s3.Client
+	targetKMS     *kms.Client
+	targetSecrets *secretsmanager.Client
+	targetURL     *url.URL
 
 	mu       sync.Mutex
 	policies map[string][]json.RawMessage        // role name -> inline policies, cleared by any IAM write
@@ -106,6 +114,9 @@ type authority struct {
 	secrets  map[string]string                   // secret name -> full ARN, learned from answers
 	stats    map[string]*PrincipalReport         // by role name
 	used     map[string]map[string]*statementUse // role -> statement label -> what it allowed
+	// uploadKeys: multipart upload ID -> the customer managed key its
+	// CreateMultipartUpload chose ("" for none), for its parts.
+	uploadKeys map[string]string
 }
 
 // taskDef is what the proxy learned from RegisterTaskDefinition.
@@ -123,14 +134,19 @@ func newAuthority(cfg IAM, target *url.URL, transport http.RoundTripper) *author
 		target:       iam.New(iam.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: base, HTTPClient: httpClient}),
 		targetSQS:    sqs.New(sqs.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: base, HTTPClient: httpClient}),
 		targetLambda: lambda.New(lambda.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: base, HTTPClient: httpClient}),
-		targetURL:    target,
-		policies:     map[string][]json.RawMessage{},
-		tags:         map[string]map[string]string{},
-		taskDefs:     map[string]taskDef{},
-		latest:       map[string]int{},
-		secrets:      map[string]string{},
-		stats:        map[string]*PrincipalReport{},
-		used:         map[string]map[string]*statementUse{},
+		targetS3: s3.New(s3.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: base, HTTPClient: httpClient,
+			UsePathStyle: true, RetryMaxAttempts: 1}),
+		targetKMS:     kms.New(kms.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: base, HTTPClient: httpClient}),
+		targetSecrets: secretsmanager.New(secretsmanager.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: base, HTTPClient: httpClient}),
+		targetURL:     target,
+		uploadKeys:    map[string]string{},
+		policies:      map[string][]json.RawMessage{},
+		tags:          map[string]map[string]string{},
+		taskDefs:      map[string]taskDef{},
+		latest:        map[string]int{},
+		secrets:       map[string]string{},
+		stats:         map[string]*PrincipalReport{},
+		used:          map[string]map[string]*statementUse{},
 	}
 }
 
@@ -183,16 +199,16 @@ func (a *authority) decide(ctx context.Context, role string, c call, reqs []auth
 		return &faultproxy.APIError{Status: http.StatusInternalServerError, Code: "InternalFailure", Message: "awsrules: " + err.Error()}
 	}
 	for _, q := range reqs {
-		res, err := a.cfg.Evaluator.Evaluate(iamsim.Request{
-			Principal: a.sessionARN(role), Policies: policies,
-			Action: q.action, Resource: q.resource, Context: q.context,
-		})
+		res, err := a.evaluate(ctx, role, policies, q)
 		if err != nil {
 			return &faultproxy.APIError{Status: http.StatusInternalServerError, Code: "InternalFailure",
 				Message: fmt.Sprintf("awsrules: %s: %v", c.op, err)}
 		}
-		a.note(role, policies, q, res)
 		if res.Decision != iamsim.Allowed {
+			if q.denied != nil {
+				e := *q.denied
+				return &e
+			}
 			e := accessDenied(c, a.sessionARN(role), q, res.Decision)
 			return &e
 		}
@@ -200,12 +216,30 @@ func (a *authority) decide(ctx context.Context, role string, c call, reqs []auth
 	return nil
 }
 
+// evaluate asks IAM whether role, holding policies, may do q, and counts
+// the decision for Report. A KMS key's own policy takes part, as it does
+// in AWS (kms.go).
+func (a *authority) evaluate(ctx context.Context, role string, policies []json.RawMessage, q authz) (iamsim.Result, error) {
+	res, err := a.cfg.Evaluator.Evaluate(iamsim.Request{
+		Principal: a.sessionARN(role), Policies: policies, ResourcePolicy: a.keyPolicy(ctx, q),
+		Action: q.action, Resource: q.resource, Context: q.context,
+	})
+	if err != nil {
+		return res, err
+	}
+	a.note(role, policies, q, res)
+	return res, nil
+}
+
 // Authorize asks whether role may do action on resource, as AWS asks when
 // a service acts with a role a customer passed it (ECS reading a task's
 // secrets with its execution role). It returns nil when IAM allows it, a
 // *Denied when it does not, and counts in Report like a request. A
 // Secrets Manager resource is matched by the secret's full ARN, as IAM
-// matches it, when the proxy saw the secret created.
+// matches it, when the proxy saw the secret created; reading a secret
+// encrypted with a customer managed key also needs kms:Decrypt on the key
+// through Secrets Manager (kms.go), and its denial says "Access to KMS is
+// not allowed", as Secrets Manager does.
 func (p *Proxy) Authorize(ctx context.Context, role, action, resource string) error {
 	if p.iam == nil {
 		return nil
@@ -219,14 +253,20 @@ func (p *Proxy) Authorize(ctx context.Context, role, action, resource string) er
 		return fmt.Errorf("awsrules: %w", err)
 	}
 	q := authz{action: action, resource: resource, op: "(service) " + action}
-	res, err := a.cfg.Evaluator.Evaluate(iamsim.Request{Principal: a.sessionARN(role), Policies: policies,
-		Action: action, Resource: resource})
+	res, err := a.evaluate(ctx, role, policies, q)
 	if err != nil {
 		return fmt.Errorf("awsrules: %w", err)
 	}
-	a.note(role, policies, q, res)
 	if res.Decision != iamsim.Allowed {
 		return &Denied{Message: accessDenied(call{op: "Service." + action}, a.sessionARN(role), q, res.Decision).Message}
+	}
+	if action == "secretsmanager:GetSecretValue" {
+		// The service reads the secret as the role: its key must let the
+		// role decrypt through Secrets Manager, as for a GetSecretValue
+		// the role sends itself.
+		if err := p.authorizeSecretKey(ctx, role, resource, policies); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -2,12 +2,14 @@ package awsrules
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
@@ -18,6 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/cloudpipe/cloudpipe/internal/faultproxy"
 )
 
 // authz is one authorization IAM makes for a request: one action on one
@@ -27,13 +31,16 @@ type authz struct {
 	action   string // "sqs:SendMessage"
 	resource string // an ARN, or "*"
 	context  map[string]any
+	// denied is the error the service answers when IAM denies this
+	// authorization; nil: accessDenied's, for the service's own actions.
+	denied *faultproxy.APIError
 }
 
 // iamPrefixes are the IAM service prefixes of the services cloudpipe
 // calls, by the SDK's service ID (faultproxy.Operation's first part).
 var iamPrefixes = map[string]string{
 	"S3": "s3", "SQS": "sqs", "IAM": "iam", "STS": "sts", "Lambda": "lambda", "ECS": "ecs",
-	"CloudWatch Logs": "logs", "EC2": "ec2", "Secrets Manager": "secretsmanager",
+	"CloudWatch Logs": "logs", "EC2": "ec2", "Secrets Manager": "secretsmanager", "KMS": "kms",
 }
 
 // actionOf names the IAM action an operation is authorized as. Most
@@ -73,6 +80,24 @@ var actionOf = map[string]string{
 	"S3.GetBucketReplication":                     "s3:GetReplicationConfiguration",
 	"S3.GetBucketAccelerateConfiguration":         "s3:GetAccelerateConfiguration",
 	"S3.GetBucketIntelligentTieringConfiguration": "s3:GetIntelligentTieringConfiguration",
+}
+
+// multipartAction names the action of a request on a multipart upload that
+// faultproxy.Operation names after the object's: aborting an upload
+// (DELETE ?uploadId) is s3:AbortMultipartUpload, not s3:DeleteObject, and
+// listing its parts (GET ?uploadId) s3:ListMultipartUploadParts.
+// https://docs.aws.amazon.com/AmazonS3/latest/userguide/using-with-s3-policy-actions.html
+func multipartAction(r *http.Request) string {
+	if _, ok := r.URL.Query()["uploadId"]; !ok {
+		return ""
+	}
+	switch r.Method {
+	case http.MethodDelete:
+		return "s3:AbortMultipartUpload"
+	case http.MethodGet:
+		return "s3:ListMultipartUploadParts"
+	}
+	return ""
 }
 
 // noAuthorization are operations IAM does not authorize: "No permissions
@@ -281,6 +306,8 @@ func (a *authority) resourceVars(c call, p params) ([]vars, error) {
 		return []vars{{"SecretId": a.secretID(id)}}, nil
 	case "ECS":
 		return a.ecsVars(op, p)
+	case "KMS":
+		return a.kmsVars(c.r.Context(), p.str("KeyId")), nil
 	case "EC2":
 		switch op {
 		case "CreateSecurityGroup":
@@ -396,6 +423,9 @@ func (a *authority) authorizations(c call, region string) ([]authz, error) {
 		return nil, fmt.Errorf("%w for service %q", errNoModel, service)
 	}
 	action := actionOf[c.op]
+	if service == "S3" {
+		action = cmp.Or(multipartAction(c.r), action)
+	}
 	if action == "" {
 		action = prefix + ":" + op
 	}
@@ -427,7 +457,8 @@ func (a *authority) authorizations(c call, region string) ([]authz, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(out, deps...), nil
+	out = append(out, deps...)
+	return append(out, a.dataKeyAuthorizations(c, p, region)...), nil
 }
 
 // requestTagContext is the condition keys of a request that tags what it

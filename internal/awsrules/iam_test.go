@@ -322,3 +322,29 @@ func TestIAMReadsTagsOfResourcesMadeBeforeIt(t *testing.T) {
 		t.Errorf("role tagged cloudpipe:managed before the proxy started: %v", err)
 	}
 }
+
+// TestIAMAbortingAnUploadIsAbortMultipartUpload: IAM authorizes aborting a
+// multipart upload (DELETE on the object with its uploadId) as
+// s3:AbortMultipartUpload, not s3:DeleteObject.
+func TestIAMAbortingAnUploadIsAbortMultipartUpload(t *testing.T) {
+	ctx := t.Context()
+	bucket := testenv.UniqueName(t)
+	for _, tt := range []struct {
+		action string
+		want   bool
+	}{{"s3:AbortMultipartUpload", true}, {"s3:DeleteObject", false}} {
+		_, operator, tester := iamProxy(t, doc(`{"Effect":"Allow","Action":"`+tt.action+`","Resource":"arn:aws:s3:::`+bucket+`/*"}`))
+		admin := s3.NewFromConfig(operator, testenv.S3PathStyle)
+		if tt.want {
+			createBucket(ctx, t, admin, bucket)
+		}
+		up, err := admin.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &bucket, Key: aws.String("k")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = s3.NewFromConfig(tester, testenv.S3PathStyle).AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &bucket, Key: aws.String("k"), UploadId: up.UploadId})
+		if got := err == nil; got != tt.want {
+			t.Errorf("abort allowed by %s: %v (%v), want %v", tt.action, got, err, tt.want)
+		}
+	}
+}

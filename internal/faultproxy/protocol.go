@@ -81,7 +81,7 @@ func protocolOf(r *http.Request) protocol {
 // reads like testenv.CallCounter's keys ("CloudWatch Logs.CreateLogGroup").
 var serviceLabels = map[string]string{
 	"s3": "S3", "sqs": "SQS", "iam": "IAM", "sts": "STS", "lambda": "Lambda", "ecs": "ECS",
-	"logs": "CloudWatch Logs", "ec2": "EC2", "secretsmanager": "Secrets Manager",
+	"logs": "CloudWatch Logs", "ec2": "EC2", "secretsmanager": "Secrets Manager", "kms": "KMS",
 }
 
 // Operation names the request's operation: "<service>.<operation>" for AWS
