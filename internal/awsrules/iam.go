@@ -97,6 +97,7 @@ type authority struct {
 	targetSQS    *sqs.Client
 	targetLambda *lambda.Client
 	targetURL    *url.URL
+	targetHTTP   *http.Client // the proxy's own REST calls to the target (Batch)
 
 	mu       sync.Mutex
 	policies map[string][]json.RawMessage        // role name -> inline policies, cleared by any IAM write
@@ -104,6 +105,7 @@ type authority struct {
 	taskDefs map[string]taskDef                  // "family:revision" -> what RunTask must pass
 	latest   map[string]int                      // task definition family -> latest revision
 	secrets  map[string]string                   // secret name -> full ARN, learned from answers
+	jobDefs  map[string]map[int]bool             // Batch job definition name -> its ACTIVE revisions
 	stats    map[string]*PrincipalReport         // by role name
 	used     map[string]map[string]*statementUse // role -> statement label -> what it allowed
 }
@@ -124,11 +126,13 @@ func newAuthority(cfg IAM, target *url.URL, transport http.RoundTripper) *author
 		targetSQS:    sqs.New(sqs.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: base, HTTPClient: httpClient}),
 		targetLambda: lambda.New(lambda.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: base, HTTPClient: httpClient}),
 		targetURL:    target,
+		targetHTTP:   httpClient,
 		policies:     map[string][]json.RawMessage{},
 		tags:         map[string]map[string]string{},
 		taskDefs:     map[string]taskDef{},
 		latest:       map[string]int{},
 		secrets:      map[string]string{},
+		jobDefs:      map[string]map[int]bool{},
 		stats:        map[string]*PrincipalReport{},
 		used:         map[string]map[string]*statementUse{},
 	}
@@ -238,7 +242,8 @@ func (d *Denied) Error() string { return d.Message }
 
 // accessDenied is the error each service answers for a denial: S3, SQS, IAM
 // and STS say AccessDenied, EC2 UnauthorizedOperation, the others
-// AccessDeniedException; the message is IAM's
+// AccessDeniedException (with HTTP 403 from the REST-JSON services, Lambda
+// and Batch); the message is IAM's
 // (https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html).
 func accessDenied(c call, principal string, q authz, d iamsim.Decision) faultproxy.APIError {
 	why := "no identity-based policy allows the " + q.action + " action"
@@ -254,7 +259,7 @@ func accessDenied(c call, principal string, q authz, d iamsim.Decision) faultpro
 		return faultproxy.APIError{Status: http.StatusForbidden, Code: "AccessDenied", Type: "AccessDeniedException", Message: msg}
 	case "EC2":
 		return faultproxy.APIError{Status: http.StatusForbidden, Code: "UnauthorizedOperation", Message: msg}
-	case "Lambda":
+	case "Lambda", "Batch":
 		return faultproxy.APIError{Status: http.StatusForbidden, Code: "AccessDeniedException", Message: msg}
 	}
 	return faultproxy.APIError{Status: http.StatusBadRequest, Code: "AccessDeniedException", Message: msg}
@@ -442,6 +447,9 @@ func (a *authority) learn(c call, ans *answer) {
 	}
 	p := readParams(c)
 	region := faultproxy.SigningRegion(c.r)
+	if service == "Batch" && a.learnBatch(c, p, ans) {
+		return
+	}
 	switch c.op {
 	case "ECS.RegisterTaskDefinition":
 		var out struct {
@@ -546,6 +554,7 @@ func (a *authority) functionTagsNeedListTags(ctx context.Context, role string, c
 var deletesResource = map[string]bool{
 	"IAM.DeleteRole": true, "SQS.DeleteQueue": true, "Lambda.DeleteFunction": true, "CloudWatch Logs.DeleteLogGroup": true,
 	"S3.DeleteBucket": true, "ECS.DeleteCluster": true, "Secrets Manager.DeleteSecret": true,
+	"Batch.DeleteComputeEnvironment": true, "Batch.DeleteJobQueue": true,
 }
 
 // hideMissingKey answers a missing object as S3 does to a principal that

@@ -33,7 +33,7 @@ type authz struct {
 // calls, by the SDK's service ID (faultproxy.Operation's first part).
 var iamPrefixes = map[string]string{
 	"S3": "s3", "SQS": "sqs", "IAM": "iam", "STS": "sts", "Lambda": "lambda", "ECS": "ecs",
-	"CloudWatch Logs": "logs", "EC2": "ec2", "Secrets Manager": "secretsmanager",
+	"CloudWatch Logs": "logs", "EC2": "ec2", "Secrets Manager": "secretsmanager", "Batch": "batch",
 }
 
 // actionOf names the IAM action an operation is authorized as. Most
@@ -281,6 +281,8 @@ func (a *authority) resourceVars(c call, p params) ([]vars, error) {
 		return []vars{{"SecretId": a.secretID(id)}}, nil
 	case "ECS":
 		return a.ecsVars(op, p)
+	case "Batch":
+		return a.batchVars(c.r.Context(), op, p)
 	case "EC2":
 		switch op {
 		case "CreateSecurityGroup":
@@ -505,6 +507,8 @@ func (a *authority) readTags(ctx context.Context, arn string) map[string]string 
 			return nil
 		}
 		return out.Tags
+	case service == "batch":
+		return a.readBatchTags(ctx, arn)
 	case service == "lambda" && strings.HasPrefix(resource, "function:"):
 		// kumo names every function in us-east-1.
 		out, err := a.targetLambda.ListTags(ctx, &lambda.ListTagsInput{
@@ -572,6 +576,9 @@ func (a *authority) resources(action, region string, vs []vars, op string) ([]st
 		optional := false
 		named := false
 		for _, rt := range desc.ResourceTypes {
+			if batchSkips(desc.Name, rt.Name, v) {
+				continue
+			}
 			arn, ok := fill(rt.ARN)
 			switch {
 			case rt.Required && !ok:
@@ -588,12 +595,23 @@ func (a *authority) resources(action, region string, vs []vars, op string) ([]st
 			out = append(out, "*")
 		}
 	}
-	return out, nil
+	// One authorization per resource: a request naming a resource twice
+	// (a queue with each of its environments) is authorized on it once.
+	var once []string
+	for _, arn := range out {
+		if !slices.Contains(once, arn) {
+			once = append(once, arn)
+		}
+	}
+	return once, nil
 }
 
 // dependent returns the further authorizations some requests need, beyond
 // their own action: tagging on create, and passing a role to a service.
 func (a *authority) dependent(c call, p params, region string, resources []string, reqTags map[string]string) ([]authz, error) {
+	if strings.HasPrefix(c.op, "Batch.") {
+		return a.batchDependent(c.r.Context(), c, p, region, reqTags), nil
+	}
 	var out []authz
 	add := func(action, resource string, ctx map[string]any) {
 		out = append(out, authz{op: c.op, action: action, resource: resource, context: ctx})

@@ -250,9 +250,9 @@ func (p *Proxy) newJobLocked(in submitJobInput, queue string, c batchOpRequest) 
 	}
 	q := p.queues[queue]
 	switch {
-	case !q.usable(c.now, p.opts.BatchTransition) || q.change == BatchDeleting:
+	case !q.usable(c.now, p.opts.BatchTransition):
 		return nil, clientException("JobQueue %s not found.", in.JobQueue)
-	case q.state != BatchEnabled:
+	case q.state != BatchEnabled: // a queue being deleted is DISABLED too
 		return nil, clientException("JobQueue %s is DISABLED and accepts no jobs.", in.JobQueue)
 	}
 	d := p.jobDefLocked(in.JobDefinition)

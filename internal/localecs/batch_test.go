@@ -349,8 +349,11 @@ func TestBatchJobRunsItsEssentialContainer(t *testing.T) {
 		Tags: map[string]string{"cloudpipe:workflow": f.name},
 		EcsPropertiesOverride: &batchtypes.EcsPropertiesOverride{TaskProperties: []batchtypes.TaskPropertiesOverride{{
 			Containers: []batchtypes.TaskContainerOverrides{{
-				Name:        aws.String("algo"),
-				Environment: []batchtypes.KeyValuePair{{Name: aws.String("VERSION"), Value: aws.String("override")}},
+				Name: aws.String("algo"),
+				Environment: []batchtypes.KeyValuePair{
+					{Name: aws.String("VERSION"), Value: aws.String("override")},
+					{Name: aws.String("EXTRA"), Value: aws.String("added")},
+				},
 			}},
 		}}},
 	})
@@ -382,7 +385,7 @@ func TestBatchJobRunsItsEssentialContainer(t *testing.T) {
 		!slices.Equal(s.Command, []string{"/cloudpipe/agent", "runner"}) || s.Family != f.name {
 		t.Errorf("spec runs container %s image %s command %q family %s; want the algorithm's", s.Container, s.Image, s.Command, s.Family)
 	}
-	for k, v := range map[string]string{"VERSION": "override", "KEEP": "yes", "AWS_BATCH_JOB_ID": id,
+	for k, v := range map[string]string{"VERSION": "override", "EXTRA": "added", "KEEP": "yes", "AWS_BATCH_JOB_ID": id,
 		"AWS_BATCH_JQ_NAME": f.queue, "AWS_BATCH_CE_NAME": f.env} {
 		if s.Environment[k] != v {
 			t.Errorf("environment %s = %q, want %q", k, s.Environment[k], v)
@@ -540,6 +543,8 @@ func TestBatchTeardownOrder(t *testing.T) {
 		ComputeEnvironment: aws.String(f.env), State: batchtypes.CEStateDisabled}); err != nil {
 		t.Fatal(err)
 	}
+	_, err = f.batch.DeleteComputeEnvironment(ctx, &batch.DeleteComputeEnvironmentInput{ComputeEnvironment: aws.String(f.env)})
+	refused(err, "Cannot delete, resource is being modified")
 	clock.add(time.Minute)
 	if _, err := f.batch.DeleteJobQueue(ctx, &batch.DeleteJobQueueInput{JobQueue: aws.String(f.queue)}); err != nil {
 		t.Fatalf("delete the disabled queue: %v", err)
