@@ -91,17 +91,8 @@ type batchFixture struct {
 func newBatchFixture(t *testing.T, clock *fakeClock, opts func(*localecs.Options), argv ...string) *batchFixture {
 	t.Helper()
 	st, ev := &starts{}, &jobEvents{}
-	o := localecs.Options{
-		Addr: "127.0.0.1:0", Upstream: testenv.KumoURL(t), StopTimeout: 2 * time.Second,
-		BatchTransition: 20 * time.Millisecond, OnJob: ev.add,
-		Start: func(ctx context.Context, spec localecs.TaskSpec) (*exec.Cmd, error) {
-			st.add(spec)
-			if argv[0] == "" {
-				return nil, errors.New("no such image")
-			}
-			return exec.CommandContext(ctx, argv[0], argv[1:]...), nil
-		},
-	}
+	o := batchOptions(st, ev, argv)
+	o.Addr, o.Upstream = "127.0.0.1:0", testenv.KumoURL(t)
 	if opts != nil {
 		opts(&o)
 	}
@@ -119,15 +110,37 @@ func newBatchFixture(t *testing.T, clock *fakeClock, opts func(*localecs.Options
 	})
 	cfg := testenv.Kumo(t)
 	cfg.BaseEndpoint = aws.String(p.URL())
-	f := &batchFixture{proxy: p, batch: batch.NewFromConfig(cfg), cfg: cfg, starts: st, jobs: ev, name: testenv.UniqueName(t),
-		transition: o.BatchTransition}
-	f.clock = clock
+	f := &batchFixture{proxy: p, cfg: cfg, starts: st, jobs: ev, clock: clock, transition: o.BatchTransition}
+	f.setUp(t)
+	return f
+}
+
+// batchOptions are a test proxy's options: job processes run argv, Start
+// and OnJob calls are recorded in st and ev.
+func batchOptions(st *starts, ev *jobEvents, argv []string) localecs.Options {
+	return localecs.Options{
+		StopTimeout: 2 * time.Second, BatchTransition: 20 * time.Millisecond, OnJob: ev.add,
+		Start: func(ctx context.Context, spec localecs.TaskSpec) (*exec.Cmd, error) {
+			st.add(spec)
+			if argv[0] == "" {
+				return nil, errors.New("no such image")
+			}
+			return exec.CommandContext(ctx, argv[0], argv[1:]...), nil
+		},
+	}
+}
+
+// setUp makes the fixture's compute environment, queue and job definition
+// through f.cfg.
+func (f *batchFixture) setUp(t *testing.T) {
+	t.Helper()
+	f.batch = batch.NewFromConfig(f.cfg)
+	f.name = testenv.UniqueName(t)
 	f.profile = instanceProfile(t, f.name)
 	f.env, f.queue = f.name+"-ce", f.name+"-jq"
 	f.envARN = f.createEnv(t, f.env, batchtypes.CEStateEnabled)
 	f.qARN = f.createQueue(t, f.queue, f.env)
 	f.defARN = f.register(t, f.name, "", nil)
-	return f
 }
 
 // instanceProfile makes a role and an instance profile holding it in kumo,
@@ -818,5 +831,69 @@ func TestBatchJobReadsSecretsWithItsExecutionRole(t *testing.T) {
 	specs := f.starts.all()
 	if len(specs) != 1 || specs[0].Environment["TOKEN"] != "s3cr3t" || specs[0].ExecutionRoleARN != aws.ToString(role.Role.Arn) {
 		t.Errorf("%d processes; want one with TOKEN from the secret's JSON key", len(specs))
+	}
+}
+
+// TestStageRoleSubmitsToItsQueueOnly: through the AWS rules in front of the
+// local Batch (testenv.LocalECS), a role whose policy allows SubmitJob on
+// one queue and one job definition runs a job there, and is refused
+// another queue; the job runs as it would for the operator.
+func TestStageRoleSubmitsToItsQueueOnly(t *testing.T) {
+	st, ev := &starts{}, &jobEvents{}
+	cfg, p := testenv.LocalECS(t, batchOptions(st, ev, []string{"true"}))
+	f := &batchFixture{proxy: p, cfg: cfg, starts: st, jobs: ev, transition: 20 * time.Millisecond}
+	f.setUp(t)
+	ctx := t.Context()
+	other := f.name + "-other"
+	f.createQueue(t, other, f.env)
+
+	admin := iam.NewFromConfig(cfg)
+	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
+	role := f.name + "-stage"
+	if _, err := admin.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String(role), AssumeRolePolicyDocument: aws.String(trust)}); err != nil {
+		t.Fatal(err)
+	}
+	doc := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"batch:SubmitJob","Resource":["` + f.qARN + `","` +
+		strings.TrimSuffix(f.defARN, ":1") + `:*"]},{"Effect":"Allow","Action":"batch:DescribeJobs","Resource":"*"}]}`
+	if _, err := admin.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String(role), PolicyName: aws.String("submit"),
+		PolicyDocument: aws.String(doc)}); err != nil {
+		t.Fatal(err)
+	}
+	stage := batch.NewFromConfig(testenv.AsRole(cfg, role))
+	submit := func() batchtypes.JobDetail {
+		t.Helper()
+		out, err := stage.SubmitJob(ctx, &batch.SubmitJobInput{JobName: aws.String(f.name), JobQueue: aws.String(f.queue),
+			JobDefinition: aws.String(strings.TrimSuffix(f.defARN, ":1"))})
+		if err != nil {
+			t.Fatalf("the stage role submits to its queue: %v", err)
+		}
+		return f.waitJob(t, aws.ToString(out.JobId), batchtypes.JobStatusSucceeded, batchtypes.JobStatusFailed)
+	}
+	// The job has no execution role: the container instance's role (the
+	// instance profile's) writes its logs, and may not yet.
+	j := submit()
+	if reason := aws.ToString(j.EcsProperties.TaskProperties[0].Containers[1].Reason); j.Status != batchtypes.JobStatusFailed ||
+		!strings.Contains(reason, "logs:CreateLogStream") || !strings.Contains(reason, "assumed-role/"+f.profile+"/") {
+		t.Errorf("job with an instance role that may not write logs: %s, container reason %q; want FAILED naming the role and logs:CreateLogStream",
+			j.Status, reason)
+	}
+	logs := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["logs:CreateLogStream","logs:PutLogEvents"],` +
+		`"Resource":"arn:aws:logs:*:*:log-group:/aws/batch/job:log-stream:*"}]}`
+	if _, err := admin.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String(f.profile), PolicyName: aws.String("logs"),
+		PolicyDocument: aws.String(logs)}); err != nil {
+		t.Fatal(err)
+	}
+	if j := submit(); j.Status != batchtypes.JobStatusSucceeded {
+		t.Errorf("the stage's job: %s (%s)", j.Status, aws.ToString(j.StatusReason))
+	}
+	_, err := stage.SubmitJob(ctx, &batch.SubmitJobInput{JobName: aws.String(f.name), JobQueue: aws.String(other),
+		JobDefinition: aws.String(f.defARN)})
+	var denied interface{ ErrorCode() string }
+	if !errors.As(err, &denied) || denied.ErrorCode() != "AccessDeniedException" ||
+		!strings.Contains(err.Error(), "batch:SubmitJob on resource: arn:aws:batch:us-east-1:000000000000:job-queue/"+other) {
+		t.Errorf("the stage role submits to another queue: %v, want AccessDeniedException naming it", err)
+	}
+	if n := len(st.all()); n != 1 {
+		t.Errorf("%d processes started, want 1", n)
 	}
 }
