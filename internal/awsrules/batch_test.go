@@ -9,6 +9,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/batch"
 	batchtypes "github.com/aws/aws-sdk-go-v2/service/batch/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
 )
@@ -190,5 +192,63 @@ func TestBatchJobQueueIsAuthorizedOnItsEnvironments(t *testing.T) {
 	}
 	if got := p.Report().Principals["tester"].Authorized; got != 4 {
 		t.Errorf("%d authorizations allowed, want 4: the queue and the first environment, twice", got)
+	}
+}
+
+// TestInstanceProfilesAndPublicParameters: what bootstrap will need for
+// Batch's instances: an instance profile is authorized as itself, adding a
+// role to it passes the role (iam:PassRole), and an AWS public parameter
+// (the ECS GPU AMI's ID, which tests put into kumo, which has none) is
+// authorized on its account-less ARN, a parameter of the account on its
+// own.
+func TestInstanceProfilesAndPublicParameters(t *testing.T) {
+	ctx := t.Context()
+	name := testenv.UniqueName(t)
+	role := "arn:aws:iam::" + kumoAccount + ":role/" + name
+	amiParam := "/aws/service/ecs/optimized-ami/amazon-linux-2/gpu/recommended/image_id"
+	_, operator, tester := iamProxy(t, doc(
+		`{"Sid":"Profile","Effect":"Allow","Action":["iam:CreateInstanceProfile","iam:AddRoleToInstanceProfile","iam:GetInstanceProfile"],`+
+			`"Resource":"arn:aws:iam::`+kumoAccount+`:instance-profile/`+name+`"}`,
+		`{"Sid":"Pass","Effect":"Allow","Action":"iam:PassRole","Resource":"`+role+`",`+
+			`"Condition":{"StringEquals":{"iam:PassedToService":"ec2.amazonaws.com"}}}`,
+		`{"Sid":"AMI","Effect":"Allow","Action":"ssm:GetParameter","Resource":"arn:aws:ssm:*::parameter/aws/service/ecs/*"}`))
+	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
+	admin := iam.NewFromConfig(operator)
+	for _, r := range []string{name, name + "-other"} {
+		if _, err := admin.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String(r), AssumeRolePolicyDocument: aws.String(trust)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client := iam.NewFromConfig(tester)
+	if _, err := client.CreateInstanceProfile(ctx, &iam.CreateInstanceProfileInput{InstanceProfileName: aws.String(name)}); err != nil {
+		t.Fatalf("create the instance profile the policy names: %v", err)
+	}
+	_, err := client.CreateInstanceProfile(ctx, &iam.CreateInstanceProfileInput{InstanceProfileName: aws.String(name + "-other")})
+	wantRefused(t, err, http.StatusForbidden, "AccessDenied", "")
+	_, err = client.AddRoleToInstanceProfile(ctx, &iam.AddRoleToInstanceProfileInput{InstanceProfileName: aws.String(name), RoleName: aws.String(name + "-other")})
+	wantRefused(t, err, http.StatusForbidden, "AccessDenied", "")
+	if err != nil && !strings.Contains(err.Error(), "iam:PassRole on resource: "+role+"-other") {
+		t.Errorf("denial %v does not name iam:PassRole on the role", err)
+	}
+	if _, err := client.AddRoleToInstanceProfile(ctx, &iam.AddRoleToInstanceProfileInput{InstanceProfileName: aws.String(name), RoleName: aws.String(name)}); err != nil {
+		t.Fatalf("add the role the policy may pass: %v", err)
+	}
+	if out, err := client.GetInstanceProfile(ctx, &iam.GetInstanceProfileInput{InstanceProfileName: aws.String(name)}); err != nil ||
+		len(out.InstanceProfile.Roles) != 1 || aws.ToString(out.InstanceProfile.Roles[0].Arn) != role {
+		t.Errorf("GetInstanceProfile: %+v %v, want the role, in the account", out, err)
+	}
+
+	if _, err := ssm.NewFromConfig(operator).PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(amiParam),
+		Value: aws.String("ami-0123456789abcdef0"), Type: ssmtypes.ParameterTypeString, Overwrite: aws.Bool(true)}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := ssm.NewFromConfig(tester).GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(amiParam)}); err != nil ||
+		aws.ToString(out.Parameter.Value) != "ami-0123456789abcdef0" {
+		t.Errorf("the GPU AMI's public parameter: %+v %v", out, err)
+	}
+	_, err = ssm.NewFromConfig(tester).GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String("/" + name)})
+	wantRefused(t, err, http.StatusBadRequest, "AccessDeniedException", "")
+	if err != nil && !strings.Contains(err.Error(), "ssm:GetParameter on resource: arn:aws:ssm:us-east-1:"+kumoAccount+":parameter/"+name) {
+		t.Errorf("denial %v does not name the account's parameter", err)
 	}
 }

@@ -187,9 +187,10 @@ func (a *authority) decide(ctx context.Context, role string, c call, reqs []auth
 		return &faultproxy.APIError{Status: http.StatusInternalServerError, Code: "InternalFailure", Message: "awsrules: " + err.Error()}
 	}
 	for _, q := range reqs {
+		pols, resource := publicParameterView(policies, q.resource, a.cfg.Account)
 		res, err := a.cfg.Evaluator.Evaluate(iamsim.Request{
-			Principal: a.sessionARN(role), Policies: policies,
-			Action: q.action, Resource: q.resource, Context: q.context,
+			Principal: a.sessionARN(role), Policies: pols,
+			Action: q.action, Resource: resource, Context: q.context,
 		})
 		if err != nil {
 			return &faultproxy.APIError{Status: http.StatusInternalServerError, Code: "InternalFailure",

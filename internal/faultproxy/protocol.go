@@ -82,6 +82,7 @@ func protocolOf(r *http.Request) protocol {
 var serviceLabels = map[string]string{
 	"s3": "S3", "sqs": "SQS", "iam": "IAM", "sts": "STS", "lambda": "Lambda", "ecs": "ECS",
 	"logs": "CloudWatch Logs", "ec2": "EC2", "secretsmanager": "Secrets Manager", "batch": "Batch",
+	"ssm": "SSM",
 }
 
 // Operation names the request's operation: "<service>.<operation>" for AWS
