@@ -237,7 +237,7 @@ type batchError struct {
 
 func (e *batchError) Error() string { return e.code + ": " + e.msg }
 
-// clientError400 is Batch's ClientException: "These errors are usually
+// clientException is Batch's ClientException: "These errors are usually
 // caused by a client action ... specifying an identifier that's not
 // valid." https://docs.aws.amazon.com/batch/latest/APIReference/CommonErrors.html
 func clientException(format string, a ...any) *batchError {

@@ -80,8 +80,8 @@ type Options struct {
 	// TokenTTL is how long a RunTask clientToken is honoured; default
 	// DefaultTokenTTL.
 	TokenTTL time.Duration
-	// StoppedRetention is how long a stopped task stays visible; default
-	// DefaultStoppedRetention.
+	// StoppedRetention is how long a stopped task, or a finished Batch
+	// job, stays visible; default DefaultStoppedRetention.
 	StoppedRetention time.Duration
 	// OnTask, if set, is called with a snapshot of a task whenever it
 	// starts or stops, from the proxy's goroutines; it must be safe for
