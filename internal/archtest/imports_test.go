@@ -40,7 +40,7 @@ var allowedImports = map[string][]string{
 	"internal/secret":     {},
 	"internal/faultproxy": {},
 	"internal/localecs":   {"internal/faultproxy"},
-	"internal/testenv":    {"internal/awsrules", "internal/iamsim"},
+	"internal/testenv":    {"internal/awsrules", "internal/iamsim", "internal/localecs"},
 	"deploy":              {}, // the operator's files; embeds the agent policy for tests
 }
 

@@ -105,6 +105,7 @@ type authority struct {
 	targetKMS     *kms.Client
 	targetSecrets *secretsmanager.Client
 	targetURL     *url.URL
+	targetHTTP    *http.Client // the proxy's own REST calls to the target (Batch)
 
 	mu       sync.Mutex
 	policies map[string][]json.RawMessage        // role name -> inline policies, cleared by any IAM write
@@ -112,6 +113,7 @@ type authority struct {
 	taskDefs map[string]taskDef                  // "family:revision" -> what RunTask must pass
 	latest   map[string]int                      // task definition family -> latest revision
 	secrets  map[string]string                   // secret name -> full ARN, learned from answers
+	jobDefs  map[string]map[int]bool             // Batch job definition name -> its ACTIVE revisions
 	stats    map[string]*PrincipalReport         // by role name
 	used     map[string]map[string]*statementUse // role -> statement label -> what it allowed
 	// uploadKeys: multipart upload ID -> the customer managed key its
@@ -139,12 +141,14 @@ func newAuthority(cfg IAM, target *url.URL, transport http.RoundTripper) *author
 		targetKMS:     kms.New(kms.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: base, HTTPClient: httpClient}),
 		targetSecrets: secretsmanager.New(secretsmanager.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: base, HTTPClient: httpClient}),
 		targetURL:     target,
+		targetHTTP:    httpClient,
 		uploadKeys:    map[string]string{},
 		policies:      map[string][]json.RawMessage{},
 		tags:          map[string]map[string]string{},
 		taskDefs:      map[string]taskDef{},
 		latest:        map[string]int{},
 		secrets:       map[string]string{},
+		jobDefs:       map[string]map[int]bool{},
 		stats:         map[string]*PrincipalReport{},
 		used:          map[string]map[string]*statementUse{},
 	}
@@ -220,9 +224,10 @@ func (a *authority) decide(ctx context.Context, role string, c call, reqs []auth
 // the decision for Report. A KMS key's own policy takes part, as it does
 // in AWS (kms.go).
 func (a *authority) evaluate(ctx context.Context, role string, policies []json.RawMessage, q authz) (iamsim.Result, error) {
+	pols, resource := publicParameterView(policies, q.resource, a.cfg.Account)
 	res, err := a.cfg.Evaluator.Evaluate(iamsim.Request{
-		Principal: a.sessionARN(role), Policies: policies, ResourcePolicy: a.keyPolicy(ctx, q),
-		Action: q.action, Resource: q.resource, Context: q.context,
+		Principal: a.sessionARN(role), Policies: pols, ResourcePolicy: a.keyPolicy(ctx, q),
+		Action: q.action, Resource: resource, Context: q.context,
 	})
 	if err != nil {
 		return res, err
@@ -278,7 +283,8 @@ func (d *Denied) Error() string { return d.Message }
 
 // accessDenied is the error each service answers for a denial: S3, SQS, IAM
 // and STS say AccessDenied, EC2 UnauthorizedOperation, the others
-// AccessDeniedException; the message is IAM's
+// AccessDeniedException (with HTTP 403 from the REST-JSON services, Lambda
+// and Batch); the message is IAM's
 // (https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html).
 func accessDenied(c call, principal string, q authz, d iamsim.Decision) faultproxy.APIError {
 	why := "no identity-based policy allows the " + q.action + " action"
@@ -294,7 +300,7 @@ func accessDenied(c call, principal string, q authz, d iamsim.Decision) faultpro
 		return faultproxy.APIError{Status: http.StatusForbidden, Code: "AccessDenied", Type: "AccessDeniedException", Message: msg}
 	case "EC2":
 		return faultproxy.APIError{Status: http.StatusForbidden, Code: "UnauthorizedOperation", Message: msg}
-	case "Lambda":
+	case "Lambda", "Batch":
 		return faultproxy.APIError{Status: http.StatusForbidden, Code: "AccessDeniedException", Message: msg}
 	}
 	return faultproxy.APIError{Status: http.StatusBadRequest, Code: "AccessDeniedException", Message: msg}
@@ -482,6 +488,9 @@ func (a *authority) learn(c call, ans *answer) {
 	}
 	p := readParams(c)
 	region := faultproxy.SigningRegion(c.r)
+	if service == "Batch" && a.learnBatch(c, p, ans) {
+		return
+	}
 	switch c.op {
 	case "ECS.RegisterTaskDefinition":
 		var out struct {
@@ -586,6 +595,7 @@ func (a *authority) functionTagsNeedListTags(ctx context.Context, role string, c
 var deletesResource = map[string]bool{
 	"IAM.DeleteRole": true, "SQS.DeleteQueue": true, "Lambda.DeleteFunction": true, "CloudWatch Logs.DeleteLogGroup": true,
 	"S3.DeleteBucket": true, "ECS.DeleteCluster": true, "Secrets Manager.DeleteSecret": true,
+	"Batch.DeleteComputeEnvironment": true, "Batch.DeleteJobQueue": true,
 }
 
 // hideMissingKey answers a missing object as S3 does to a principal that

@@ -40,7 +40,7 @@ type authz struct {
 // calls, by the SDK's service ID (faultproxy.Operation's first part).
 var iamPrefixes = map[string]string{
 	"S3": "s3", "SQS": "sqs", "IAM": "iam", "STS": "sts", "Lambda": "lambda", "ECS": "ecs",
-	"CloudWatch Logs": "logs", "EC2": "ec2", "Secrets Manager": "secretsmanager", "KMS": "kms",
+	"CloudWatch Logs": "logs", "EC2": "ec2", "Secrets Manager": "secretsmanager", "KMS": "kms", "Batch": "batch", "SSM": "ssm",
 }
 
 // actionOf names the IAM action an operation is authorized as. Most
@@ -267,10 +267,19 @@ func (a *authority) resourceVars(c call, p params) ([]vars, error) {
 		}
 		return nil, nil
 	case "IAM":
+		v := vars{}
 		if n := p.str("RoleName"); n != "" {
-			return []vars{{"RoleNameWithPath": n}}, nil
+			v["RoleNameWithPath"] = n
 		}
-		return nil, nil
+		if n := p.str("InstanceProfileName"); n != "" {
+			v["InstanceProfileNameWithPath"] = n
+		}
+		if len(v) == 0 {
+			return nil, nil
+		}
+		return []vars{v}, nil
+	case "SSM":
+		return ssmVars(p), nil
 	case "Lambda":
 		name := p.str("FunctionName")
 		if len(p.path) >= 3 && p.path[1] == "functions" {
@@ -308,6 +317,8 @@ func (a *authority) resourceVars(c call, p params) ([]vars, error) {
 		return a.ecsVars(op, p)
 	case "KMS":
 		return a.kmsVars(c.r.Context(), p.str("KeyId")), nil
+	case "Batch":
+		return a.batchVars(c.r.Context(), op, p)
 	case "EC2":
 		switch op {
 		case "CreateSecurityGroup":
@@ -536,6 +547,8 @@ func (a *authority) readTags(ctx context.Context, arn string) map[string]string 
 			return nil
 		}
 		return out.Tags
+	case service == "batch":
+		return a.readBatchTags(ctx, arn)
 	case service == "lambda" && strings.HasPrefix(resource, "function:"):
 		// kumo names every function in us-east-1.
 		out, err := a.targetLambda.ListTags(ctx, &lambda.ListTagsInput{
@@ -588,6 +601,9 @@ func (a *authority) resources(action, region string, vs []vars, op string) ([]st
 					}
 					return region
 				case "Account":
+					if v[publicParameter] != "" {
+						return ""
+					}
 					if v["Account"] != "" {
 						return v["Account"]
 					}
@@ -603,6 +619,9 @@ func (a *authority) resources(action, region string, vs []vars, op string) ([]st
 		optional := false
 		named := false
 		for _, rt := range desc.ResourceTypes {
+			if batchSkips(desc.Name, rt.Name, v) {
+				continue
+			}
 			arn, ok := fill(rt.ARN)
 			switch {
 			case rt.Required && !ok:
@@ -619,12 +638,23 @@ func (a *authority) resources(action, region string, vs []vars, op string) ([]st
 			out = append(out, "*")
 		}
 	}
-	return out, nil
+	// One authorization per resource: a request naming a resource twice
+	// (a queue with each of its environments) is authorized on it once.
+	var once []string
+	for _, arn := range out {
+		if !slices.Contains(once, arn) {
+			once = append(once, arn)
+		}
+	}
+	return once, nil
 }
 
 // dependent returns the further authorizations some requests need, beyond
 // their own action: tagging on create, and passing a role to a service.
 func (a *authority) dependent(c call, p params, region string, resources []string, reqTags map[string]string) ([]authz, error) {
+	if strings.HasPrefix(c.op, "Batch.") {
+		return a.batchDependent(c.r.Context(), c, p, region, reqTags), nil
+	}
 	var out []authz
 	add := func(action, resource string, ctx map[string]any) {
 		out = append(out, authz{op: c.op, action: action, resource: resource, context: ctx})
@@ -645,7 +675,7 @@ func (a *authority) dependent(c call, p params, region string, resources []strin
 	// https://docs.aws.amazon.com/AmazonECS/latest/developerguide/supported-iam-actions-tagging.html
 	// https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/supported-iam-actions-tagging.html
 	tagActions := map[string]string{
-		"SQS.CreateQueue": "sqs:TagQueue", "IAM.CreateRole": "iam:TagRole", "Lambda.CreateFunction": "lambda:TagResource",
+		"SQS.CreateQueue": "sqs:TagQueue", "IAM.CreateRole": "iam:TagRole", "IAM.CreateInstanceProfile": "iam:TagInstanceProfile", "Lambda.CreateFunction": "lambda:TagResource",
 		"CloudWatch Logs.CreateLogGroup": "logs:TagResource", "S3.CreateBucket": "s3:TagResource",
 		"ECS.CreateCluster": "ecs:TagResource", "ECS.RegisterTaskDefinition": "ecs:TagResource", "ECS.RunTask": "ecs:TagResource",
 		"EC2.CreateSecurityGroup": "ec2:CreateTags", "EC2.CreateVpc": "ec2:CreateTags", "EC2.CreateSubnet": "ec2:CreateTags",
@@ -679,6 +709,12 @@ func (a *authority) dependent(c call, p params, region string, resources []strin
 		add("iam:PassRole", role, map[string]any{"iam:PassedToService": service})
 	}
 	switch c.op {
+	case "IAM.AddRoleToInstanceProfile":
+		// "The caller of this operation must be granted the PassRole
+		// permission on the IAM role": the instances EC2 launches with the
+		// profile act as the role.
+		// https://docs.aws.amazon.com/IAM/latest/APIReference/API_AddRoleToInstanceProfile.html
+		pass(p.str("RoleName"), "ec2.amazonaws.com")
 	case "Lambda.CreateFunction", "Lambda.UpdateFunctionConfiguration":
 		pass(p.str("Role"), "lambda.amazonaws.com")
 	case "ECS.RegisterTaskDefinition":
@@ -706,4 +742,51 @@ func (a *authority) dependent(c call, p params, region string, resources []strin
 		}
 	}
 	return out, nil
+}
+
+// publicParameter marks the vars of an AWS public parameter, whose ARN
+// names no account: arn:aws:ssm:REGION::parameter/aws/service/...
+const publicParameter = "PublicParameter"
+
+// ssmVars names the parameters of a Systems Manager request (Name, or
+// GetParameters' Names). A name under /aws/ is one of AWS's public
+// parameters (the ECS-optimized AMI IDs), which live in no account.
+// https://docs.aws.amazon.com/systems-manager/latest/userguide/parameter-store-public-parameters.html
+func ssmVars(p params) []vars {
+	names := p.strs("Names")
+	if n := p.str("Name"); n != "" {
+		names = append(names, n)
+	}
+	var out []vars
+	for _, n := range names {
+		v := vars{"ParameterNameWithoutLeadingSlash": strings.TrimPrefix(n, "/")}
+		if strings.HasPrefix(n, "/aws/") {
+			v[publicParameter] = "yes"
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// accountlessSSM matches a Systems Manager ARN (or ARN pattern) that names
+// no account.
+var accountlessSSM = regexp.MustCompile(`(arn:[^:"]*:ssm:[^:"]*):(:parameter/)`)
+
+// publicParameterView returns the policies and resource to evaluate for
+// resource: as they are, except for a public parameter, whose ARN names no
+// account. The evaluator matches ARNs by a pattern that wants every field
+// filled, and takes another account's resource as cross-account, so the
+// empty account of the resource and of the policies' Systems Manager ARNs
+// is written as the caller's account: a policy's account wildcard or empty
+// account matches, as in IAM. (A policy naming the caller's own account for
+// a public parameter then matches too, which IAM would not allow.)
+func publicParameterView(policies []json.RawMessage, resource, account string) ([]json.RawMessage, string) {
+	if !accountlessSSM.MatchString(resource) {
+		return policies, resource
+	}
+	out := make([]json.RawMessage, len(policies))
+	for i, p := range policies {
+		out[i] = accountlessSSM.ReplaceAll(p, []byte("${1}:"+account+"${2}"))
+	}
+	return out, accountlessSSM.ReplaceAllString(resource, "${1}:"+account+"${2}")
 }

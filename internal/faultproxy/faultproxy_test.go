@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -554,5 +555,31 @@ func gitRun(t *testing.T, dir string, args ...string) {
 	t.Helper()
 	if out, err := gitCmd(dir, args...).CombinedOutput(); err != nil {
 		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+}
+
+// TestOperationNamesBatchRequests: Batch is REST-JSON, one POST per
+// operation on /v1/<operation, lowercased>, and its tag operations share
+// /v1/tags/{resourceArn} by method.
+func TestOperationNamesBatchRequests(t *testing.T) {
+	arn := url.PathEscape("arn:aws:batch:us-east-1:000000000000:job-queue/q")
+	for _, c := range []struct{ method, path, want string }{
+		{http.MethodPost, "/v1/submitjob", "Batch.SubmitJob"},
+		{http.MethodPost, "/v1/describejobdefinitions", "Batch.DescribeJobDefinitions"},
+		{http.MethodPost, "/v1/updatecomputeenvironment", "Batch.UpdateComputeEnvironment"},
+		{http.MethodGet, "/v1/tags/" + arn, "Batch.ListTagsForResource"},
+		{http.MethodPost, "/v1/tags/" + arn, "Batch.TagResource"},
+		{http.MethodDelete, "/v1/tags/" + arn, "Batch.UntagResource"},
+		{http.MethodPost, "/v1/nosuchoperation", "Batch.POST nosuchoperation"},
+	} {
+		r, err := http.NewRequest(c.method, "http://127.0.0.1"+c.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=AKID/20260101/eu-west-1/batch/aws4_request, SignedHeaders=host, Signature=0")
+		if got := faultproxy.Operation(r, nil); got != c.want {
+			t.Errorf("%s %s: Operation = %q, want %q", c.method, c.path, got, c.want)
+		}
 	}
 }

@@ -81,7 +81,8 @@ func protocolOf(r *http.Request) protocol {
 // reads like testenv.CallCounter's keys ("CloudWatch Logs.CreateLogGroup").
 var serviceLabels = map[string]string{
 	"s3": "S3", "sqs": "SQS", "iam": "IAM", "sts": "STS", "lambda": "Lambda", "ecs": "ECS",
-	"logs": "CloudWatch Logs", "ec2": "EC2", "secretsmanager": "Secrets Manager", "kms": "KMS",
+	"logs": "CloudWatch Logs", "ec2": "EC2", "secretsmanager": "Secrets Manager", "kms": "KMS", "batch": "Batch",
+	"ssm": "SSM",
 }
 
 // Operation names the request's operation: "<service>.<operation>" for AWS
@@ -110,8 +111,11 @@ func Operation(r *http.Request, body []byte) string {
 	case protoRESTXML:
 		return "S3." + s3Operation(r)
 	case protoRESTJSON:
-		if svc == "lambda" {
+		switch svc {
+		case "lambda":
 			return "Lambda." + lambdaOperation(r)
+		case "batch":
+			return "Batch." + batchOperation(r)
 		}
 		return label + "." + r.Method + " " + firstSegment(r.URL.Path)
 	}
@@ -211,6 +215,41 @@ func lambdaOperation(r *http.Request) string {
 		return "Invoke"
 	}
 	return r.Method + " " + sub
+}
+
+// batchOperations names the AWS Batch operations by the last segment of
+// their path: Batch is REST-JSON with one POST /v1/<operation, lowercased>
+// per operation, except the tag operations on /v1/tags/{resourceArn}.
+// https://docs.aws.amazon.com/batch/latest/APIReference/API_Operations.html
+var batchOperations = func() map[string]string {
+	m := map[string]string{}
+	for _, op := range []string{
+		"CancelJob", "CreateComputeEnvironment", "CreateJobQueue", "CreateSchedulingPolicy",
+		"DeleteComputeEnvironment", "DeleteJobQueue", "DeleteSchedulingPolicy", "DeregisterJobDefinition",
+		"DescribeComputeEnvironments", "DescribeJobDefinitions", "DescribeJobQueues", "DescribeJobs",
+		"DescribeSchedulingPolicies", "GetJobQueueSnapshot", "ListJobs", "ListSchedulingPolicies",
+		"RegisterJobDefinition", "SubmitJob", "TerminateJob", "UpdateComputeEnvironment", "UpdateJobQueue",
+		"UpdateSchedulingPolicy",
+	} {
+		m[strings.ToLower(op)] = op
+	}
+	return m
+}()
+
+// batchOperation names a Batch REST request from its method and path.
+func batchOperation(r *http.Request) string {
+	rest, ok := strings.CutPrefix(r.URL.Path, "/v1/")
+	if !ok {
+		return r.Method + " " + r.URL.Path
+	}
+	if strings.HasPrefix(rest, "tags/") {
+		return map[string]string{http.MethodGet: "ListTagsForResource", http.MethodPost: "TagResource",
+			http.MethodDelete: "UntagResource"}[r.Method]
+	}
+	if op, ok := batchOperations[rest]; ok {
+		return op
+	}
+	return r.Method + " " + rest
 }
 
 // faultAnswer is the error a service gives for one fault kind.

@@ -15,39 +15,59 @@ import (
 // definition ref in region with its execution role, or "" when it could
 // (or when Options.Authorize is unset). The log stream is the task's
 // region's: kumo's task definition ARN says us-east-1 whatever the region.
-// The reasons are ECS's:
-// https://docs.aws.amazon.com/AmazonECS/latest/developerguide/resource-initialization-error.html
-// and the role's duties:
-// https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_execution_IAM_role.html
 func (p *Proxy) initFailure(ctx context.Context, ref, region string) string {
-	if p.opts.Authorize == nil {
-		return ""
-	}
 	p.mu.Lock()
 	td := p.lookupDefLocked(ref)
 	var (
-		role string
-		c    containerDef
-		ok   bool
+		c  containerDef
+		ok bool
 	)
+	role, account := "", ""
 	if td != nil {
-		role, ok = td.execRole, true
+		role = td.execRole
 		c, ok = td.runContainer()
-	}
-	account := ""
-	if td != nil {
 		_, account = arnRegionAccount(td.arn)
 	}
 	p.mu.Unlock()
 	if !ok {
 		return "" // RunTask answers the missing definition itself
 	}
-	roleName := role[strings.LastIndex(role, "/")+1:]
-	need := func(action, resource string) error {
+	// A Fargate task has nothing but its execution role to act with.
+	return p.containerInitFailure(ctx, initRoles{exec: role, pull: role, logs: role, required: true}, c, region, account)
+}
+
+// initRoles are the roles ECS acts as before a container starts: exec
+// reads its secrets, pull authenticates to ECR and logs creates its awslogs
+// stream. On Fargate all three are the task's execution role; on EC2 the
+// container instance's role stands in for pull and logs when the task has
+// no execution role.
+type initRoles struct {
+	exec, pull, logs string
+	// required makes an empty role a denial (Fargate: no execution role, no
+	// secrets, no ECR, no logs); otherwise an empty pull or logs role is
+	// not checked (an EC2 instance role the proxy does not know). Secrets
+	// always need the execution role.
+	required bool
+}
+
+// containerInitFailure is why ECS could not initialize container c with
+// roles in region and account, or "" when it could (or when
+// Options.Authorize is unset). The reasons are ECS's:
+// https://docs.aws.amazon.com/AmazonECS/latest/developerguide/resource-initialization-error.html
+// and the role's duties:
+// https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_execution_IAM_role.html
+func (p *Proxy) containerInitFailure(ctx context.Context, roles initRoles, c containerDef, region, account string) string {
+	if p.opts.Authorize == nil {
+		return ""
+	}
+	need := func(role string, required bool, action, resource string) error {
 		if role == "" {
-			return errNoExecutionRole(action)
+			if required {
+				return errNoExecutionRole(action)
+			}
+			return nil
 		}
-		return p.opts.Authorize(ctx, roleName, action, resource)
+		return p.opts.Authorize(ctx, role[strings.LastIndex(role, "/")+1:], action, resource)
 	}
 	if repo, ok := ecrRepository(c.Image); ok {
 		for _, a := range []struct{ action, resource string }{
@@ -55,7 +75,7 @@ func (p *Proxy) initFailure(ctx context.Context, ref, region string) string {
 			{"ecr:BatchGetImage", repo},
 			{"ecr:GetDownloadUrlForLayer", repo},
 		} {
-			if err := need(a.action, a.resource); err != nil {
+			if err := need(roles.pull, roles.required, a.action, a.resource); err != nil {
 				return "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed: " +
 					"unable to retrieve ecr registry auth: service call has been retried 3 time(s): AccessDeniedException: " + err.Error()
 			}
@@ -65,7 +85,7 @@ func (p *Proxy) initFailure(ctx context.Context, ref, region string) string {
 		if !strings.HasPrefix(s.ValueFrom, "arn:") || !strings.Contains(s.ValueFrom, ":secretsmanager:") {
 			continue // SSM parameters: cloudpipe references none
 		}
-		if err := need("secretsmanager:GetSecretValue", secretOf(s.ValueFrom)); err != nil {
+		if err := need(roles.exec, true, "secretsmanager:GetSecretValue", secretOf(s.ValueFrom)); err != nil {
 			return "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed: " +
 				"unable to retrieve secret from asm: service call has been retried 1 time(s): AccessDeniedException: " + err.Error()
 		}
@@ -76,7 +96,7 @@ func (p *Proxy) initFailure(ctx context.Context, ref, region string) string {
 		stream := lc.Options["awslogs-stream-prefix"] + "/" + c.Name + "/" + strings.Repeat("0", 32)
 		arn := "arn:aws:logs:" + region + ":" + account + ":log-group:" + lc.Options["awslogs-group"] + ":log-stream:" + stream
 		for _, action := range []string{"logs:CreateLogStream", "logs:PutLogEvents"} {
-			if err := need(action, arn); err != nil {
+			if err := need(roles.logs, roles.required, action, arn); err != nil {
 				return "ResourceInitializationError: failed to validate logger args: create stream has been retried 1 times: " +
 					"failed to create Cloudwatch log stream: AccessDeniedException: " + err.Error()
 			}
@@ -138,6 +158,12 @@ func (p *Proxy) secretEnv(ctx context.Context, ref string) (map[string]string, s
 		}
 	}
 	p.mu.Unlock()
+	return p.readSecrets(ctx, refs)
+}
+
+// readSecrets reads the secrets refs name, as secretEnv describes, and
+// returns them by variable, or the reason the container cannot start.
+func (p *Proxy) readSecrets(ctx context.Context, refs []secretRef) (map[string]string, string) {
 	env := map[string]string{}
 	for _, s := range refs {
 		if !strings.Contains(s.ValueFrom, ":secretsmanager:") {

@@ -1,12 +1,15 @@
-// Package localecs plays Amazon ECS on one machine: a reverse proxy in front
-// of the kumo AWS emulator that answers RunTask, ListTasks, DescribeTasks and
-// StopTask itself and runs each task as a local process, and forwards every
-// other request to kumo unchanged.
+// Package localecs plays Amazon ECS and AWS Batch on one machine: a reverse
+// proxy in front of the kumo AWS emulator that answers RunTask, ListTasks,
+// DescribeTasks and StopTask itself and runs each task as a local process,
+// plays Batch's job definitions and jobs (a job runs as a task does) and
+// what kumo lacks of its compute environments and job queues, and forwards
+// every other request to kumo unchanged.
 //
 // kumo registers task definitions but never runs a task, ignores RunTask's
-// clientToken and has no ListTasks; the local demo (cmd/demo) and its tests
-// need all three to carry an upload through a pipeline. Nothing runs in a
-// container: the process a task starts is whatever Options.Start builds.
+// clientToken and has no ListTasks; it stores Batch resources but never
+// runs a job. The local demo (cmd/demo) and its tests need all of it to
+// carry an upload through a pipeline. Nothing runs in a container: the
+// process a task or job starts is whatever Options.Start builds.
 package localecs
 
 import (
@@ -24,6 +27,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cloudpipe/cloudpipe/internal/faultproxy"
 )
 
 // Defaults applied by Listen to zero Options fields.
@@ -75,8 +80,8 @@ type Options struct {
 	// TokenTTL is how long a RunTask clientToken is honoured; default
 	// DefaultTokenTTL.
 	TokenTTL time.Duration
-	// StoppedRetention is how long a stopped task stays visible; default
-	// DefaultStoppedRetention.
+	// StoppedRetention is how long a stopped task, or a finished Batch
+	// job, stays visible; default DefaultStoppedRetention.
 	StoppedRetention time.Duration
 	// OnTask, if set, is called with a snapshot of a task whenever it
 	// starts or stops, from the proxy's goroutines; it must be safe for
@@ -94,11 +99,23 @@ type Options struct {
 	// (IAM's message); the task then stops with ResourceInitializationError,
 	// as ECS stops it. It must not hold locks the Proxy's calls need.
 	Authorize func(ctx context.Context, role, action, resource string) error
+
+	// BatchTransition is how long a Batch compute environment or job queue
+	// stays CREATING, UPDATING or DELETING; default DefaultBatchTransition.
+	BatchTransition time.Duration
+	// JobStartDelay is how long a Batch job stays RUNNABLE once its queue
+	// can place it, before it starts: on AWS an instance must launch first
+	// (minutes). Default 0.
+	JobStartDelay time.Duration
+	// OnJob, if set, is called with a snapshot of a Batch job at each
+	// change of its status, in order, from the proxy's goroutines; it must
+	// be safe for concurrent use and return quickly.
+	OnJob func(Job)
 }
 
 // Request is one API call the proxy saw.
 type Request struct {
-	Op          string // the action of X-Amz-Target, such as "RunTask" or "SendMessageBatch"
+	Op          string // the action of X-Amz-Target or Batch's operation, such as "RunTask", "SubmitJob" or "SendMessageBatch"
 	ClientToken string // RunTask's clientToken; empty for other operations
 	Time        time.Time
 }
@@ -118,7 +135,8 @@ type Proxy struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	tasks sync.WaitGroup // one per started process, done when it has been waited for
+	tasks   sync.WaitGroup // one per started process, done when it has been waited for
+	jobRuns sync.WaitGroup // one per submitted Batch job, done when it has ended
 
 	// mu guards the fields below. RunTask holds it from its token check to
 	// its last tasks.Add, so a duplicate token never starts a second batch
@@ -130,6 +148,17 @@ type Proxy struct {
 	table    map[string]*task     // by task ARN
 	order    []string             // task ARNs, oldest first
 	tokens   map[string]*runToken // by cluster ARN + "\x00" + clientToken
+
+	// Batch (batch.go): what kumo loses of compute environments and job
+	// queues, by name; job definitions by "name:revision" and the last
+	// revision of each name; jobs by ID, and their IDs oldest first.
+	envs         map[string]*batchResource
+	queues       map[string]*batchResource
+	jobDefs      map[string]*jobDef
+	jobDefRevs   map[string]int
+	jobs         map[string]*job
+	jobOrder     []string
+	batchChanged chan struct{} // closed and replaced at every change of an environment or queue
 }
 
 // Listen starts a Proxy on opts.Addr that forwards to opts.Upstream. The
@@ -153,6 +182,9 @@ func Listen(opts Options) (*Proxy, error) {
 	}
 	if opts.StoppedRetention <= 0 {
 		opts.StoppedRetention = DefaultStoppedRetention
+	}
+	if opts.BatchTransition <= 0 {
+		opts.BatchTransition = DefaultBatchTransition
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -181,6 +213,13 @@ func Listen(opts Options) (*Proxy, error) {
 		defs:     map[string]*taskDef{},
 		table:    map[string]*task{},
 		tokens:   map[string]*runToken{},
+
+		envs:         map[string]*batchResource{},
+		queues:       map[string]*batchResource{},
+		jobDefs:      map[string]*jobDef{},
+		jobDefRevs:   map[string]int{},
+		jobs:         map[string]*job{},
+		batchChanged: make(chan struct{}),
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -211,8 +250,8 @@ func (p *Proxy) URL() string { return "http://" + p.ln.Addr().String() }
 // Addr returns the address the proxy listens on.
 func (p *Proxy) Addr() net.Addr { return p.ln.Addr() }
 
-// Close stops every task (SIGTERM, then SIGKILL after StopTimeout), waits
-// for their processes, then stops serving. It is safe to call more than
+// Close stops every task and job (SIGTERM, then SIGKILL after
+// StopTimeout), waits for their processes, then stops serving. It is safe to call more than
 // once; later calls return the first one's result.
 func (p *Proxy) Close() error {
 	p.closeOnce.Do(func() { p.closeErr = p.close() })
@@ -225,7 +264,11 @@ func (p *Proxy) close() error {
 	for _, t := range p.table {
 		t.cancel()
 	}
+	for _, j := range p.jobs {
+		p.stopJobLocked(j, stopClosed, "The local Batch shut down")
+	}
 	p.mu.Unlock()
+	p.jobRuns.Wait()
 	p.tasks.Wait()
 	// Long polls (SQS receive, Lambda runtime next) never go idle, so
 	// Shutdown is given a moment and then the rest are cut.
@@ -252,8 +295,13 @@ func (p *Proxy) Requests(op string) []Request {
 	return append([]Request(nil), p.requests[op]...)
 }
 
-// ServeHTTP answers ECS's task calls and forwards everything else to kumo.
+// ServeHTTP answers ECS's task calls and Batch's, and forwards everything
+// else to kumo.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if op, ok := strings.CutPrefix(faultproxy.Operation(r, nil), "Batch."); ok {
+		p.serveBatch(w, r, op)
+		return
+	}
 	target := r.Header.Get("X-Amz-Target")
 	op := target
 	if i := strings.LastIndexByte(target, '.'); i >= 0 {

@@ -69,6 +69,8 @@ type TaskSpec struct {
 	StartedBy  string
 	Group      string
 	LaunchType string
+	// Job is the Batch job the task runs, nil for a task RunTask started.
+	Job *JobSpec
 }
 
 // Task is a snapshot of one task the proxy started.
