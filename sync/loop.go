@@ -316,9 +316,9 @@ func (l *Loop) pass(ctx context.Context, now time.Time) PassResult {
 // a bucket name freed, a quota raised): the goal is under two polls plus
 // the backoff, 3 minutes with the defaults, and BenchmarkRetryLatency
 // measures it. Doubling up to the drift interval, as the loop first did,
-// left a workflow failed up to 11 polls after its fix. A try costs only the
-// failed workflows' own calls, so trying every two minutes an obstacle that
-// stays is cheap.
+// left a workflow failed up to 11 polls after its fix. A try costs the
+// failed workflows' own calls plus one index read and write, so trying
+// every two minutes an obstacle that stays is cheap.
 func (l *Loop) retryCeiling() time.Duration {
 	return min(2*l.opts.RetryBackoff, l.opts.DriftEvery)
 }
@@ -329,8 +329,8 @@ func (l *Loop) retryCeiling() time.Duration {
 // run-status update on the loop's goroutine), a different lag each tick,
 // and Run's first pass is not on a tick at all (robfig/cron ticks on whole
 // seconds). Due at exactly start+next, the try would be missed by any pass
-// that started less late than the failing one, half of them: each miss
-// costs a whole poll.
+// that started less late than the failing one, about every other one:
+// each miss costs a whole poll.
 func retryDue(start time.Time, next time.Duration) time.Time {
 	return start.Add(next - next/10)
 }
