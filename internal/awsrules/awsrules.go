@@ -155,6 +155,7 @@ var (
 		"SQS.ChangeMessageVisibility":           {checkVisibilityLimit},
 		"S3.PutBucketNotificationConfiguration": {checkNotificationOverlap},
 		"S3.GetBucketTagging":                   {checkForeignBucket},
+		"ECS.RegisterTaskDefinition":            {checkEphemeralStorage},
 	}
 	observers = map[string][]observe{
 		"SQS.DeleteQueue":    {noteQueueDeleted},
