@@ -133,6 +133,22 @@ func ensureStateBucket(ctx context.Context, c *clients, bucket string, tags map[
 			return fmt.Errorf("put bucket versioning %s: %w", bucket, err)
 		}
 	}
+	// Run records and old inventory versions would otherwise pile up for
+	// ever; lifecycle rules of the administrator's own are kept.
+	change, err := ensureLifecycle(ctx, c, bucket, stateBucketLifecycleRules())
+	if err != nil {
+		return err
+	}
+	lc := fmt.Sprintf("s3 lifecycle rules of %s (incomplete uploads aborted after %d days, run records expired after %d, old inventory versions after %d)",
+		bucket, AbortIncompleteUploadsAfterDays, RunRecordsExpireAfterDays, InventoryVersionsExpireAfterDays)
+	switch change {
+	case lifecycleCreated:
+		r.Created = append(r.Created, lc)
+	case lifecycleUpdated:
+		r.Updated = append(r.Updated, lc)
+	default:
+		r.Found = append(r.Found, lc)
+	}
 	return nil
 }
 

@@ -41,6 +41,7 @@ func TestBootstrapWithGivenNetwork(t *testing.T) {
 	}
 	wantCreated := []string{
 		"s3 bucket " + o.StateBucket,
+		"s3 lifecycle rules of " + o.StateBucket + " (incomplete uploads aborted after 7 days, run records expired after 90, old inventory versions after 30)",
 		"ecs cluster " + o.Cluster,
 		"s3 object s3://" + o.StateBucket + "/config/network.json",
 	}
