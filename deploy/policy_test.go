@@ -74,6 +74,12 @@ func TestPolicyRefusesForeignResources(t *testing.T) {
 		{"read another secret", authzRequest{Action: "secretsmanager:GetSecretValue", Resource: "arn:aws:secretsmanager:us-east-1:" + acct + ":secret:prod/db-AbCdEf"}, false},
 		{"delete someone else's log group", authzRequest{Action: "logs:DeleteLogGroup", Resource: "arn:aws:logs:us-east-1:" + acct + ":log-group:/aws/lambda/billing"}, false},
 		{"run a task", authzRequest{Action: "ecs:RunTask", Resource: "arn:aws:ecs:us-east-1:" + acct + ":task-definition/cp-wf-0:1"}, false},
+		// ECS's service-linked role only, by its role and by the service it
+		// is asked for: https://docs.aws.amazon.com/IAM/latest/UserGuide/using-service-linked-roles.html#service-linked-role-permissions
+		{"create ECS's service-linked role", authzRequest{Action: "iam:CreateServiceLinkedRole", Resource: "arn:aws:iam::" + acct + ":role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS", Context: map[string]string{"iam:AWSServiceName": "ecs.amazonaws.com"}}, true},
+		{"create another service's service-linked role", authzRequest{Action: "iam:CreateServiceLinkedRole", Resource: "arn:aws:iam::" + acct + ":role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling", Context: map[string]string{"iam:AWSServiceName": "autoscaling.amazonaws.com"}}, false},
+		{"create a service-linked role under ECS's name for another service", authzRequest{Action: "iam:CreateServiceLinkedRole", Resource: "arn:aws:iam::" + acct + ":role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS", Context: map[string]string{"iam:AWSServiceName": "elasticbeanstalk.amazonaws.com"}}, false},
+		{"read another role", authzRequest{Action: "iam:GetRole", Resource: "arn:aws:iam::" + acct + ":role/admin"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(strings.ReplaceAll(tt.name, " ", "_"), func(t *testing.T) {

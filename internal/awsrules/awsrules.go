@@ -191,10 +191,25 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	a, err := p.forward(r, requestARNsToKumo(c, body))
+	fwd := requestARNsToKumo(c, body)
+	rw, rewritten := rewrites[c.op]
+	if rewritten {
+		var e *faultproxy.APIError
+		if fwd, e = rw.request(c, fwd); e != nil {
+			faultproxy.WriteError(w, r, *e, p.requestID())
+			return
+		}
+	}
+	a, err := p.forward(r, fwd)
 	if err != nil {
 		http.Error(w, "awsrules: forward: "+err.Error(), http.StatusBadGateway)
 		return
+	}
+	if rewritten {
+		if e := rw.answer(c, a); e != nil {
+			faultproxy.WriteError(w, r, *e, p.requestID())
+			return
+		}
 	}
 	if p.iam != nil && strings.HasPrefix(c.op, "IAM.") {
 		sameAccountInIAM(a, p.iam.cfg.Account)
