@@ -2,9 +2,12 @@
 // front of the kumo AWS emulator and refuses what real AWS refuses but kumo
 // accepts: a queue name reused less than 60 s after its deletion, a
 // visibility timeout past 12 hours, overlapping S3 notification rules,
-// another account's bucket. Each rule answers in the service's own error
-// format (see faultproxy.WriteError), so the AWS SDK returns the error AWS
-// would, and cites the AWS documentation page that decides it.
+// another account's bucket, a task definition's ephemeral storage outside
+// Fargate's range. Each rule answers in the service's own error format (see
+// faultproxy.WriteError), so the AWS SDK returns the error AWS would, and
+// cites the AWS documentation page that decides it. The few operations
+// kumo lacks and cloudpipe calls (CreateServiceLinkedRole) it serves
+// through ones kumo has (rewrites, slr.go).
 //
 // It keeps what the rules need to remember (deleted queues, received
 // messages) from the requests and answers that pass through it, so every
