@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -78,6 +79,12 @@ func runLifecycle(t *testing.T) *lifecycle {
 	// the cluster): start without the cluster so bootstrap creates it.
 	if _, err := ecs.NewFromConfig(base).DeleteCluster(ctx, &ecs.DeleteClusterInput{Cluster: aws.String(clusterName)}); err != nil && !errors.As(err, new(*ecstypes.ClusterNotFoundException)) {
 		t.Fatalf("delete cluster left by an earlier test: %v", err)
+	}
+
+	// Nor with ECS's service-linked role, so bootstrap creates it (the
+	// account may have it from an earlier test of this process).
+	if _, err := iam.NewFromConfig(base).DeleteRole(ctx, &iam.DeleteRoleInput{RoleName: aws.String("AWSServiceRoleForECS")}); err != nil && !errors.As(err, new(*iamtypes.NoSuchEntityException)) {
+		t.Fatalf("delete the service-linked role an earlier test left: %v", err)
 	}
 
 	// agent bootstrap

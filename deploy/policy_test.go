@@ -80,6 +80,12 @@ func TestPolicyRefusesForeignResources(t *testing.T) {
 		{"resolve a key's alias", authzRequest{Action: "kms:DescribeKey", Resource: key}, true},
 		{"decrypt with a workflow's key", authzRequest{Action: "kms:Decrypt", Resource: key, Context: map[string]string{"kms:ViaService": "s3.us-east-1.amazonaws.com"}}, false},
 		{"encrypt with a workflow's key", authzRequest{Action: "kms:GenerateDataKey", Resource: key, Context: map[string]string{"kms:ViaService": "s3.us-east-1.amazonaws.com"}}, false},
+		// ECS's service-linked role only, by its role and by the service it
+		// is asked for: https://docs.aws.amazon.com/IAM/latest/UserGuide/using-service-linked-roles.html#service-linked-role-permissions
+		{"create ECS's service-linked role", authzRequest{Action: "iam:CreateServiceLinkedRole", Resource: "arn:aws:iam::" + acct + ":role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS", Context: map[string]string{"iam:AWSServiceName": "ecs.amazonaws.com"}}, true},
+		{"create another service's service-linked role", authzRequest{Action: "iam:CreateServiceLinkedRole", Resource: "arn:aws:iam::" + acct + ":role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling", Context: map[string]string{"iam:AWSServiceName": "autoscaling.amazonaws.com"}}, false},
+		{"create a service-linked role under ECS's name for another service", authzRequest{Action: "iam:CreateServiceLinkedRole", Resource: "arn:aws:iam::" + acct + ":role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS", Context: map[string]string{"iam:AWSServiceName": "elasticbeanstalk.amazonaws.com"}}, false},
+		{"read another role", authzRequest{Action: "iam:GetRole", Resource: "arn:aws:iam::" + acct + ":role/admin"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(strings.ReplaceAll(tt.name, " ", "_"), func(t *testing.T) {

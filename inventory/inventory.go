@@ -30,8 +30,8 @@ var (
 // pass to answer "what changed?", and one record per workflow holding the
 // stage specs and resource identifiers needed to update or tear it down.
 const (
-	indexKey     = "inventory/index.json"
-	recordPrefix = "inventory/workflows/"
+	indexKey     = provision.InventoryPrefix + "index.json"
+	recordPrefix = provision.InventoryPrefix + "workflows/"
 	// maxInventoryObject bounds what a read accepts: the index of 1000
 	// workflows is about 300 KiB, so anything near this limit is corrupt.
 	maxInventoryObject = 64 << 20

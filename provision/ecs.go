@@ -118,7 +118,7 @@ func (p *Provisioner) taskDefinitionInput(spec StageSpec, ids StageResources) (*
 		PortMappings:     portMappings(spec.Algorithm.Ports),
 		LogConfiguration: logs,
 	}
-	return &ecs.RegisterTaskDefinitionInput{
+	in := &ecs.RegisterTaskDefinitionInput{
 		Family:                  aws.String(ResourceName(spec.Workflow, spec.Stage)),
 		RequiresCompatibilities: []ecstypes.Compatibility{ecstypes.CompatibilityFargate},
 		NetworkMode:             ecstypes.NetworkModeAwsvpc,
@@ -129,7 +129,14 @@ func (p *Provisioner) taskDefinitionInput(spec StageSpec, ids StageResources) (*
 		Volumes:                 []ecstypes.Volume{{Name: aws.String(volumeName)}},
 		ContainerDefinitions:    []ecstypes.ContainerDefinition{initContainer, algorithm},
 		Tags:                    ecsTags(stageTags(spec.Workflow, spec.Stage)),
-	}, nil
+	}
+	if g := spec.Algorithm.EphemeralStorageGiB; g > 0 {
+		// Left out otherwise, so a task definition without it hashes as it
+		// always did and no stage is re-registered for nothing.
+		// https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-task-storage.html
+		in.EphemeralStorage = &ecstypes.EphemeralStorage{SizeInGiB: int32(g)}
+	}
+	return in, nil
 }
 
 // containerEnvironment returns the algorithm container's environment: the

@@ -141,3 +141,29 @@ func TestTaskDefinitionRequest(t *testing.T) {
 		}
 	}
 }
+
+// TestEphemeralStorageIsARevision: a stage without ephemeral storage sends
+// none (Fargate's 20 GiB); setting it registers a new revision asking for
+// it, and an unchanged spec registers nothing more.
+func TestEphemeralStorageIsARevision(t *testing.T) {
+	e := newEnv(t)
+	spec := e.spec()
+	res := e.ensure(spec, provision.StageResources{})
+	spec.Algorithm.EphemeralStorageGiB = 50
+	res2 := e.ensure(spec, res)
+	e.ensure(spec, res2)
+
+	inputs := e.calls.Inputs("ECS.RegisterTaskDefinition")
+	if len(inputs) != 2 {
+		t.Fatalf("%d RegisterTaskDefinition calls, want 2 (one per storage setting)", len(inputs))
+	}
+	if first := inputs[0].(*ecs.RegisterTaskDefinitionInput); first.EphemeralStorage != nil {
+		t.Errorf("without ephemeral_storage_gib the request asks for %+v, want nothing", *first.EphemeralStorage)
+	}
+	if second := inputs[1].(*ecs.RegisterTaskDefinitionInput); second.EphemeralStorage == nil || second.EphemeralStorage.SizeInGiB != 50 {
+		t.Errorf("ephemeral storage = %+v, want 50 GiB", second.EphemeralStorage)
+	}
+	if res2.TaskDefinitionARN == res.TaskDefinitionARN {
+		t.Errorf("the stage still runs revision %s after its storage changed", res.TaskDefinitionARN)
+	}
+}

@@ -127,6 +127,33 @@ func trustPolicy(service string) policyDocument {
 	}}}
 }
 
+// taskRoleTrustPolicy lets ECS tasks of the stage's account and region
+// assume the task role, and no one else's: ECS passes aws:SourceAccount
+// and aws:SourceArn when it assumes a task role, and advises them against
+// the confused deputy ("Using the aws:SourceArn condition key to specify a
+// specific cluster is not currently supported, you should use the wildcard
+// to specify all clusters").
+// https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-iam-roles.html
+// Only the task role: the pages of the execution role
+// (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_execution_IAM_role.html)
+// and of a Lambda execution role
+// (https://docs.aws.amazon.com/lambda/latest/dg/lambda-intro-execution-role.html)
+// show trust policies without them and do not say the service passes the
+// keys, and a condition on a key the service does not send denies the
+// assume. Without an account (a spec not built from STS) it is the plain
+// trust policy.
+func taskRoleTrustPolicy(region, account string) policyDocument {
+	d := trustPolicy("ecs-tasks.amazonaws.com")
+	if account == "" {
+		return d
+	}
+	d.Statement[0].Condition = map[string]map[string]stringList{
+		"StringEquals": {"aws:SourceAccount": {account}},
+		"ArnLike":      {"aws:SourceArn": {ecsARN(region, account, "*")}},
+	}
+	return d
+}
+
 // stageARNs are the identifiers a stage's policies are scoped to.
 type stageARNs struct {
 	Region, Account  string

@@ -104,6 +104,18 @@ func TestRolesTaggedAndScopedToTheStage(t *testing.T) {
 			if len(trust) != 1 || !slices.Equal(list(trust[0].Principal["Service"]), []string{tt.service}) {
 				t.Errorf("trust policy %+v, want only %s", trust, tt.service)
 			}
+			// Only the task role's trust names the account: only there does
+			// AWS document that the service passes the keys.
+			if len(trust) == 1 && strings.HasSuffix(tt.role, "-task") {
+				if got := list(trust[0].Condition["StringEquals"]["aws:SourceAccount"]); !slices.Equal(got, []string{kumoAccount}) {
+					t.Errorf("task role trusts aws:SourceAccount %v, want %s", got, kumoAccount)
+				}
+				if got := list(trust[0].Condition["ArnLike"]["aws:SourceArn"]); !slices.Equal(got, []string{ecsARN + "*"}) {
+					t.Errorf("task role trusts aws:SourceArn %v, want %s*", got, ecsARN)
+				}
+			} else if len(trust) == 1 && trust[0].Condition != nil {
+				t.Errorf("%s trusts with conditions %v, which its service is not documented to send", tt.role, trust[0].Condition)
+			}
 
 			pol, err := e.iam.GetRolePolicy(t.Context(), &iam.GetRolePolicyInput{RoleName: &tt.role, PolicyName: aws.String("cloudpipe")})
 			if err != nil {
@@ -211,5 +223,36 @@ func TestExecutionRoleReadsASecretNamedByItsPartialARN(t *testing.T) {
 	exec := res.ExecutionRoleARN[strings.LastIndex(res.ExecutionRoleARN, "/")+1:]
 	if err := testenv.AWSRules(t).Authorize(ctx, exec, "secretsmanager:GetSecretValue", partial); err != nil {
 		t.Errorf("the execution role may not read the secret named by its partial ARN: %v", err)
+	}
+}
+
+// TestTaskRoleTrustOfAnOlderAgentUpdated: a task role an older agent made
+// trusts ECS without naming the account; the next pass rewrites its trust
+// policy (iam:UpdateAssumeRolePolicy, which the agent's policy allows on its
+// own roles) and nothing else.
+func TestTaskRoleTrustOfAnOlderAgentUpdated(t *testing.T) {
+	e := newEnv(t)
+	spec := e.spec()
+	res := e.ensure(spec, provision.StageResources{})
+	role := provision.ResourceName(spec.Workflow, spec.Stage) + "-task"
+	old := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
+	if _, err := e.iam.UpdateAssumeRolePolicy(t.Context(), &iam.UpdateAssumeRolePolicyInput{RoleName: &role, PolicyDocument: aws.String(old)}); err != nil {
+		t.Fatal(err)
+	}
+	e.calls.Reset()
+	e.ensure(spec, res)
+	if got, want := e.calls.WriteOps(), map[string]int{"IAM.UpdateAssumeRolePolicy": 1}; !maps.Equal(got, want) {
+		t.Errorf("writes = %v, want %v", got, want)
+	}
+	if in, ok := e.calls.LastInput("IAM.UpdateAssumeRolePolicy").(*iam.UpdateAssumeRolePolicyInput); !ok || aws.ToString(in.RoleName) != role {
+		t.Errorf("UpdateAssumeRolePolicy of %v, want %s", in, role)
+	}
+	got, err := e.iam.GetRole(t.Context(), &iam.GetRoleInput{RoleName: &role})
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust := parseStatements(t, aws.ToString(got.Role.AssumeRolePolicyDocument))
+	if len(trust) != 1 || !slices.Equal(list(trust[0].Condition["StringEquals"]["aws:SourceAccount"]), []string{kumoAccount}) {
+		t.Errorf("trust policy after the pass %+v, want aws:SourceAccount %s", trust, kumoAccount)
 	}
 }

@@ -56,9 +56,10 @@ type BootstrapResult struct {
 
 // Bootstrap creates the prerequisites shared by every pipeline of a region,
 // idempotently, tagged cloudpipe:managed=true: the state bucket
-// (versioning, default encryption, public access blocked) in the agent's
-// region (the config's), and in region the ECS cluster and the network
-// tasks run in, which it stores in the state bucket (see NetworkKey). An
+// (versioning, default encryption, public access blocked, lifecycle rules)
+// in the agent's region (the config's), ECS's service-linked role in the
+// account, and in region the ECS cluster and the network tasks run in,
+// which it stores in the state bucket (see NetworkKey). An
 // existing state bucket without our tags is used as it is. It fails with
 // an error matching ErrNoNetwork when no subnets are given and the region
 // has no default VPC.
@@ -74,6 +75,10 @@ func (p *Provisioner) Bootstrap(ctx context.Context, region string, o BootstrapO
 	tags := map[string]string{TagManaged: "true"}
 
 	if err := ensureStateBucket(ctx, home, o.StateBucket, tags, &r); err != nil {
+		return r, err
+	}
+	// Before the cluster: ECS needs the role to start any task in it.
+	if err := ensureECSServiceLinkedRole(ctx, home, &r); err != nil {
 		return r, err
 	}
 	if err := ensureCluster(ctx, c, o.Cluster, tags, &r); err != nil {
@@ -132,6 +137,22 @@ func ensureStateBucket(ctx context.Context, c *clients, bucket string, tags map[
 		if err != nil {
 			return fmt.Errorf("put bucket versioning %s: %w", bucket, err)
 		}
+	}
+	// Run records and old inventory versions would otherwise pile up for
+	// ever; lifecycle rules of the administrator's own are kept.
+	change, err := ensureLifecycle(ctx, c, bucket, stateBucketLifecycleRules())
+	if err != nil {
+		return err
+	}
+	lc := fmt.Sprintf("s3 lifecycle rules of %s (incomplete uploads aborted after %d days, run records expired after %d, old inventory versions after %d)",
+		bucket, AbortIncompleteUploadsAfterDays, RunRecordsExpireAfterDays, InventoryVersionsExpireAfterDays)
+	switch change {
+	case lifecycleCreated:
+		r.Created = append(r.Created, lc)
+	case lifecycleUpdated:
+		r.Updated = append(r.Updated, lc)
+	default:
+		r.Found = append(r.Found, lc)
 	}
 	return nil
 }

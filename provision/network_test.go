@@ -31,6 +31,7 @@ func TestBootstrapWithGivenNetwork(t *testing.T) {
 		t.Fatalf("delete the cluster an earlier test left: %v", err)
 	}
 
+	deleteECSServiceLinkedRole(t, e.iam)
 	if _, err := e.p.LoadNetwork(ctx, testenv.Region, o.StateBucket); !errors.Is(err, provision.ErrNotFound) {
 		t.Errorf("LoadNetwork before bootstrap: %v, want ErrNotFound", err)
 	}
@@ -41,6 +42,8 @@ func TestBootstrapWithGivenNetwork(t *testing.T) {
 	}
 	wantCreated := []string{
 		"s3 bucket " + o.StateBucket,
+		"s3 lifecycle rules of " + o.StateBucket + " (incomplete uploads aborted after 7 days, run records expired after 90, old inventory versions after 30)",
+		slrLabel,
 		"ecs cluster " + o.Cluster,
 		"s3 object s3://" + o.StateBucket + "/config/network.json",
 	}

@@ -96,6 +96,15 @@ func isAccessDenied(err error) bool {
 	return hasCode(err, "AccessDenied", "Forbidden") || (errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden)
 }
 
+// isServiceLinkedRoleTaken reports IAM's answer to CreateServiceLinkedRole
+// when the role is there already (created since it was found missing, by
+// ECS itself or by another bootstrap):
+//
+//	InvalidInput: "Service role name AWSServiceRoleForECS has been taken in this account, please try a different suffix."
+func isServiceLinkedRoleTaken(err error) bool {
+	return hasCodeAndMessage(err, "InvalidInput", "has been taken in this account")
+}
+
 // isTaskDefinitionNotFound reports that DeregisterTaskDefinition was given a
 // revision that does not exist. ECS has no dedicated code for it, only
 // ClientException with one of these messages:

@@ -67,8 +67,9 @@ func bucketExists(ctx context.Context, c *clients, bucket string) (bool, error) 
 
 // ensureBucket makes sure bucket exists and reports whether cloudpipe
 // created it (it carries the managed and workflow tags). A missing bucket is
-// created with tags, public access blocked and default encryption. An
-// existing bucket with our tags gets its protection checked; an existing
+// created with tags, public access blocked, default encryption and the
+// lifecycle rule that aborts incomplete uploads. An existing bucket with our
+// tags gets its protection and that rule checked; an existing
 // bucket without them is used as it is (never tagged or changed) unless
 // mustOwn says it is an intermediate bucket only cloudpipe may create, which
 // gives a *NotOwnedError.
@@ -76,8 +77,12 @@ func ensureBucket(ctx context.Context, c *clients, bucket string, tags map[strin
 	have, err := findBucketTags(ctx, c, bucket)
 	if errors.Is(err, ErrNotFound) {
 		existed, cerr := createBucket(ctx, c, bucket, tags)
-		if cerr != nil || !existed {
-			return cerr == nil, cerr
+		if cerr != nil {
+			return false, cerr
+		}
+		if !existed {
+			_, err := ensureLifecycle(ctx, c, bucket, bucketLifecycleRules())
+			return true, err
 		}
 		// Created concurrently (by another pass, or by the user): check it
 		// like any bucket that was there.
@@ -93,8 +98,13 @@ func ensureBucket(ctx context.Context, c *clients, bucket string, tags map[strin
 		return false, nil
 	}
 	// Ours: finish what a crash between CreateBucket and the protection
-	// calls may have left undone.
-	return true, ensureBucketProtection(ctx, c, bucket)
+	// calls may have left undone, and bring the lifecycle rules of a
+	// bucket made by an older agent up to date.
+	if err := ensureBucketProtection(ctx, c, bucket); err != nil {
+		return true, err
+	}
+	_, err = ensureLifecycle(ctx, c, bucket, bucketLifecycleRules())
+	return true, err
 }
 
 // createBucket creates a tagged bucket with public access blocked and SSE-S3

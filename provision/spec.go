@@ -57,6 +57,9 @@ type AlgorithmSpec struct {
 	CPU            float64 // as written in the algorithm file
 	MemoryMiB      int     // memory.suggested
 	Ports          []PortSpec
+	// EphemeralStorageGiB is the task's ephemeral storage (21 to 200, as
+	// the algorithm file was validated); 0 leaves Fargate's 20 GiB.
+	EphemeralStorageGiB int
 	// ExpectedRunTime bounds one run; the queue's visibility timeout is set above it.
 	ExpectedRunTime time.Duration
 }

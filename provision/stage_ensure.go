@@ -129,7 +129,7 @@ func (s *stageBuild) ensureTaskRoles(ctx context.Context, res *StageResources) e
 		return err
 	})
 	g.Go(func() (err error) {
-		task, err = ensureRole(gctx, s.c, s.names.taskRole, trustPolicy("ecs-tasks.amazonaws.com"), taskPolicy(arns), s.tags)
+		task, err = ensureRole(gctx, s.c, s.names.taskRole, taskRoleTrustPolicy(s.spec.Region, s.spec.AccountID), taskPolicy(arns), s.tags)
 		return err
 	})
 	err := g.Wait()

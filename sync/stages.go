@@ -30,6 +30,10 @@ func StageSpecs(w *workflow.Workflow, accountID, stateBucket string) []provision
 		for j, p := range a.Port {
 			ports[j] = provision.PortSpec{Port: p.Port, Protocol: p.Protocol}
 		}
+		storage := 0
+		if a.EphemeralStorageGiB != nil {
+			storage = *a.EphemeralStorageGiB
+		}
 		specs[i] = provision.StageSpec{
 			Workflow:      w.Name,
 			Stage:         i,
@@ -42,15 +46,16 @@ func StageSpecs(w *workflow.Workflow, accountID, stateBucket string) []provision
 			OutputOwned:   !last,
 			RetainBuckets: w.RetainsBuckets(),
 			Algorithm: provision.AlgorithmSpec{
-				Name:            a.Name,
-				Image:           a.ContainerName,
-				RunCommand:      a.RunCommand,
-				InputFilePath:   a.InputFilePath,
-				OutputFilePath:  a.OutputFilePath,
-				CPU:             a.CPU,
-				MemoryMiB:       a.Memory.Suggested,
-				Ports:           ports,
-				ExpectedRunTime: defaultRunTime,
+				Name:                a.Name,
+				Image:               a.ContainerName,
+				RunCommand:          a.RunCommand,
+				InputFilePath:       a.InputFilePath,
+				OutputFilePath:      a.OutputFilePath,
+				CPU:                 a.CPU,
+				MemoryMiB:           a.Memory.Suggested,
+				Ports:               ports,
+				EphemeralStorageGiB: storage,
+				ExpectedRunTime:     defaultRunTime,
 			},
 			Variables:             st.Step.Variables,
 			Secrets:               w.Secrets,

@@ -24,6 +24,8 @@ func TestStageSpecsWiresSequence(t *testing.T) {
 			{Index: 2, Step: workflow.Step{Name: "c"}, Algorithm: alg("c")},
 		},
 	}
+	storage := 50
+	w.Stages[1].Algorithm.EphemeralStorageGiB = &storage
 	specs := pipesync.StageSpecs(w, "123456789012", "state")
 	if len(specs) != 3 {
 		t.Fatalf("got %d stages, want 3", len(specs))
@@ -61,6 +63,10 @@ func TestStageSpecsWiresSequence(t *testing.T) {
 		if s.Algorithm.MemoryMiB != 512 {
 			t.Errorf("stage %d: memory %d, want memory.suggested 512", i, s.Algorithm.MemoryMiB)
 		}
+	}
+	if specs[0].Algorithm.EphemeralStorageGiB != 0 || specs[1].Algorithm.EphemeralStorageGiB != 50 {
+		t.Errorf("ephemeral storage %d and %d GiB, want 0 (absent: Fargate's default) and the algorithm's 50",
+			specs[0].Algorithm.EphemeralStorageGiB, specs[1].Algorithm.EphemeralStorageGiB)
 	}
 	if specs[0].Variables["X"] != "1" || len(specs[1].Variables) != 0 {
 		t.Errorf("variables are per step: %v, %v", specs[0].Variables, specs[1].Variables)

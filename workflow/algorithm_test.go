@@ -78,6 +78,16 @@ func TestAlgorithmRules(t *testing.T) {
 		{"CPU string", set("CPU", "1"), []string{"CPU: must be a number, not a string"}},
 		{"cpu lower case", func(a map[string]any) { a["cpu"] = a["CPU"]; delete(a, "CPU") }, []string{`CPU: required field is missing`, `cpu: unknown field "cpu": did you mean "CPU"?`}},
 
+		// Ephemeral storage: Fargate's 21 to 200 GiB, or absent (20 GiB).
+		{"ephemeral storage 21", set("ephemeral_storage_gib", 21), nil},
+		{"ephemeral storage 200", set("ephemeral_storage_gib", 200), nil},
+		{"ephemeral storage 20", set("ephemeral_storage_gib", 20), []string{"ephemeral_storage_gib: ephemeral_storage_gib must be between 21 and 200 GiB (Fargate's range), not 20: leave it out"}},
+		{"ephemeral storage 201", set("ephemeral_storage_gib", 201), []string{"ephemeral_storage_gib: ephemeral_storage_gib must be between 21 and 200 GiB (Fargate's range), not 201"}},
+		{"ephemeral storage 0", set("ephemeral_storage_gib", 0), []string{"ephemeral_storage_gib: ephemeral_storage_gib must be between 21 and 200 GiB (Fargate's range), not 0"}},
+		{"ephemeral storage negative", set("ephemeral_storage_gib", -30), []string{"not -30"}},
+		{"ephemeral storage fractional", set("ephemeral_storage_gib", 21.5), []string{"ephemeral_storage_gib: must be a whole number, not 21.5"}},
+		{"ephemeral storage string", set("ephemeral_storage_gib", "30"), []string{"ephemeral_storage_gib: must be a whole number"}},
+
 		// Environment variable declarations.
 		{"env var optional", set("user_specified_environment_variables", []any{map[string]any{"name": "A"}, map[string]any{"name": "B", "required": false}}), nil},
 		{"env var bad name", set("user_specified_environment_variables", []any{map[string]any{"name": "MY-VAR", "required": true}}), []string{`user_specified_environment_variables[0].name: "MY-VAR" is not a valid environment variable name`}},

@@ -57,6 +57,7 @@ func TestSpecHash(t *testing.T) {
 
 		{"algorithm memory changed", algSub(`"suggested": 128`, `"suggested": 256`), false},
 		{"algorithm image changed", algSub(`wangyx2005/change123`, `wangyx2005/change124`), false},
+		{"algorithm ephemeral storage set", algSub(`"CPU": 1`, `"CPU": 1, "ephemeral_storage_gib": 30`), false},
 		{"algorithm instance_type changed", algSub(`"instance_type": ""`, `"instance_type": "t3.micro"`), false},
 		{"algorithm variable now optional", algSub(`"required": true`, `"required": false`), false},
 		{"region changed", wfSub(`"us-east-1"`, `"us-west-2"`), false},

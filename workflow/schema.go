@@ -144,6 +144,7 @@ var algorithmSchema = obj(
 		opt("required", boolSchema),
 	), maxEnvDecls, "variables")),
 	opt("port", listOf(portObject(true), maxPorts, "ports")),
+	opt("ephemeral_storage_gib", intSchema),
 )
 
 // accepts reports whether a value of kind k can match s.

@@ -13,6 +13,17 @@ var (
 	pCPU       = path{}.key("CPU")
 	pEnvDecls  = path{}.key("user_specified_environment_variables")
 	pAlgPorts  = path{}.key("port")
+	pStorage   = path{}.key("ephemeral_storage_gib")
+)
+
+// Fargate's range of a task's ephemeral storage, in GiB: "The minimum
+// supported value is 21 GiB and the maximum supported value is 200 GiB";
+// without the parameter a task gets 20 GiB.
+// https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-task-storage.html
+// https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_EphemeralStorage.html
+const (
+	MinEphemeralStorageGiB = 21
+	MaxEphemeralStorageGiB = 200
 )
 
 // validateAlgorithm checks the values of a decoded algorithm, whose name must
@@ -56,6 +67,10 @@ func validateAlgorithm(r *report, a *Algorithm) {
 	}
 	if a.CPU <= 0 {
 		r.value(pCPU, "CPU must be a positive number of vCPUs, e.g. 1 or 0.5")
+	}
+	if g := a.EphemeralStorageGiB; g != nil && (*g < MinEphemeralStorageGiB || *g > MaxEphemeralStorageGiB) {
+		r.value(pStorage, "ephemeral_storage_gib must be between %d and %d GiB (Fargate's range), not %d: leave it out for Fargate's default of 20 GiB",
+			MinEphemeralStorageGiB, MaxEphemeralStorageGiB, *g)
 	}
 	seen := make(map[string]bool, len(a.UserSpecifiedEnvironmentVariables))
 	for i, v := range a.UserSpecifiedEnvironmentVariables {

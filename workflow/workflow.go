@@ -99,6 +99,10 @@ type Algorithm struct {
 	CPU                               float64  `json:"CPU"`
 	UserSpecifiedEnvironmentVariables []EnvVar `json:"user_specified_environment_variables,omitempty"`
 	Port                              []Port   `json:"port,omitempty"`
+	// EphemeralStorageGiB, a cloudpipe addition, is the task's ephemeral
+	// storage in GiB (21 to 200); nil leaves Fargate's default of 20 GiB.
+	// A pointer, so that a written 0 is reported rather than read as absent.
+	EphemeralStorageGiB *int `json:"ephemeral_storage_gib,omitempty"`
 }
 
 // Memory is an algorithm's memory need in MiB.

@@ -14,7 +14,10 @@ var bootstrapCommand = &command{
 	summary:  "create the shared prerequisites (state bucket, cluster, network)",
 	help: `Create what every pipeline of the region shares, idempotently, tagged
 cloudpipe:managed=true: the state bucket (versioning, default encryption,
-public access blocked), the ECS cluster, and the network Fargate tasks run in.
+public access blocked, lifecycle rules that abort incomplete uploads after 7
+days and expire run records after 90 days and old inventory versions after
+30), ECS's service-linked role AWSServiceRoleForECS when the account lacks
+it, the ECS cluster, and the network Fargate tasks run in.
 Without --subnets, the default VPC's subnets are used with a new egress-only
 security group "cloudpipe-tasks"; with neither flags nor a default VPC it
 stops and says which flags to pass. The network choice is stored in the state

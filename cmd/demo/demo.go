@@ -281,9 +281,10 @@ func (d *demo) startAWS() (kumoURL string, stop func(), err error) {
 		}
 	}
 	// Clients reach AWS through the rules (IAM first), then the local ECS,
-	// which runs tasks, then kumo. The local ECS asks the rules whether a
-	// task's execution role may read its secrets and write its logs, as
-	// ECS does before a container starts.
+	// which runs tasks, then kumo. The local ECS asks the rules whether ECS
+	// may assume a task's roles (their trust policies) and whether its
+	// execution role may read its secrets and write its logs, as ECS does
+	// before a container starts.
 	var rules *awsrules.Proxy
 	proxy, err := localecs.Listen(localecs.Options{
 		Addr:        "127.0.0.1:0",
@@ -294,6 +295,9 @@ func (d *demo) startAWS() (kumoURL string, stop func(), err error) {
 		Logger:      d.log,
 		Authorize: func(ctx context.Context, role, action, resource string) error {
 			return rules.Authorize(ctx, role, action, resource)
+		},
+		AssumeRole: func(ctx context.Context, roleARN, service string, keys map[string]string) error {
+			return rules.AssumeRole(ctx, roleARN, service, keys)
 		},
 	})
 	if err != nil {

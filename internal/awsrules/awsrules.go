@@ -2,9 +2,12 @@
 // front of the kumo AWS emulator and refuses what real AWS refuses but kumo
 // accepts: a queue name reused less than 60 s after its deletion, a
 // visibility timeout past 12 hours, overlapping S3 notification rules,
-// another account's bucket. Each rule answers in the service's own error
-// format (see faultproxy.WriteError), so the AWS SDK returns the error AWS
-// would, and cites the AWS documentation page that decides it.
+// another account's bucket, a task definition's ephemeral storage outside
+// Fargate's range. Each rule answers in the service's own error format (see
+// faultproxy.WriteError), so the AWS SDK returns the error AWS would, and
+// cites the AWS documentation page that decides it. The few operations
+// kumo lacks and cloudpipe calls (CreateServiceLinkedRole) it serves
+// through ones kumo has (rewrites, slr.go).
 //
 // It keeps what the rules need to remember (deleted queues, received
 // messages) from the requests and answers that pass through it, so every
@@ -155,6 +158,7 @@ var (
 		"SQS.ChangeMessageVisibility":           {checkVisibilityLimit},
 		"S3.PutBucketNotificationConfiguration": {checkNotificationOverlap},
 		"S3.GetBucketTagging":                   {checkForeignBucket},
+		"ECS.RegisterTaskDefinition":            {checkEphemeralStorage},
 	}
 	observers = map[string][]observe{
 		"SQS.DeleteQueue":    {noteQueueDeleted},
@@ -191,10 +195,25 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	a, err := p.forward(r, kmsRequestToKumo(c, requestARNsToKumo(c, body)))
+	fwd := kmsRequestToKumo(c, requestARNsToKumo(c, body))
+	rw, rewritten := rewrites[c.op]
+	if rewritten {
+		var e *faultproxy.APIError
+		if fwd, e = rw.request(c, fwd); e != nil {
+			faultproxy.WriteError(w, r, *e, p.requestID())
+			return
+		}
+	}
+	a, err := p.forward(r, fwd)
 	if err != nil {
 		http.Error(w, "awsrules: forward: "+err.Error(), http.StatusBadGateway)
 		return
+	}
+	if rewritten {
+		if e := rw.answer(c, a); e != nil {
+			faultproxy.WriteError(w, r, *e, p.requestID())
+			return
+		}
 	}
 	if p.iam != nil && strings.HasPrefix(c.op, "IAM.") {
 		sameAccountInIAM(a, p.iam.cfg.Account)

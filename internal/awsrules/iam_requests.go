@@ -267,9 +267,18 @@ func (a *authority) resourceVars(c call, p params) ([]vars, error) {
 		}
 		return nil, nil
 	case "IAM":
+		if op == "CreateServiceLinkedRole" {
+			// IAM authorizes the create on the role it would make.
+			service := p.str("AWSServiceName")
+			name, path, ok := serviceLinkedRole(service, p.str("CustomSuffix"))
+			if !ok {
+				return nil, fmt.Errorf("%w: no service-linked role known for service %q", errNoModel, service)
+			}
+			return []vars{{"RoleNameWithPath": strings.TrimPrefix(path, "/") + name}}, nil
+		}
 		v := vars{}
 		if n := p.str("RoleName"); n != "" {
-			v["RoleNameWithPath"] = n
+			v["RoleNameWithPath"] = a.roleNameWithPath(c.r.Context(), n, p.str("Path"))
 		}
 		if n := p.str("InstanceProfileName"); n != "" {
 			v["InstanceProfileNameWithPath"] = n
@@ -331,6 +340,21 @@ func (a *authority) resourceVars(c call, p params) ([]vars, error) {
 		return nil, nil
 	}
 	return nil, nil
+}
+
+// roleNameWithPath is the part of a role's ARN after "role/": its path
+// (without the leading "/") and its name. IAM authorizes a request on a
+// role by the role's ARN, which holds its path
+// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-arns):
+// the path CreateRole gives, else that of the role in the emulator. A role
+// that does not exist can only be named by its name, at path "/".
+func (a *authority) roleNameWithPath(ctx context.Context, name, path string) string {
+	if path == "" {
+		if out, err := a.target.GetRole(ctx, &iam.GetRoleInput{RoleName: aws.String(name)}); err == nil {
+			path = aws.ToString(out.Role.Path)
+		}
+	}
+	return strings.TrimPrefix(path, "/") + name
 }
 
 // clusterName returns the cluster an ECS request names (a name or an ARN),
@@ -459,6 +483,10 @@ func (a *authority) authorizations(c call, region string) ([]authz, error) {
 	}
 	if service == "Lambda" && op == "AddPermission" {
 		base["lambda:Principal"] = p.str("Principal")
+	}
+	if service == "IAM" && op == "CreateServiceLinkedRole" {
+		// https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_iam-condition-keys.html#ck_awsservicename
+		base["iam:AWSServiceName"] = p.str("AWSServiceName")
 	}
 	var out []authz
 	for _, res := range resources {

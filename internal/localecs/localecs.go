@@ -111,6 +111,14 @@ type Options struct {
 	// change of its status, in order, from the proxy's goroutines; it must
 	// be safe for concurrent use and return quickly.
 	OnJob func(Job)
+	// AssumeRole, if set, is asked before a task starts whether the service
+	// principal ecs-tasks.amazonaws.com may assume the task's execution
+	// role and task role (ARNs), with the condition keys ECS passes
+	// (aws:SourceAccount, aws:SourceArn): whether each role's trust policy
+	// lets it. It returns nil when it may and otherwise why not; the task
+	// then stops before it starts, as ECS stops it. It must not hold locks
+	// the Proxy's calls need.
+	AssumeRole func(ctx context.Context, roleARN, service string, keys map[string]string) error
 }
 
 // Request is one API call the proxy saw.

@@ -680,9 +680,10 @@ func TestExecutionRoleWritesLogsInTheTaskRegion(t *testing.T) {
 	}
 }
 
-// authorizingProxy is a local ECS whose tasks run "true" and whose
-// execution roles are authorized by IAM, through the test binary's AWS
-// rules; it returns the proxy and the record of the tasks it started.
+// authorizingProxy is a local ECS whose tasks run "true", whose roles'
+// trust policies are evaluated and whose execution roles are authorized by
+// IAM, through the test binary's AWS rules; it returns the proxy and the
+// record of the tasks it started.
 func authorizingProxy(t *testing.T) (*localecs.Proxy, *starts) {
 	t.Helper()
 	st := &starts{}
@@ -692,11 +693,76 @@ func authorizingProxy(t *testing.T) (*localecs.Proxy, *starts) {
 			st.add(spec)
 			return exec.CommandContext(ctx, "true"), nil
 		},
-		Authorize: testenv.AWSRules(t).Authorize,
+		Authorize:  testenv.AWSRules(t).Authorize,
+		AssumeRole: testenv.AWSRules(t).AssumeRole,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Close() })
 	return p, st
+}
+
+// TestTaskRoleTrustOfAnotherAccountIsRefused: a task role whose trust
+// policy admits ECS tasks of another account (aws:SourceAccount) cannot be
+// assumed for a task of this one: the task stops before it starts, with
+// ECS's reason. Once the trust names this account, the task starts.
+func TestTaskRoleTrustOfAnotherAccountIsRefused(t *testing.T) {
+	ctx := t.Context()
+	p, st := authorizingProxy(t)
+	operator := testenv.Kumo(t)
+	name := testenv.UniqueName(t)
+	admin := iam.NewFromConfig(operator)
+	trust := func(account string) string {
+		return `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole",` +
+			`"Condition":{"StringEquals":{"aws:SourceAccount":"` + account + `"},"ArnLike":{"aws:SourceArn":"arn:aws:ecs:us-east-1:` + account + `:*"}}}]}`
+	}
+	role, err := admin.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String(name + "-task"), AssumeRolePolicyDocument: aws.String(trust("111122223333"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := operator.Copy()
+	cfg.BaseEndpoint = aws.String(p.URL())
+	client := ecs.NewFromConfig(cfg)
+	if _, err := client.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String(name)}); err != nil {
+		t.Fatal(err)
+	}
+	td, err := client.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{
+		Family: aws.String(name), TaskRoleArn: role.Role.Arn,
+		RequiresCompatibilities: []ecstypes.Compatibility{ecstypes.CompatibilityFargate},
+		NetworkMode:             ecstypes.NetworkModeAwsvpc, Cpu: aws.String("256"), Memory: aws.String("512"),
+		ContainerDefinitions: []ecstypes.ContainerDefinition{{Name: aws.String("algo"), Image: aws.String("alpine:3.20")}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func() ecstypes.Task {
+		t.Helper()
+		out, err := client.RunTask(ctx, &ecs.RunTaskInput{Cluster: aws.String(name), TaskDefinition: td.TaskDefinition.TaskDefinitionArn})
+		if err != nil || len(out.Tasks) != 1 {
+			t.Fatalf("RunTask: %v %v", out, err)
+		}
+		return out.Tasks[0]
+	}
+	refused := run()
+	reason := aws.ToString(refused.StoppedReason)
+	if aws.ToString(refused.LastStatus) != localecs.StatusStopped || string(refused.StopCode) != localecs.StopTaskFailedToStart ||
+		!strings.HasPrefix(reason, "ECS was unable to assume the role '"+aws.ToString(role.Role.Arn)+"'") ||
+		!strings.Contains(reason, "aws:SourceAccount="+testenv.Account) {
+		t.Errorf("task %s, stop code %s, reason %q; want STOPPED, TaskFailedToStart, ECS unable to assume the role with this account",
+			aws.ToString(refused.LastStatus), refused.StopCode, reason)
+	}
+	if n := len(st.all()); n != 0 {
+		t.Errorf("%d processes started for a task whose role could not be assumed, want 0", n)
+	}
+
+	if _, err := admin.UpdateAssumeRolePolicy(ctx, &iam.UpdateAssumeRolePolicyInput{RoleName: role.Role.RoleName, PolicyDocument: aws.String(trust(testenv.Account))}); err != nil {
+		t.Fatal(err)
+	}
+	if started := run(); string(started.StopCode) == localecs.StopTaskFailedToStart {
+		t.Errorf("with the trust naming this account the task still failed to start: %s", aws.ToString(started.StoppedReason))
+	}
+	if n := len(st.all()); n != 1 {
+		t.Errorf("%d processes started once the role could be assumed, want 1", n)
+	}
 }

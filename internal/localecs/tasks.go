@@ -191,7 +191,11 @@ func (p *Proxy) runTask(w http.ResponseWriter, r *http.Request, body []byte) {
 	if region == "" {
 		region, _ = arnRegionAccount(clusterARN)
 	}
-	initFailure := p.initFailure(r.Context(), in.TaskDefinition, region)
+	// ECS assumes the roles before it uses them.
+	initFailure := p.trustFailure(r.Context(), in.TaskDefinition, region, clusterARN)
+	if initFailure == "" {
+		initFailure = p.initFailure(r.Context(), in.TaskDefinition, region)
+	}
 	var secrets map[string]string
 	if initFailure == "" {
 		secrets, initFailure = p.secretEnv(r.Context(), in.TaskDefinition)
