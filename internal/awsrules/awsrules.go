@@ -13,6 +13,7 @@ package awsrules
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -45,6 +46,11 @@ type Options struct {
 	// Listener, if set, is where the proxy serves instead of a free port
 	// of 127.0.0.1 (the demo serves on kumo's 4566). Close closes it.
 	Listener net.Listener
+	// AsyncRetryDelay is the wait before the first retry of an
+	// asynchronous invocation whose function failed, doubled for the
+	// second (see asyncinvoke.go); default DefaultAsyncRetryDelay. Lambda
+	// waits about one and two minutes, which tests do not sit out.
+	AsyncRetryDelay time.Duration
 }
 
 // Proxy is a running rules proxy. Its methods are safe for concurrent use.
@@ -63,6 +69,17 @@ type Proxy struct {
 
 	// homes (guarded by mu too): resource -> regions it exists in, see region.go.
 	homes map[resKey]map[string]bool
+
+	// lambda is Lambda's asynchronous invocation, which kumo lacks in
+	// part: event invoke configurations, retries and destinations
+	// (invokeconfig.go, asyncinvoke.go).
+	lambda lambdaAsync
+	// bg counts the goroutines the proxy started on its own (retries of
+	// asynchronous invocations, deliveries to destinations); Close closes
+	// closing and waits for them.
+	bg        sync.WaitGroup
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // New starts a proxy on 127.0.0.1 (a free port) that forwards to target, a
@@ -74,6 +91,9 @@ func New(target string, o Options) (*Proxy, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.AsyncRetryDelay <= 0 {
+		o.AsyncRetryDelay = DefaultAsyncRetryDelay
 	}
 	if o.Transport == nil {
 		// No compression, so bodies pass through as sent and the rules can
@@ -93,6 +113,7 @@ func New(target string, o Options) (*Proxy, error) {
 		foreign:  map[string]bool{},
 		deleted:  map[string]time.Time{},
 		received: map[string]time.Time{},
+		closing:  make(chan struct{}),
 	}
 	for _, b := range o.ForeignBuckets {
 		p.foreign[b] = true
@@ -112,9 +133,16 @@ func New(target string, o Options) (*Proxy, error) {
 // URL is the proxy's base URL, "http://127.0.0.1:PORT".
 func (p *Proxy) URL() string { return "http://" + p.ln.Addr().String() }
 
-// Close stops the proxy and closes its connections.
+// Close stops the proxy and closes its connections. Retries of
+// asynchronous invocations not yet made are dropped.
 func (p *Proxy) Close() error {
 	err := p.srv.Close()
+	// Under the lock background starts goroutines under: none starts
+	// after this.
+	p.lambda.mu.Lock()
+	p.closeOnce.Do(func() { close(p.closing) })
+	p.lambda.mu.Unlock()
+	p.bg.Wait()
 	if t, ok := p.opts.Transport.(interface{ CloseIdleConnections() }); ok {
 		t.CloseIdleConnections()
 	}
@@ -144,6 +172,19 @@ type answer struct {
 // AWS answers, or nil to let the call through.
 type check func(p *Proxy, c call) *faultproxy.APIError
 
+// A respond answers a call in place of the target, for an operation kumo
+// lacks or plays otherwise than AWS; out is the body to forward, should it
+// forward after all. An error that is a *refusal is answered as the
+// service's error; any other means the target could not be reached.
+type respond func(p *Proxy, c call, out []byte) (*answer, error)
+
+// refusal is the error AWS answers a call with, as a respond returns it.
+type refusal struct{ e faultproxy.APIError }
+
+func (r *refusal) Error() string { return r.e.Code + ": " + r.e.Message }
+
+func refuse(e faultproxy.APIError) error { return &refusal{e} }
+
 // An observe learns from a call and its answer, and may replace the answer
 // where AWS answers otherwise than kumo.
 type observe func(p *Proxy, c call, a *answer)
@@ -157,14 +198,27 @@ var (
 		"S3.GetBucketTagging":                   {checkForeignBucket},
 	}
 	observers = map[string][]observe{
-		"SQS.DeleteQueue":    {noteQueueDeleted},
-		"SQS.ReceiveMessage": {noteReceived},
-		"SQS.DeleteMessage":  {forgetReceived},
-		"S3.CreateBucket":    {createOwnedBucketInUSEast1},
+		"SQS.DeleteQueue":       {noteQueueDeleted},
+		"SQS.ReceiveMessage":    {noteReceived},
+		"SQS.DeleteMessage":     {forgetReceived},
+		"S3.CreateBucket":       {createOwnedBucketInUSEast1},
+		"Lambda.DeleteFunction": {forgetInvokeConfigs},
+	}
+	responders = map[string]respond{
+		"Lambda.PutFunctionEventInvokeConfig":    putInvokeConfig,
+		"Lambda.UpdateFunctionEventInvokeConfig": updateInvokeConfig,
+		"Lambda.GetFunctionEventInvokeConfig":    getInvokeConfig,
+		"Lambda.DeleteFunctionEventInvokeConfig": deleteInvokeConfig,
+		"Lambda.ListFunctionEventInvokeConfigs":  listInvokeConfigs,
+		"Lambda.Invoke":                          invoke,
 	}
 )
 
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
+	if isRuntimeAPI(r) {
+		p.serveRuntime(w, r)
+		return
+	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		return // the client went away while sending: nothing to answer
@@ -190,7 +244,18 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	a, err := p.forward(r, requestARNsToKumo(c, body))
+	out := requestARNsToKumo(c, body)
+	var a *answer
+	if answer := responders[c.op]; answer != nil {
+		a, err = answer(p, c, out)
+	} else {
+		a, err = p.forward(r, out)
+	}
+	var no *refusal
+	if errors.As(err, &no) {
+		faultproxy.WriteError(w, r, no.e, p.requestID())
+		return
+	}
 	if err != nil {
 		http.Error(w, "awsrules: forward: "+err.Error(), http.StatusBadGateway)
 		return
