@@ -412,6 +412,7 @@ func TestDemoStageFunctionFails(t *testing.T) {
 	// dead-letter queue as the function's role.
 	workQueue := "arn:aws:sqs:us-east-1:" + testenv.Account + ":" + fn
 	lambdaRole := report.Principals[fn+"-lambda"]
+	t.Logf("IAM %s-lambda: %d authorized, %d denied", fn, lambdaRole.Authorized, len(lambdaRole.Denied))
 	refused := 0
 	for _, d := range lambdaRole.Denied {
 		if strings.HasPrefix(d, "sqs:SendMessage on "+workQueue+" ") {

@@ -39,10 +39,10 @@ const handlerReadyTimeout = 15 * time.Second
 type lambdas struct {
 	exe         string
 	runtimeAddr string   // host:port of the AWS rules, in front of kumo's Runtime API
-	baseEnv  []string // the environment every child gets (see childEnv)
-	stderr   io.Writer
-	cfg      aws.Config // the operator's, for clients of each function's region
-	log      *slog.Logger
+	baseEnv     []string // the environment every child gets (see childEnv)
+	stderr      io.Writer
+	cfg         aws.Config // the operator's, for clients of each function's region
+	log         *slog.Logger
 	// authorize, if set, asks IAM what the Lambda service would with a
 	// function's role (awsrules.Proxy.Authorize).
 	authorize func(ctx context.Context, role, action, resource string) error
