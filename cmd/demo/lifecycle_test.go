@@ -216,7 +216,6 @@ func TestLifecycleUnderIAM(t *testing.T) {
 var stageActionsElsewhere = map[string]string{
 	"Queue: sqs:ChangeMessageVisibility": "the runner's heartbeat and retry delay (runner TestRunHeartbeat, TestRunFailingCommandReachesDeadLetterQueue)",
 	"ReadInput: s3:ListBucket":           "a missing input reads as NoSuchKey (runner TestRunMissingObjectFails)",
-	"DeadLetters":                        "a record the function cannot queue (lambda TestHandleDeadLetters) and Lambda's record of an event the function failed (TestDemoStageFunctionFails)",
 	// The SDK's upload manager aborts a failed multipart upload, so that
 	// its parts are not left (and billed); no test fails a large upload.
 	"WriteOutput: s3:AbortMultipartUpload": "a failed multipart upload of a large result",

@@ -41,11 +41,12 @@ type invocation struct {
 	payload string
 }
 
-// startHandler starts a handler of function fn polling the proxy's
-// Runtime API until the test ends, and waits until kumo knows it polls.
-func startHandler(t *testing.T, p *awsrules.Proxy, cfg aws.Config, fn string, fail func(attempt int) bool) *runtimeHandler {
+// startHandler starts a handler of function fn polling the Runtime API at
+// base (the proxy's, or kumo's) until the test ends, and waits until kumo
+// knows it polls.
+func startHandler(t testing.TB, base string, cfg aws.Config, fn string, fail func(attempt int) bool) *runtimeHandler {
 	t.Helper()
-	h := &runtimeHandler{base: p.URL() + "/_runtime/" + fn + "/2018-06-01/runtime/invocation/", fail: fail}
+	h := &runtimeHandler{base: base + "/_runtime/" + fn + "/2018-06-01/runtime/invocation/", fail: fail}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -209,7 +210,7 @@ func TestAsyncInvocationRetriesThenSendsTheRecordToTheDestination(t *testing.T) 
 				MaximumRetryAttempts: tt.retries, DestinationConfig: onFailure(dlqARN)}); err != nil {
 				t.Fatal(err)
 			}
-			h := startHandler(t, p, cfg, name, func(attempt int) bool { return attempt < tt.failures })
+			h := startHandler(t, p.URL(), cfg, name, func(attempt int) bool { return attempt < tt.failures })
 
 			event := s3Event(name+"-in", "in/a+b.txt")
 			if _, err := lc.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(name), InvocationType: lambdatypes.InvocationTypeEvent,
@@ -275,7 +276,7 @@ func TestAsyncInvocationOlderThanItsMaximumAgeGoesToTheDestination(t *testing.T)
 		MaximumEventAgeInSeconds: aws.Int32(60), DestinationConfig: onFailure(dlqARN)}); err != nil {
 		t.Fatal(err)
 	}
-	h := startHandler(t, p, cfg, name, func(int) bool { return true })
+	h := startHandler(t, p.URL(), cfg, name, func(int) bool { return true })
 	h.before = func() { clk.Advance(61 * time.Second) } // the first attempt ends past the event's age
 	event := s3Event(name+"-in", "old.txt")
 	if _, err := lc.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(name), InvocationType: lambdatypes.InvocationTypeEvent,
@@ -322,7 +323,7 @@ func TestAsyncInvocationRecordTheRoleMayNotSendIsLost(t *testing.T) {
 	if _, err := admin.DeleteRolePolicy(ctx, &iam.DeleteRolePolicyInput{RoleName: aws.String(name), PolicyName: aws.String("p")}); err != nil {
 		t.Fatal(err)
 	}
-	startHandler(t, p, cfg, name, func(int) bool { return true })
+	startHandler(t, p.URL(), cfg, name, func(int) bool { return true })
 	if _, err := lc.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(name), InvocationType: lambdatypes.InvocationTypeEvent,
 		Payload: []byte(s3Event(name+"-in", "lost.txt"))}); err != nil {
 		t.Fatal(err)
@@ -339,5 +340,54 @@ func TestAsyncInvocationRecordTheRoleMayNotSendIsLost(t *testing.T) {
 	}
 	if denied := p.Report().Principals[name].Denied; len(denied) != 1 || !strings.HasPrefix(denied[0], "sqs:SendMessage on "+dlqARN) {
 		t.Errorf("denials of the role %q, want its SendMessage to the destination", denied)
+	}
+}
+
+// handled is how many invocations the handler has taken.
+func (h *runtimeHandler) handled() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.seen)
+}
+
+// BenchmarkAsyncInvocation measures what playing Lambda's asynchronous path
+// costs: events a second that a handler takes and answers, polling kumo's
+// Runtime API directly or through the proxy (the invocations go through
+// the proxy both times, as S3's do in the demo).
+func BenchmarkAsyncInvocation(b *testing.B) {
+	for _, via := range []string{"kumo", "rules"} {
+		b.Run("runtime="+via, func(b *testing.B) {
+			p, err := awsrules.New(testenv.KumoURL(b), awsrules.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { p.Close() })
+			cfg := direct(p.URL())
+			name := testenv.UniqueName(b)
+			createFunction(b, cfg, name, name)
+			base := p.URL()
+			if via == "kumo" {
+				base = testenv.KumoURL(b)
+			}
+			h := startHandler(b, base, cfg, name, func(int) bool { return false })
+			lc := lambda.NewFromConfig(cfg)
+			ready := h.handled()
+			b.ResetTimer()
+			start := time.Now()
+			for i := range b.N {
+				// kumo queues at most 1024 events a function.
+				for i-(h.handled()-ready) > 500 {
+					time.Sleep(time.Millisecond)
+				}
+				if _, err := lc.Invoke(b.Context(), &lambda.InvokeInput{FunctionName: aws.String(name), InvocationType: lambdatypes.InvocationTypeEvent,
+					Payload: []byte(s3Event(name, fmt.Sprint(i)))}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for h.handled()-ready < b.N {
+				time.Sleep(time.Millisecond)
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+		})
 	}
 }

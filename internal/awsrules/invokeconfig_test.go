@@ -27,7 +27,7 @@ func fnRoleProxy(t *testing.T, o awsrules.Options, roles map[string]json.RawMess
 }
 
 // createFunction creates function name running as role, as the operator.
-func createFunction(t *testing.T, cfg aws.Config, name, role string) {
+func createFunction(t testing.TB, cfg aws.Config, name, role string) {
 	t.Helper()
 	if _, err := lambda.NewFromConfig(cfg).CreateFunction(t.Context(), &lambda.CreateFunctionInput{
 		FunctionName: aws.String(name), Role: aws.String("arn:aws:iam::" + kumoAccount + ":role/" + role),
