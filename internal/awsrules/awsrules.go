@@ -4,7 +4,10 @@
 // visibility timeout past 12 hours, overlapping S3 notification rules,
 // another account's bucket. Each rule answers in the service's own error
 // format (see faultproxy.WriteError), so the AWS SDK returns the error AWS
-// would, and cites the AWS documentation page that decides it.
+// would, and cites the AWS documentation page that decides it. Where kumo
+// lacks what the product relies on, the proxy plays AWS itself: Lambda's
+// asynchronous invocation configuration and what it does with an event the
+// function failed (invokeconfig.go, asyncinvoke.go).
 //
 // It keeps what the rules need to remember (deleted queues, received
 // messages) from the requests and answers that pass through it, so every
