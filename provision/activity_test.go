@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/cloudpipe/cloudpipe/internal/awsrules"
 	"github.com/cloudpipe/cloudpipe/internal/contract"
 	"github.com/cloudpipe/cloudpipe/internal/localecs"
 	"github.com/cloudpipe/cloudpipe/internal/stagetask"
@@ -44,7 +45,14 @@ func TestStageActivity(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	e := newEnv(t, func(cfg *aws.Config) { cfg.BaseEndpoint = aws.String(ecsProxy.URL()) })
+	// The AWS rules in front of the local ECS, as in the demo: they serve
+	// what kumo lacks (the stage function's event invoke config).
+	rules, err := awsrules.New(ecsProxy.URL(), awsrules.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rules.Close() })
+	e := newEnv(t, func(cfg *aws.Config) { cfg.BaseEndpoint = aws.String(rules.URL()) })
 	ctx := t.Context()
 	if _, err := e.ecs.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String(e.opts.Cluster)}); err != nil {
 		t.Fatal(err)

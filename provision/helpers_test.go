@@ -165,13 +165,14 @@ type fault struct {
 	body   string
 }
 
-// viaFaultProxy puts an httptest proxy in front of kumo that answers the
-// first n requests matching match with f, to provoke what kumo cannot
-// (IAM propagation delays, throttling), and forwards everything else. It
-// returns a config mod and the number of matching requests seen.
+// viaFaultProxy puts an httptest proxy in front of the AWS rules (in front
+// of kumo) that answers the first n requests matching match with f, to
+// provoke what kumo cannot (IAM propagation delays, throttling), and
+// forwards everything else. It returns a config mod and the number of
+// matching requests seen.
 func viaFaultProxy(t *testing.T, match func(*http.Request) bool, n int64, f fault) (func(*aws.Config), *atomic.Int64) {
 	t.Helper()
-	target, err := url.Parse(testenv.KumoURL(t))
+	target, err := url.Parse(testenv.AWSRules(t).URL())
 	if err != nil {
 		t.Fatal(err)
 	}

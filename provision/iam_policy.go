@@ -177,15 +177,26 @@ type stageARNs struct {
 }
 
 // lambdaPolicy is the inline policy of the stage's Lambda role: queue a
-// message per upload, start and count tasks of this stage's family on the
-// cluster, pass the stage's two task roles and write its own logs. Nothing
-// more: the AWS-rules tests report a statement no request needed.
+// message per upload, dead-letter what cannot be processed, start and count
+// tasks of this stage's family on the cluster, pass the stage's two task
+// roles and write its own logs. Nothing more: the AWS-rules tests report a
+// statement no request needed.
 func lambdaPolicy(a stageARNs) policyDocument {
 	cluster := clusterARN(a.Region, a.Account, a.Cluster)
 	onCluster := map[string]map[string]stringList{"ArnEquals": {"ecs:cluster": {cluster}}}
 	return policyDocument{Version: policyVersion, Statement: []policyStatement{
 		{Sid: "Queue", Effect: "Allow", Action: stringList{"sqs:SendMessage"},
-			Resource: stringList{a.QueueARN, a.DLQARN}},
+			Resource: stringList{a.QueueARN}},
+		// Two senders use the role on the dead-letter queue: the handler,
+		// for a record it cannot queue, and Lambda, which sends the
+		// invocation record of an event the function failed on every
+		// attempt to its on-failure destination with the function's
+		// execution role ("ensure that your function's execution role
+		// also contains the relevant permissions": sqs:SendMessage), and
+		// refuses the destination until the role may.
+		// https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html
+		{Sid: "DeadLetters", Effect: "Allow", Action: stringList{"sqs:SendMessage"},
+			Resource: stringList{a.DLQARN}},
 		{Sid: "RunTask", Effect: "Allow", Action: stringList{"ecs:RunTask"},
 			Resource: stringList{taskFamilyARN(a.Region, a.Account, a.Family)}, Condition: onCluster},
 		// ListTasks names a container-instance resource in the Service

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -130,5 +131,77 @@ func TestFunctionRetriedWhileRolePropagates(t *testing.T) {
 	}
 	if res.FunctionARN == "" {
 		t.Error("no function ARN recorded")
+	}
+}
+
+// TestInvokeConfig: the stage function sends the record of an event it
+// failed on every attempt to the stage's DLQ, after Lambda's two retries,
+// keeping events for the 6 hours Lambda allows; a configuration changed
+// behind the agent's back is drift, which the next EnsureStage repairs
+// with one write.
+func TestInvokeConfig(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	spec := e.spec()
+	res := e.ensure(spec, provision.StageResources{})
+	name := provision.ResourceName(spec.Workflow, spec.Stage)
+
+	got, err := e.lambda.GetFunctionEventInvokeConfig(ctx, &lambda.GetFunctionEventInvokeConfigInput{FunctionName: &name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if aws.ToInt32(got.MaximumRetryAttempts) != 2 || aws.ToInt32(got.MaximumEventAgeInSeconds) != 21600 ||
+		got.DestinationConfig == nil || got.DestinationConfig.OnFailure == nil ||
+		aws.ToString(got.DestinationConfig.OnFailure.Destination) != res.DLQARN || res.DLQARN == "" {
+		t.Errorf("event invoke config %+v, want 2 retries, 21600 s and failures to %s", got, res.DLQARN)
+	}
+
+	for _, tt := range []struct {
+		name   string
+		tamper func()
+	}{
+		{"deleted", func() {
+			if _, err := e.lambda.DeleteFunctionEventInvokeConfig(ctx, &lambda.DeleteFunctionEventInvokeConfigInput{FunctionName: &name}); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"no retries", func() {
+			if _, err := e.lambda.UpdateFunctionEventInvokeConfig(ctx, &lambda.UpdateFunctionEventInvokeConfigInput{FunctionName: &name,
+				MaximumRetryAttempts: aws.Int32(0)}); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		tt.tamper()
+		missing, err := e.p.MissingResources(ctx, spec, res)
+		if err != nil || !slices.Equal(missing, []string{"lambda event invoke config " + name}) {
+			t.Errorf("%s: MissingResources = %v, %v; want the event invoke config", tt.name, missing, err)
+		}
+		e.calls.Reset()
+		e.ensure(spec, res)
+		if w := e.calls.WriteOps(); !maps.Equal(w, map[string]int{"Lambda.PutFunctionEventInvokeConfig": 1}) {
+			t.Errorf("%s: repair wrote %v, want the one PutFunctionEventInvokeConfig", tt.name, w)
+		}
+		if missing, err := e.p.MissingResources(ctx, spec, res); err != nil || len(missing) != 0 {
+			t.Errorf("%s: after the repair MissingResources = %v, %v", tt.name, missing, err)
+		}
+	}
+}
+
+// TestInvokeConfigRetriedWhileRoleGrantPropagates makes Lambda refuse the
+// DLQ twice, as it does while the role policy that lets the function send
+// there propagates through IAM.
+func TestInvokeConfigRetriedWhileRoleGrantPropagates(t *testing.T) {
+	mod, seen := viaFaultProxy(t, func(r *http.Request) bool {
+		return r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/event-invoke-config")
+	}, 2, fault{
+		status: http.StatusBadRequest,
+		header: map[string]string{"Content-Type": "application/json", "X-Amzn-Errortype": "InvalidParameterValueException"},
+		body:   `{"Type":"User","message":"The function's execution role does not have permissions to call SendMessage on arn:aws:sqs:us-east-1:000000000000:x"}`,
+	})
+	e := newEnv(t, mod)
+	e.ensure(e.spec(), provision.StageResources{})
+	if got := seen.Load(); got != 3 {
+		t.Errorf("%d PutFunctionEventInvokeConfig requests, want 2 refused + 1 accepted", got)
 	}
 }

@@ -67,6 +67,19 @@ func isLambdaRoleNotReady(err error) bool {
 		"The role defined for the function cannot be assumed by Lambda")
 }
 
+// isDestinationNotAllowedYet reports PutFunctionEventInvokeConfig's refusal
+// of an on-failure queue the function's role may not yet send to, while
+// the role policy that allows it propagates through IAM:
+//
+//	InvalidParameterValueException: "The function's execution role does not have permissions to call SendMessage on ARN"
+//
+// https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html
+// https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency
+func isDestinationNotAllowedYet(err error) bool {
+	return hasCodeAndMessage(err, "InvalidParameterValueException",
+		"execution role does not have permissions to call SendMessage")
+}
+
 // isNotificationDestinationNotReady reports the error
 // PutBucketNotificationConfiguration returns when S3 cannot yet invoke the
 // function, right after AddPermission granted it:

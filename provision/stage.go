@@ -106,7 +106,8 @@ func (p *Provisioner) checkSpec(spec StageSpec) error {
 // EnsureStage creates the resources of one stage that are missing and
 // updates in place those that differ from spec: buckets, work queue and DLQ,
 // log groups, three roles with inline policies, a task-definition revision
-// (only when the request differs from prev's), the Lambda function and its
+// (only when the request differs from prev's), the Lambda function with its
+// asynchronous invocation configuration (failed events to the DLQ) and its
 // S3 permission, and the input bucket's notification entry. The roles are
 // granted the customer managed KMS keys the buckets' default encryption and
 // the secrets use, as found on this call, and spec.KMSKeyARNs. Buckets and
@@ -147,6 +148,7 @@ func (p *Provisioner) EnsureStage(ctx context.Context, spec StageSpec, prev Stag
 		s.ensureTaskRoles,   // execution and task roles
 		s.ensureLambdaRoleAndTaskDefinition,
 		s.ensureFunction,
+		s.ensureInvokeConfig,
 		s.ensureInvokePermission,
 		s.retireTaskDefinitions,
 		s.ensureNotification,
@@ -204,7 +206,9 @@ func (p *Provisioner) DeleteStage(ctx context.Context, spec StageSpec, res Stage
 // MissingResources lists the resources of a deployed stage that no longer
 // exist ("<kind> <name>"), for drift checks, walking the stage's table
 // (stageTable). It only reads. Task-definition revisions are not checked
-// (kumo cannot describe them); a recorded notification entry is checked
+// (kumo cannot describe them); the function's asynchronous invocation
+// configuration is listed when it does not send failures to the recorded
+// DLQ (a repair puts it back); a recorded notification entry is checked
 // unless the stage is suspended; the workflow's shared log group is checked
 // by its owner, stage 0, only.
 func (p *Provisioner) MissingResources(ctx context.Context, spec StageSpec, res StageResources) ([]string, error) {

@@ -207,6 +207,14 @@ func (s *stageBuild) ensureFunction(ctx context.Context, res *StageResources) er
 	return err
 }
 
+// ensureInvokeConfig sends the record of an upload's event the function
+// failed on every attempt to the stage's dead-letter queue (see
+// asyncRetryAttempts). It follows the Lambda role's policy, which lets the
+// role send there, as Lambda checks.
+func (s *stageBuild) ensureInvokeConfig(ctx context.Context, res *StageResources) error {
+	return s.p.ensureInvokeConfig(ctx, s.c, s.names.function, res.DLQARN)
+}
+
 // ensureInvokePermission lets S3 invoke the function for uploads to the
 // input bucket.
 func (s *stageBuild) ensureInvokePermission(ctx context.Context, _ *StageResources) error {

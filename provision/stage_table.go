@@ -15,6 +15,7 @@ const (
 	kindQueue          = "sqs queue"
 	kindTaskDefinition = "ecs task definition"
 	kindFunction       = "lambda function"
+	kindInvokeConfig   = "lambda event invoke config"
 	kindNotification   = "s3 notification"
 )
 
@@ -68,7 +69,8 @@ func (r stageResource) String() string { return r.kind + " " + r.name }
 // that DeleteStage, walking it backwards, removes what refers to a resource
 // before the resource: the notification before the function, the function
 // before the revisions it starts and the roles it runs as, the work queue
-// before its DLQ. (The task roles' policies name the queues by ARN only,
+// before its DLQ. The function's asynchronous invocation configuration
+// follows the function: it goes with it. (The task roles' policies name the queues by ARN only,
 // which IAM does not check, so the queues may go first.) Where nothing
 // orders two entries they are listed so that DeleteStage keeps the order it
 // always deleted in. Names come from res where recorded and from spec
@@ -99,6 +101,7 @@ func (p *Provisioner) stageTable(c *clients, spec StageSpec, res StageResources)
 		t = append(t, taskDefinitionResource(c, arn))
 	}
 	t = append(t, functionResource(c, wf, n.function))
+	t = append(t, invokeConfigResource(c, n.function, res.DLQARN))
 	// Our entry is removed from the recorded input bucket and from spec's,
 	// should they differ; drift checks the recorded one only, and only while
 	// the stage is not suspended (a suspended stage has no entry).
@@ -110,7 +113,7 @@ func (p *Provisioner) stageTable(c *clients, spec StageSpec, res StageResources)
 
 // reportKinds is the order in which MissingResources lists kinds. It is not
 // the table's: drift reasons kept the order they had before the table.
-var reportKinds = []string{kindBucket, kindQueue, kindRole, kindTaskDefinition, kindFunction, kindLogGroup, kindNotification}
+var reportKinds = []string{kindBucket, kindQueue, kindRole, kindTaskDefinition, kindFunction, kindInvokeConfig, kindLogGroup, kindNotification}
 
 // inReportOrder returns t kind by kind in reportKinds' order, each kind's
 // resources in the order DeleteStage deletes them.

@@ -13,6 +13,7 @@ func TestStageTable(t *testing.T) {
 		td1   = "arn:aws:ecs:us-east-1:000000000000:task-definition/cp-wf-0:1"
 		td2   = "arn:aws:ecs:us-east-1:000000000000:task-definition/cp-wf-0:2"
 		td1s1 = "arn:aws:ecs:us-east-1:000000000000:task-definition/cp-wf-1:1"
+		dlq   = "arn:aws:sqs:us-east-1:000000000000:cp-wf-0-dlq"
 	)
 	stage0 := StageSpec{Workflow: "wf", Stage: 0, InputBucket: in, OutputBucket: mid, OutputOwned: true}
 	stage1 := StageSpec{Workflow: "wf", Stage: 1, InputBucket: mid, InputOwned: true, OutputBucket: out}
@@ -31,7 +32,7 @@ func TestStageTable(t *testing.T) {
 			"sqs queue cp-wf-0-dlq", "sqs queue cp-wf-0",
 		}
 		t = append(t, revisions...)
-		t = append(t, "lambda function cp-wf-0")
+		t = append(t, "lambda function cp-wf-0", "lambda event invoke config cp-wf-0")
 		return append(t, notifications...)
 	}
 	stage0Report := []string{
@@ -40,6 +41,12 @@ func TestStageTable(t *testing.T) {
 		"iam role cp-wf-0-lambda", "iam role cp-wf-0-exec", "iam role cp-wf-0-task",
 		"lambda function cp-wf-0",
 		"log group /cloudpipe/wf", "log group /aws/lambda/cp-wf-0",
+	}
+	// withInvokeConfig is a report with the function's asynchronous
+	// invocation configuration, checked when the DLQ is recorded.
+	withInvokeConfig := func(report []string, fn string) []string {
+		i := slices.Index(report, "lambda function "+fn)
+		return slices.Insert(slices.Clone(report), i+1, "lambda event invoke config "+fn)
 	}
 	tests := []struct {
 		name  string
@@ -53,9 +60,9 @@ func TestStageTable(t *testing.T) {
 		{
 			name:   "stage 0 owns the workflow log group",
 			spec:   stage0,
-			res:    StageResources{InputBucket: in, OutputBucket: mid, TaskDefinitionARN: td1, TaskDefinitionARNs: []string{td1}},
+			res:    StageResources{InputBucket: in, OutputBucket: mid, TaskDefinitionARN: td1, TaskDefinitionARNs: []string{td1}, DLQARN: dlq},
 			table:  stage0Table([]string{"ecs task definition " + td1}, []string{"s3 notification cloudpipe-cp-wf-0 on " + in}),
-			report: append(slices.Clone(stage0Report), "s3 notification cloudpipe-cp-wf-0 on "+in),
+			report: withInvokeConfig(append(slices.Clone(stage0Report), "s3 notification cloudpipe-cp-wf-0 on "+in), "cp-wf-0"),
 		},
 		{
 			name: "stage 1 leaves it to stage 0",
@@ -67,7 +74,7 @@ func TestStageTable(t *testing.T) {
 				"iam role cp-wf-1-task", "iam role cp-wf-1-exec", "iam role cp-wf-1-lambda",
 				"sqs queue cp-wf-1-dlq", "sqs queue cp-wf-1",
 				"ecs task definition " + td1s1,
-				"lambda function cp-wf-1",
+				"lambda function cp-wf-1", "lambda event invoke config cp-wf-1",
 				"s3 notification cloudpipe-cp-wf-1 on " + mid,
 			},
 			report: []string{

@@ -80,6 +80,7 @@ var creatingOps = []string{
 	"IAM.CreateRole",
 	"Lambda.CreateFunction",
 	"Lambda.AddPermission",
+	"Lambda.PutFunctionEventInvokeConfig",
 	"ECS.RegisterTaskDefinition",
 	"CloudWatch Logs.CreateLogGroup",
 	"S3.PutBucketNotificationConfiguration",
@@ -87,7 +88,8 @@ var creatingOps = []string{
 
 // wantCreated names, for each of creatingOps, the resources deploying s must
 // create: buckets (input, output and the ones between stages), two queues,
-// three roles, a function with one permission, a task definition family, a
+// three roles, a function with one permission and its asynchronous
+// invocation configuration, a task definition family, a
 // log group and a notification per stage, and one log group per workflow.
 func (s deployMix) wantCreated() map[string][]string {
 	want := map[string][]string{}
@@ -102,6 +104,7 @@ func (s deployMix) wantCreated() map[string][]string {
 			add("IAM.CreateRole", names["role"]...)
 			add("Lambda.CreateFunction", names["function"]...)
 			add("Lambda.AddPermission", names["function"]...)
+			add("Lambda.PutFunctionEventInvokeConfig", names["function"]...)
 			add("ECS.RegisterTaskDefinition", provision.ResourceName(wf, i))
 			add("CloudWatch Logs.CreateLogGroup", names["loggroup"]...)
 			add("S3.PutBucketNotificationConfiguration", in)
@@ -134,6 +137,8 @@ func createdNames(c *testenv.CallCounter, op string) []string {
 		case *lambda.CreateFunctionInput:
 			name = in.FunctionName
 		case *lambda.AddPermissionInput:
+			name = in.FunctionName
+		case *lambda.PutFunctionEventInvokeConfigInput:
 			name = in.FunctionName
 		case *ecs.RegisterTaskDefinitionInput:
 			name = in.Family

@@ -86,7 +86,7 @@ func run(ctx context.Context, opts options, stdout io.Writer) error {
 
 	// Deferred calls stop what they stand for in reverse order of start:
 	// the loop and the handlers before the tasks and the emulator.
-	kumoURL, stopAWS, err := d.startAWS()
+	stopAWS, err := d.startAWS()
 	if err != nil {
 		return err
 	}
@@ -94,7 +94,7 @@ func run(ctx context.Context, opts options, stdout io.Writer) error {
 	code := d.zipCode(d.codeFile())
 	defer code() // the zipping goroutine is ours: wait for it on every path
 	d.printIntro()
-	a, err := d.startAgent(ctx, kumoURL, code)
+	a, err := d.startAgent(ctx, code)
 	if err != nil {
 		return err
 	}
@@ -174,7 +174,7 @@ type localAgent struct {
 // startAgent does what deploying the agent does: the config repository,
 // bootstrap, and the reconcile loop with the zip that code returns as the
 // stage functions' code. The caller stops the returned handlers.
-func (d *demo) startAgent(ctx context.Context, kumoURL string, code func() ([]byte, error)) (*localAgent, error) {
+func (d *demo) startAgent(ctx context.Context, code func() ([]byte, error)) (*localAgent, error) {
 	repoDir, err := d.configRepo()
 	if err != nil {
 		return nil, err
@@ -194,7 +194,7 @@ func (d *demo) startAgent(ctx context.Context, kumoURL string, code func() ([]by
 	if err != nil {
 		return nil, err
 	}
-	handlers := newLambdas(d.exe, strings.TrimPrefix(kumoURL, "http://"), d.baseEnv, d.awsCfg, d.stderr, d.log)
+	handlers := newLambdas(d.exe, strings.TrimPrefix(d.rules.URL(), "http://"), d.baseEnv, d.awsCfg, d.stderr, d.log)
 	if d.opts.iam {
 		handlers.authorize = d.rules.Authorize
 	}
@@ -222,6 +222,11 @@ func (d *demo) firstPass(ctx context.Context, a *localAgent) (pipesync.PassResul
 	if err := d.tracker.skipExisting(ctx); err != nil {
 		return first, err
 	}
+	if d.opts.beforeUpload != nil {
+		if err := d.opts.beforeUpload(ctx, d.awsCfg); err != nil {
+			return first, err
+		}
+	}
 	err := d.uploadSample(ctx)
 	if errors.Is(err, errNothingDeployed) && !d.opts.once {
 		// Staying up still makes sense: a commit may add a workflow.
@@ -234,20 +239,20 @@ func (d *demo) firstPass(ctx context.Context, a *localAgent) (pipesync.PassResul
 // startAWS starts the local AWS: kumo (unless options name one) behind the
 // local ECS proxy, the AWS rules and, on the demo's port, which every
 // client uses, the front (front.go). stop stops them all, the tasks first.
-func (d *demo) startAWS() (kumoURL string, stop func(), err error) {
+func (d *demo) startAWS() (stop func(), err error) {
 	// The port first: without it nothing works, and kumo is not worth
 	// starting.
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(d.opts.port))
 	ln, err := net.Listen("tcp", addr)
 	if errors.Is(err, syscall.EADDRINUSE) {
-		return "", nil, fmt.Errorf("port %d is in use: %w; kumo delivers S3 event notifications only to localhost:4566, "+
+		return nil, fmt.Errorf("port %d is in use: %w; kumo delivers S3 event notifications only to localhost:4566, "+
 			"so the demo needs that port: stop what holds it (another demo, a kumo or a LocalStack)", d.opts.port, err)
 	}
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	closeKumo := func() {}
-	kumoURL = d.opts.kumoURL
+	kumoURL := d.opts.kumoURL
 	if kumoURL == "" {
 		// kumo keeps its state in the process, so this emulator starts
 		// empty and ends with the demo.
@@ -277,7 +282,7 @@ func (d *demo) startAWS() (kumoURL string, stop func(), err error) {
 		if err != nil {
 			ln.Close()
 			closeKumo()
-			return "", nil, fmt.Errorf("%w (or run the demo with --iam=false, which checks no policy)", err)
+			return nil, fmt.Errorf("%w (or run the demo with --iam=false, which checks no policy)", err)
 		}
 	}
 	// Clients reach AWS through the rules (IAM first), then the local ECS,
@@ -303,14 +308,14 @@ func (d *demo) startAWS() (kumoURL string, stop func(), err error) {
 	if err != nil {
 		ln.Close()
 		closeKumo()
-		return "", nil, err
+		return nil, err
 	}
 	rules, err = awsrules.New(proxy.URL(), awsrules.Options{IAM: iam})
 	if err != nil {
 		_ = proxy.Close()
 		ln.Close()
 		closeKumo()
-		return "", nil, err
+		return nil, err
 	}
 	d.rules = rules
 	// The demo's port is the front's, which hands kumo's S3 event
@@ -324,7 +329,7 @@ func (d *demo) startAWS() (kumoURL string, stop func(), err error) {
 		_ = proxy.Close()
 		ln.Close()
 		closeKumo()
-		return "", nil, err
+		return nil, err
 	}
 	stop = func() {
 		if err := proxy.Close(); err != nil {
@@ -342,7 +347,7 @@ func (d *demo) startAWS() (kumoURL string, stop func(), err error) {
 		}
 		closeKumo()
 	}
-	return kumoURL, stop, nil
+	return stop, nil
 }
 
 // zipCode starts zipping file as the stage functions' code, as the agent

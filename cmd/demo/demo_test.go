@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,11 +22,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/cloudpipe/cloudpipe/internal/awsrules"
 	"github.com/cloudpipe/cloudpipe/internal/contract"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
+	"github.com/cloudpipe/cloudpipe/provision"
 )
 
 // The tests below run the whole demo, which must own 127.0.0.1:4566 (kumo
@@ -356,4 +360,145 @@ func iamFigures(t *testing.T) func(awsrules.Report) {
 			}
 		}
 	}
+}
+
+// TestDemoStageFunctionFails runs the demo with the stage function's role
+// no longer allowed to send to its work queue (its Queue statement removed
+// behind the agent's back), so the function fails the upload's S3 event on
+// every attempt, as it would when SQS refuses it. Lambda retries the event
+// twice, then sends its invocation record to the stage's dead-letter queue:
+// the upload is there, once, named by its key, and the demo says so.
+func TestDemoStageFunctionFails(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole demo (AWS emulator, handlers, runners): not in -short")
+	}
+	bin := demoBinary(t)
+	seq := runSeq.Add(1)
+	name := fmt.Sprintf("refused %d-%d.txt", seq, time.Now().UnixNano())
+	upload := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(upload, sampleText, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fn := provision.ResourceName("hello-sort", 0)
+	var report awsrules.Report
+	var stdout, stderr syncBuffer
+	err := run(t.Context(), options{
+		port:         defaultPort,
+		repo:         checkoutRoot(t),
+		workflow:     "hello-sort",
+		upload:       upload,
+		once:         true,
+		timeout:      2 * time.Minute,
+		logLevel:     slog.LevelWarn,
+		executable:   bin,
+		stateBucket:  fmt.Sprintf("cloudpipe-state-demo-test-%d", seq),
+		kumoURL:      testenv.KumoURL(t),
+		iam:          true,
+		iamReport:    func(r awsrules.Report) { report = r },
+		beforeUpload: func(ctx context.Context, cfg aws.Config) error { return dropStatement(ctx, cfg, fn+"-lambda", "Queue") },
+		codeFile:     smallFile(t),
+		stderr:       &stderr,
+	}, &stdout)
+	out := stdout.String()
+	t.Logf("stdout:\n%s\nstderr:\n%s", out, stderr.String())
+	if !errors.Is(err, errReported) {
+		t.Fatalf("run = %v, want the failure reported", err)
+	}
+	if want := "s3://cloudpipe-example-hello-in/" + name + " dead-lettered to " + fn + "-dlq by Lambda: the stage function failed it 3 times: "; !strings.Contains(out, want) {
+		t.Errorf("output lacks %q", want)
+	}
+
+	// Three attempts, each refused the work queue; the record went to the
+	// dead-letter queue as the function's role.
+	workQueue := "arn:aws:sqs:us-east-1:" + testenv.Account + ":" + fn
+	lambdaRole := report.Principals[fn+"-lambda"]
+	t.Logf("IAM %s-lambda: %d authorized, %d denied", fn, lambdaRole.Authorized, len(lambdaRole.Denied))
+	refused := 0
+	for _, d := range lambdaRole.Denied {
+		if strings.HasPrefix(d, "sqs:SendMessage on "+workQueue+" ") {
+			refused++
+		} else {
+			t.Errorf("the function's role was denied %s", d)
+		}
+	}
+	if refused != 3 {
+		t.Errorf("the function's queue sends refused %d times, want 3 (one per attempt): %q", refused, lambdaRole.Denied)
+	}
+	for role, p := range report.Principals {
+		if role != fn+"-lambda" && len(p.Denied) > 0 {
+			t.Errorf("IAM denied %s: %q", role, p.Denied)
+		}
+	}
+
+	// The upload is in the dead-letter queue once, as Lambda's record, and
+	// nowhere else: the work queue never had it.
+	q := sqs.NewFromConfig(testenv.Kumo(t))
+	found := 0
+	for _, queue := range []string{fn + "-dlq", fn} {
+		u, err := q.GetQueueUrl(t.Context(), &sqs.GetQueueUrlInput{QueueName: aws.String(queue)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 20 { // other runs in this process left messages too
+			got, err := q.ReceiveMessage(t.Context(), &sqs.ReceiveMessageInput{QueueUrl: u.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got.Messages) == 0 {
+				break
+			}
+			for _, m := range got.Messages {
+				dl, err := contract.DecodeDeadLetter(aws.ToString(m.Body))
+				if err != nil || dl.Key != name {
+					continue
+				}
+				if queue == fn {
+					t.Errorf("%s is in the work queue: %s", name, aws.ToString(m.Body))
+				} else {
+					found++
+					if inv := dl.Invocation; inv.Condition != "RetriesExhausted" || inv.Attempts != 3 || !strings.Contains(inv.Error, "AccessDenied") {
+						t.Errorf("dead letter %+v, want Lambda's record: RetriesExhausted after 3 attempts, the queue's AccessDenied", inv)
+					}
+				}
+				if _, err := q.DeleteMessage(t.Context(), &sqs.DeleteMessageInput{QueueUrl: u.QueueUrl, ReceiptHandle: m.ReceiptHandle}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	if found != 1 {
+		t.Errorf("%s is %d times in the dead-letter queue, want once", name, found)
+	}
+}
+
+// dropStatement removes the statement sid from the inline policy the agent
+// wrote on role, as someone editing it by hand would.
+func dropStatement(ctx context.Context, cfg aws.Config, role, sid string) error {
+	c := iam.NewFromConfig(cfg)
+	out, err := c.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String(role), PolicyName: aws.String("cloudpipe")})
+	if err != nil {
+		return err
+	}
+	doc := aws.ToString(out.PolicyDocument)
+	if u, err := url.QueryUnescape(doc); err == nil {
+		doc = u
+	}
+	var pol struct {
+		Version   string
+		Statement []map[string]any
+	}
+	if err := json.Unmarshal([]byte(doc), &pol); err != nil {
+		return err
+	}
+	n := len(pol.Statement)
+	pol.Statement = slices.DeleteFunc(pol.Statement, func(s map[string]any) bool { return s["Sid"] == sid })
+	if len(pol.Statement) != n-1 {
+		return fmt.Errorf("policy of %s has no statement %s: %s", role, sid, doc)
+	}
+	b, err := json.Marshal(pol)
+	if err != nil {
+		return err
+	}
+	_, err = c.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String(role), PolicyName: aws.String("cloudpipe"), PolicyDocument: aws.String(string(b))})
+	return err
 }

@@ -32,14 +32,17 @@ const handlerReadyTimeout = 15 * time.Second
 // a handler that is already polling its Runtime API, and does not pass the
 // function's environment to it: so the demo starts each handler itself, with
 // the environment the provisioner gave the function, and waits until it
-// answers before anything is uploaded.
+// answers before anything is uploaded. The handlers poll kumo's Runtime API
+// through the AWS rules, which play what Lambda does with an event the
+// function failed: its retries, then its record to the stage's dead-letter
+// queue (internal/awsrules, asyncinvoke.go).
 type lambdas struct {
-	exe      string
-	kumoAddr string   // host:port of kumo, whose Runtime API the handlers poll
-	baseEnv  []string // the environment every child gets (see childEnv)
-	stderr   io.Writer
-	cfg      aws.Config // the operator's, for clients of each function's region
-	log      *slog.Logger
+	exe         string
+	runtimeAddr string   // host:port of the AWS rules, in front of kumo's Runtime API
+	baseEnv     []string // the environment every child gets (see childEnv)
+	stderr      io.Writer
+	cfg         aws.Config // the operator's, for clients of each function's region
+	log         *slog.Logger
 	// authorize, if set, asks IAM what the Lambda service would with a
 	// function's role (awsrules.Proxy.Authorize).
 	authorize func(ctx context.Context, role, action, resource string) error
@@ -63,13 +66,13 @@ type handler struct {
 	err    error         // how it exited; read after done
 }
 
-func newLambdas(exe, kumoAddr string, baseEnv []string, cfg aws.Config, stderr io.Writer, log *slog.Logger) *lambdas {
+func newLambdas(exe, runtimeAddr string, baseEnv []string, cfg aws.Config, stderr io.Writer, log *slog.Logger) *lambdas {
 	// The readiness probe retries itself, quickly: the SDK's backoff would
 	// only slow it down.
 	cfg = cfg.Copy()
 	cfg.Retryer = func() aws.Retryer { return aws.NopRetryer{} }
 	return &lambdas{
-		exe: exe, kumoAddr: kumoAddr, baseEnv: baseEnv, stderr: stderr, cfg: cfg,
+		exe: exe, runtimeAddr: runtimeAddr, baseEnv: baseEnv, stderr: stderr, cfg: cfg,
 		log:     log.With("component", "lambdas"),
 		procs:   map[string]*handler{},
 		clients: map[string]*awslambda.Client{},
@@ -172,9 +175,10 @@ func (l *lambdas) start(ctx context.Context, fn, region string, env map[string]s
 	cmd.Env = childEnv(l.baseEnv, env, map[string]string{
 		roleEnv:                    "lambda",
 		"AWS_LAMBDA_FUNCTION_NAME": fn,
-		// kumo's Runtime API for this function: the handler's
-		// lambda.Start polls <this>/2018-06-01/runtime/invocation/next.
-		"AWS_LAMBDA_RUNTIME_API":          l.kumoAddr + "/_runtime/" + fn,
+		// kumo's Runtime API for this function, through the AWS rules:
+		// the handler's lambda.Start polls
+		// <this>/2018-06-01/runtime/invocation/next.
+		"AWS_LAMBDA_RUNTIME_API":          l.runtimeAddr + "/_runtime/" + fn,
 		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
 	})
 	cmd.Stdout, cmd.Stderr = l.stderr, l.stderr

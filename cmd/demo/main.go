@@ -30,6 +30,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
 )
 
 // Exit codes.
@@ -69,6 +71,10 @@ type options struct {
 	// iamReport, if set, receives what IAM authorized when the demo ends
 	// (tests read the figures from it).
 	iamReport func(awsrules.Report)
+	// beforeUpload, if set, runs after the first pass, before the sample
+	// is uploaded, with the operator's AWS configuration: a test changes
+	// there what it needs changed behind the agent's back.
+	beforeUpload func(ctx context.Context, operator aws.Config) error
 
 	// executable is the binary started as stage-function handlers and as
 	// runners, and zipped as the functions' code; default os.Executable().

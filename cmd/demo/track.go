@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/cloudpipe/cloudpipe/internal/contract"
 	"github.com/cloudpipe/cloudpipe/internal/localecs"
@@ -161,10 +163,10 @@ type tracker struct {
 	logHint  string          // appended to a failed run's line: where to see more
 	held     []localecs.Task // task events waiting for an earlier stage's report
 	// notStarted holds, by task-definition family, why the stage's last
-	// task stopped before it started: its watched files are looked for in
-	// its dead-letter queue, at most every dlqEvery.
+	// task stopped before it started: the cause of a file the agent moved
+	// to the stage's dead-letter queue.
 	notStarted map[string]string
-	dlqLooked  time.Time
+	dlqLooked  time.Time // when deadLetters last looked, at most every dlqEvery
 
 	mu     sync.Mutex      // guards queued
 	queued []localecs.Task // task events not yet looked at
@@ -285,16 +287,19 @@ func (t *tracker) poll(ctx context.Context) error {
 	})
 }
 
-// dlqEvery is how often the dead-letter queues of stages whose tasks could
-// not start are looked at.
+// dlqEvery is how often the dead-letter queues of watched stages are
+// looked at.
 const dlqEvery = time.Second
 
-// deadLetters settles the watches whose file the agent moved to their
-// stage's dead-letter queue after its tasks stopped before receiving it.
-// It receives what the queue holds and makes it visible again at once, so
-// the dead letters stay for whoever looks next.
+// deadLetters settles the watches whose file went to their stage's
+// dead-letter queue without a run: moved there by the agent after its tasks
+// stopped before receiving it, sent there by the stage function (a record
+// it could not queue), or by Lambda after the stage function failed its
+// event on every attempt (an invocation record naming the file). It
+// receives what the queue holds and makes it visible again at once, so the
+// dead letters stay for whoever looks next.
 func (t *tracker) deadLetters(ctx context.Context) error {
-	if len(t.notStarted) == 0 || time.Since(t.dlqLooked) < dlqEvery {
+	if time.Since(t.dlqLooked) < dlqEvery {
 		return nil
 	}
 	t.dlqLooked = time.Now()
@@ -303,7 +308,7 @@ func (t *tracker) deadLetters(ctx context.Context) error {
 			continue
 		}
 		st := w.stages[w.stage]
-		if _, ok := t.notStarted[st.function]; !ok || st.dlqURL == "" {
+		if st.dlqURL == "" {
 			continue
 		}
 		queues := t.aws.sqsIn(st.region)
@@ -321,16 +326,33 @@ func (t *tracker) deadLetters(ctx context.Context) error {
 			if err != nil || dl.Bucket != st.input || dl.Key != w.key || w.settled() {
 				continue
 			}
-			why := aws.ToString(m.MessageAttributes[contract.AttrDeadLetterError].StringValue)
-			if why == "" {
-				why = t.notStarted[st.function]
-			}
-			w.failed = "dead-lettered: " + why
-			t.out.printf("%s: %s dead-lettered to %s after its tasks stopped before receiving it: %s\n",
-				st.label(), s3URI(st.input, w.key), path.Base(st.dlqURL), why)
+			how := t.deadLetterCause(st, dl, m.MessageAttributes)
+			w.failed = "dead-lettered " + how
+			t.out.printf("%s: %s dead-lettered to %s %s\n", st.label(), s3URI(st.input, w.key), path.Base(st.dlqURL), how)
 		}
 	}
 	return nil
+}
+
+// deadLetterCause says how a watched file came to be a dead letter, by who
+// sent it there.
+func (t *tracker) deadLetterCause(st stageInfo, dl contract.DeadLetter, attrs map[string]sqstypes.MessageAttributeValue) string {
+	attr := func(name string) string { return aws.ToString(attrs[name].StringValue) }
+	if inv := dl.Invocation; inv.Condition != "" {
+		why := "the stage function failed it " + strconv.Itoa(inv.Attempts) + " times"
+		if inv.Condition == "EventAgeExceeded" {
+			why = "its event outlived Lambda's maximum event age after " + strconv.Itoa(inv.Attempts) + " attempts"
+		}
+		return "by Lambda: " + why + ": " + inv.Error
+	}
+	if attr(contract.AttrDeadLetterReason) == contract.DeadLetterStranded || t.notStarted[st.function] != "" {
+		why := attr(contract.AttrDeadLetterError)
+		if why == "" {
+			why = t.notStarted[st.function]
+		}
+		return "after its tasks stopped before receiving it: " + why
+	}
+	return "by the stage function (" + attr(contract.AttrDeadLetterReason) + "): " + attr(contract.AttrDeadLetterError)
 }
 
 // wait reports progress until every watch is settled or ctx ends.

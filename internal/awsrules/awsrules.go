@@ -5,9 +5,11 @@
 // another account's bucket, a task definition's ephemeral storage outside
 // Fargate's range. Each rule answers in the service's own error format (see
 // faultproxy.WriteError), so the AWS SDK returns the error AWS would, and
-// cites the AWS documentation page that decides it. The few operations
-// kumo lacks and cloudpipe calls (CreateServiceLinkedRole) it serves
-// through ones kumo has (rewrites, slr.go).
+// cites the AWS documentation page that decides it. Where kumo lacks what
+// the product relies on, the proxy plays AWS itself: CreateServiceLinkedRole
+// through operations kumo has (rewrites, slr.go), and Lambda's asynchronous
+// invocation configuration and what it does with an event the function
+// failed (invokeconfig.go, asyncinvoke.go).
 //
 // It keeps what the rules need to remember (deleted queues, received
 // messages) from the requests and answers that pass through it, so every
@@ -16,6 +18,7 @@ package awsrules
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -48,6 +51,11 @@ type Options struct {
 	// Listener, if set, is where the proxy serves instead of a free port
 	// of 127.0.0.1 (the demo serves on kumo's 4566). Close closes it.
 	Listener net.Listener
+	// AsyncRetryDelay is the wait before the first retry of an
+	// asynchronous invocation whose function failed, doubled for the
+	// second (see asyncinvoke.go); default DefaultAsyncRetryDelay. Lambda
+	// waits about one and two minutes, which tests do not sit out.
+	AsyncRetryDelay time.Duration
 }
 
 // Proxy is a running rules proxy. Its methods are safe for concurrent use.
@@ -66,6 +74,17 @@ type Proxy struct {
 
 	// homes (guarded by mu too): resource -> regions it exists in, see region.go.
 	homes map[resKey]map[string]bool
+
+	// lambda is Lambda's asynchronous invocation, which kumo lacks in
+	// part: event invoke configurations, retries and destinations
+	// (invokeconfig.go, asyncinvoke.go).
+	lambda lambdaAsync
+	// bg counts the goroutines the proxy started on its own (retries of
+	// asynchronous invocations, deliveries to destinations); Close closes
+	// closing and waits for them.
+	bg        sync.WaitGroup
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // New starts a proxy on 127.0.0.1 (a free port) that forwards to target, a
@@ -77,6 +96,9 @@ func New(target string, o Options) (*Proxy, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.AsyncRetryDelay <= 0 {
+		o.AsyncRetryDelay = DefaultAsyncRetryDelay
 	}
 	if o.Transport == nil {
 		// No compression, so bodies pass through as sent and the rules can
@@ -96,6 +118,7 @@ func New(target string, o Options) (*Proxy, error) {
 		foreign:  map[string]bool{},
 		deleted:  map[string]time.Time{},
 		received: map[string]time.Time{},
+		closing:  make(chan struct{}),
 	}
 	for _, b := range o.ForeignBuckets {
 		p.foreign[b] = true
@@ -115,9 +138,16 @@ func New(target string, o Options) (*Proxy, error) {
 // URL is the proxy's base URL, "http://127.0.0.1:PORT".
 func (p *Proxy) URL() string { return "http://" + p.ln.Addr().String() }
 
-// Close stops the proxy and closes its connections.
+// Close stops the proxy and closes its connections. Retries of
+// asynchronous invocations not yet made are dropped.
 func (p *Proxy) Close() error {
 	err := p.srv.Close()
+	// Under the lock background starts goroutines under: none starts
+	// after this.
+	p.lambda.mu.Lock()
+	p.closeOnce.Do(func() { close(p.closing) })
+	p.lambda.mu.Unlock()
+	p.bg.Wait()
 	if t, ok := p.opts.Transport.(interface{ CloseIdleConnections() }); ok {
 		t.CloseIdleConnections()
 	}
@@ -147,6 +177,19 @@ type answer struct {
 // AWS answers, or nil to let the call through.
 type check func(p *Proxy, c call) *faultproxy.APIError
 
+// A respond answers a call in place of the target, for an operation kumo
+// lacks or plays otherwise than AWS; out is the body to forward, should it
+// forward after all. An error that is a *refusal is answered as the
+// service's error; any other means the target could not be reached.
+type respond func(p *Proxy, c call, out []byte) (*answer, error)
+
+// refusal is the error AWS answers a call with, as a respond returns it.
+type refusal struct{ e faultproxy.APIError }
+
+func (r *refusal) Error() string { return r.e.Code + ": " + r.e.Message }
+
+func refuse(e faultproxy.APIError) error { return &refusal{e} }
+
 // An observe learns from a call and its answer, and may replace the answer
 // where AWS answers otherwise than kumo.
 type observe func(p *Proxy, c call, a *answer)
@@ -161,15 +204,28 @@ var (
 		"ECS.RegisterTaskDefinition":            {checkEphemeralStorage},
 	}
 	observers = map[string][]observe{
-		"SQS.DeleteQueue":    {noteQueueDeleted},
-		"SQS.ReceiveMessage": {noteReceived},
-		"SQS.DeleteMessage":  {forgetReceived},
-		"S3.CreateBucket":    {createOwnedBucketInUSEast1},
-		"S3.PostObject":      {noteUploadKey},
+		"SQS.DeleteQueue":       {noteQueueDeleted},
+		"SQS.ReceiveMessage":    {noteReceived},
+		"SQS.DeleteMessage":     {forgetReceived},
+		"S3.CreateBucket":       {createOwnedBucketInUSEast1},
+		"S3.PostObject":         {noteUploadKey},
+		"Lambda.DeleteFunction": {forgetInvokeConfigs},
+	}
+	responders = map[string]respond{
+		"Lambda.PutFunctionEventInvokeConfig":    putInvokeConfig,
+		"Lambda.UpdateFunctionEventInvokeConfig": updateInvokeConfig,
+		"Lambda.GetFunctionEventInvokeConfig":    getInvokeConfig,
+		"Lambda.DeleteFunctionEventInvokeConfig": deleteInvokeConfig,
+		"Lambda.ListFunctionEventInvokeConfigs":  listInvokeConfigs,
+		"Lambda.Invoke":                          invoke,
 	}
 )
 
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
+	if isRuntimeAPI(r) {
+		p.serveRuntime(w, r)
+		return
+	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		return // the client went away while sending: nothing to answer
@@ -204,7 +260,17 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	a, err := p.forward(r, fwd)
+	var a *answer
+	if answer := responders[c.op]; answer != nil {
+		a, err = answer(p, c, fwd)
+	} else {
+		a, err = p.forward(r, fwd)
+	}
+	var no *refusal
+	if errors.As(err, &no) {
+		faultproxy.WriteError(w, r, no.e, p.requestID())
+		return
+	}
 	if err != nil {
 		http.Error(w, "awsrules: forward: "+err.Error(), http.StatusBadGateway)
 		return

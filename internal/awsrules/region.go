@@ -204,7 +204,8 @@ func regionChecks() map[string][]check {
 		"CloudWatch Logs.ListTagsForResource", "CloudWatch Logs.TagResource", "CloudWatch Logs.UntagResource")
 	add(checkFunctionRegion, "Lambda.GetFunction", "Lambda.GetFunctionConfiguration", "Lambda.UpdateFunctionConfiguration",
 		"Lambda.UpdateFunctionCode", "Lambda.DeleteFunction", "Lambda.AddPermission", "Lambda.GetPolicy",
-		"Lambda.RemovePermission", "Lambda.Invoke")
+		"Lambda.RemovePermission", "Lambda.Invoke", "Lambda.PutFunctionEventInvokeConfig", "Lambda.UpdateFunctionEventInvokeConfig",
+		"Lambda.GetFunctionEventInvokeConfig", "Lambda.DeleteFunctionEventInvokeConfig", "Lambda.ListFunctionEventInvokeConfigs")
 	return m
 }
 

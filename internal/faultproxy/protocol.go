@@ -213,6 +213,8 @@ func lambdaOperation(r *http.Request) string {
 		return "RemovePermission"
 	case sub == "invocations":
 		return "Invoke"
+	case sub == "event-invoke-config":
+		return eventInvokeConfigOperation(r.Method, len(parts) >= 5 && parts[4] == "list")
 	}
 	return r.Method + " " + sub
 }
@@ -250,6 +252,27 @@ func batchOperation(r *http.Request) string {
 		return op
 	}
 	return r.Method + " " + rest
+}
+
+// eventInvokeConfigOperation names a request on a function's asynchronous
+// invocation configuration (/2019-09-25/functions/NAME/event-invoke-config),
+// one path for five operations told apart by method:
+// https://docs.aws.amazon.com/lambda/latest/api/API_PutFunctionEventInvokeConfig.html
+func eventInvokeConfigOperation(method string, list bool) string {
+	if list {
+		return "ListFunctionEventInvokeConfigs"
+	}
+	switch method {
+	case http.MethodPut:
+		return "PutFunctionEventInvokeConfig"
+	case http.MethodPost:
+		return "UpdateFunctionEventInvokeConfig"
+	case http.MethodGet:
+		return "GetFunctionEventInvokeConfig"
+	case http.MethodDelete:
+		return "DeleteFunctionEventInvokeConfig"
+	}
+	return method + " event-invoke-config"
 }
 
 // faultAnswer is the error a service gives for one fault kind.
