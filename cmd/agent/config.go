@@ -182,7 +182,7 @@ var options = []option{
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.LogLevel) }},
 	{name: "json", usage: "print results as JSON",
 		value: func(c *Config) flag.Value { return (*boolValue)(&c.JSON) }},
-	{name: "strict", usage: "count notes as problems (exit 1 if there is any)",
+	{name: "strict", usage: "count notes as problems, so that any note fails",
 		value: func(c *Config) flag.Value { return (*boolValue)(&c.Strict) }},
 	{name: "once", usage: "run one pass, then exit",
 		value: func(c *Config) flag.Value { return (*boolValue)(&c.Once) }},

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/cloudpipe/cloudpipe/workflow"
@@ -75,8 +74,7 @@ func runValidate(_ context.Context, cfg Config, args []string, out streams) erro
 		return err
 	}
 
-	problems := make([]workflow.Problem, 0) // never nil: --json prints [] when clean
-	var notes []workflow.Problem
+	var problems, notes []workflow.Problem
 	var badFiles, workflows, algorithms int
 	for _, t := range targets {
 		repo, ps := workflow.Load(os.DirFS(t.root))
@@ -119,7 +117,8 @@ func runValidate(_ context.Context, cfg Config, args []string, out streams) erro
 	if cfg.Strict {
 		workflow.Problems(problems).Sort()
 	}
-	all := slices.Concat(problems, notes) // problems first, then notes
+	all := make([]workflow.Problem, 0, len(problems)+len(notes)) // never nil: --json prints [] when clean
+	all = append(append(all, problems...), notes...)                // problems first, then notes
 	if cfg.JSON {
 		enc := json.NewEncoder(out.stdout)
 		enc.SetIndent("", "  ")
