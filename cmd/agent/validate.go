@@ -118,7 +118,7 @@ func runValidate(_ context.Context, cfg Config, args []string, out streams) erro
 		workflow.Problems(problems).Sort()
 	}
 	all := make([]workflow.Problem, 0, len(problems)+len(notes)) // never nil: --json prints [] when clean
-	all = append(append(all, problems...), notes...)                // problems first, then notes
+	all = append(append(all, problems...), notes...)             // problems first, then notes
 	if cfg.JSON {
 		enc := json.NewEncoder(out.stdout)
 		enc.SetIndent("", "  ")
