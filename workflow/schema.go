@@ -82,9 +82,8 @@ func req(name string, s *schema, example string) field {
 func opt(name string, s *schema) field { return field{name: name, s: s} }
 
 var (
-	intSchema    = &schema{shape: shapeInt}
-	numberSchema = &schema{shape: shapeNumber}
-	boolSchema   = &schema{shape: shapeBool}
+	intSchema  = &schema{shape: shapeInt}
+	boolSchema = &schema{shape: shapeBool}
 )
 
 // portObject is {"port": 9090, "protocol": "tcp"}. In an algorithm the
