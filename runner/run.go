@@ -105,7 +105,7 @@ func (w *worker) run(ctx context.Context, body string, rec *contract.RunRecord, 
 		cleanup = append(cleanup, out.path)
 	}
 	argv := commandArgs(w.c.RunCommand, in, out.path)
-	if err := runCommand(ctx, argv, log); err != nil {
+	if err := runCommand(ctx, argv, w.env, log); err != nil {
 		cleanup = append(cleanup, out.created()...)
 		return msg, fail("run", commandSummary(ctx, err), err)
 	}
@@ -272,15 +272,15 @@ func commandSummary(ctx context.Context, err error) string {
 	}
 }
 
-// runCommand runs argv, streaming its output to log line by line. When ctx
-// ends, the command's process group gets SIGTERM, then SIGKILL after
-// killDelay, so a shell's children stop too.
-func runCommand(ctx context.Context, argv []string, log *slog.Logger) error {
+// runCommand runs argv with the environment env, streaming its output to
+// log line by line. When ctx ends, the command's process group gets
+// SIGTERM, then SIGKILL after killDelay, so a shell's children stop too.
+func runCommand(ctx context.Context, argv, env []string, log *slog.Logger) error {
 	if len(argv) == 0 {
 		return errors.New("empty run_command")
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = algorithmEnviron(os.Environ())
+	cmd.Env = env
 	stdout := &lineLogger{log: log, stream: "stdout"}
 	stderr := &lineLogger{log: log, stream: "stderr"}
 	cmd.Stdout, cmd.Stderr = stdout, stderr

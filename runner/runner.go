@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"strconv"
 	"time"
 
@@ -52,6 +53,9 @@ type worker struct {
 	xfer       *transfer
 	log        *slog.Logger
 	visibility time.Duration // of received messages; heartbeats extend it
+	// env is the environment of the algorithm's process (algorithmEnviron,
+	// then the original runtime's variables: legacyEnv).
+	env []string
 	// now is the clock of SQS's 12 h limit on a message's visibility
 	// (time.Now; tests move it forward to reach the limit).
 	now func() time.Time
@@ -107,6 +111,7 @@ func run(ctx context.Context, awsCfg aws.Config, c Config, log *slog.Logger, now
 		xfer:  newTransfer(s3c, c),
 		log:   log.With("component", "runner", "workflow", c.Workflow, "stage", c.Stage),
 		now:   now,
+		env:   withDefaults(algorithmEnviron(os.Environ()), legacyEnv(c, awsCfg.Region)),
 	}
 	if c.StateRegion != "" && c.StateRegion != awsCfg.Region {
 		// A stage of a workflow in another region than the agent's: S3

@@ -480,3 +480,38 @@ func checkZip(t *testing.T, s *stage, key string, want map[string]string) {
 		t.Errorf("zip entries %q, want %d", names, len(want))
 	}
 }
+
+// TestRunOldRuntimeVariables: the algorithm's process gets the variables
+// the original cloud_pipe runtime set, with their old meanings, unless the
+// container's environment (a workflow's variables) already has them.
+func TestRunOldRuntimeVariables(t *testing.T) {
+	show := `printf '%s|%s|%s|%s|%s|%s\n' "$NAME" "$output_s3_name" "$sqs" "$AWS_DEFAULT_REGION" "$AWS_DEFAULT_OUTPUT" "$LOG_LVL" > "$2"`
+	for _, tc := range []struct {
+		name string
+		env  map[string]string // the container's, as a workflow's variables set it
+		want func(s *stage) string
+	}{
+		{"the old values", map[string]string{"NAME": "", "output_s3_name": "", "sqs": "", "AWS_DEFAULT_REGION": "", "AWS_DEFAULT_OUTPUT": "", "LOG_LVL": ""},
+			func(s *stage) string {
+				return "copy|" + s.out + "|" + s.queueURL + "|" + testenv.Region + "|json|WARNING\n"
+			}},
+		{"the workflow's own win", map[string]string{"NAME": "mine", "output_s3_name": "", "sqs": "", "AWS_DEFAULT_REGION": "", "AWS_DEFAULT_OUTPUT": "text", "LOG_LVL": "DEBUG"},
+			func(s *stage) string {
+				return "mine|" + s.out + "|" + s.queueURL + "|" + testenv.Region + "|text|DEBUG\n"
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			s := newStage(t, stageOptions{})
+			s.cfg.RunCommand = "sh " + s.script("show.sh", show) + " $input $output"
+			s.put("in.txt", "x")
+			s.send("in.txt")
+			s.run()
+			if got, want := func() string { v, _ := s.get(s.out, "Result-copy-in.txt"); return v }(), tc.want(s); got != want {
+				t.Errorf("the algorithm saw %q, want %q", got, want)
+			}
+		})
+	}
+}

@@ -42,6 +42,22 @@ func PlanDescription(create, update, del int) string {
 		" update -" + strconv.Itoa(del) + " delete")
 }
 
+// NotedDescription adds to a description the first of n notes that change
+// what a merge deploys, and how many there are: "+1 create ~0 update -0
+// delete · note: AWS_ACCESS_KEY_ID and … are dropped: …", or "· 2 notes:
+// …". The note is cleaned like an error (ErrorDescription) and the whole
+// cut at the end; with n of 0 the description is returned as it is.
+func NotedDescription(desc string, n int, first string) string {
+	if n == 0 {
+		return desc
+	}
+	label := "note"
+	if n > 1 {
+		label = strconv.Itoa(n) + " notes"
+	}
+	return ErrorDescription(desc + " · " + label + ": " + first)
+}
+
 // RunDescription counts a workflow's runs and names the last result, e.g.
 // "41 done, 1 failed · last s3://OUT/Result-…"; without a last result the
 // part after "·" is left out. A long result location is cut at the end.

@@ -497,8 +497,11 @@ func (l *Loop) planPullRequests(ctx context.Context, advertised []gitsource.Pull
 			}
 		}
 		plan := l.opts.Reconciler.PlanAgainst(d, idx)
-		s := status.Status{Commit: head, Context: status.PlanContext, State: status.Success,
-			Description: status.PlanDescription(plan.Counts())}
+		desc := status.PlanDescription(plan.Counts())
+		if notes := plan.Notes(); len(notes) > 0 {
+			desc = status.NotedDescription(desc, len(notes), notes[0].Msg)
+		}
+		s := status.Status{Commit: head, Context: status.PlanContext, State: status.Success, Description: desc}
 		if len(d.Problems) > 0 {
 			p := d.Problems[0]
 			s.State = status.Failure

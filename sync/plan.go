@@ -68,6 +68,26 @@ func (p *Plan) Summary() string {
 	return fmt.Sprintf("+%d create ~%d update -%d delete", c, u, d)
 }
 
+// Notes returns the notes of the change's workflow that change what its
+// pipeline does (workflow.Workflow.Notes), when the change creates or
+// updates it: a plan shows them where they take effect, not for pipelines
+// it leaves as they are.
+func (c Change) Notes() workflow.Problems {
+	if (c.Action != Create && c.Action != Update) || c.Desired == nil {
+		return nil
+	}
+	return c.Desired.Notes
+}
+
+// Notes returns the notes of every change (Change.Notes), in plan order.
+func (p *Plan) Notes() workflow.Problems {
+	var out workflow.Problems
+	for _, c := range p.Changes {
+		out = append(out, c.Notes()...)
+	}
+	return out
+}
+
 // Regions returns, sorted, the regions other than home (the agent's) that
 // the plan's creates and updates deploy to: those whose cluster and network
 // a pass may have to prepare first (provision.Provisioner.PlanRegion says

@@ -207,3 +207,38 @@ func TestPlanRegions(t *testing.T) {
 		})
 	}
 }
+
+// TestPlanNotes: a plan shows the notes that change what a pipeline does
+// for the workflows it creates or updates, after the table; not for those
+// it leaves alone.
+func TestPlanNotes(t *testing.T) {
+	note := func(file, msg string) workflow.Problem {
+		return workflow.Problem{File: file, Line: 3, Col: 5, Path: "p", Level: workflow.LevelNote, Msg: msg}
+	}
+	keys := note("algorithms/a_info.json", "AWS_ACCESS_KEY_ID is dropped")
+	name := note("workflows/b.json", "NAME replaces the runner's")
+	plan := &pipesync.Plan{Commit: "", Changes: []pipesync.Change{
+		{Workflow: "a", Action: pipesync.Create, Reason: "new file workflows/a.json", Desired: &workflow.Workflow{Notes: workflow.Problems{keys}}},
+		{Workflow: "b", Action: pipesync.Update, Reason: "workflows/b.json changed", Desired: &workflow.Workflow{Notes: workflow.Problems{name, keys}}},
+		{Workflow: "c", Action: pipesync.Unchanged, Reason: "deployed at commit 1234567", Desired: &workflow.Workflow{Notes: workflow.Problems{keys}}},
+		{Workflow: "d", Action: pipesync.Delete, Reason: "workflows/d.json removed"},
+	}}
+	if got := plan.Notes(); len(got) != 3 || got[0] != keys || got[1] != name || got[2] != keys {
+		t.Errorf("Notes() = %v, want a's and b's, not c's", got)
+	}
+	var out strings.Builder
+	if err := plan.WritePlan(&out); err != nil {
+		t.Fatal(err)
+	}
+	want := "plan for working tree: +1 create ~1 update -1 delete, 1 unchanged\n" +
+		"  + a  create     new file workflows/a.json\n" +
+		"  ~ b  update     workflows/b.json changed\n" +
+		"  = c  unchanged  deployed at commit 1234567\n" +
+		"  - d  delete     workflows/d.json removed\n" +
+		"  a: algorithms/a_info.json:3:5: note: p: AWS_ACCESS_KEY_ID is dropped\n" +
+		"  b: workflows/b.json:3:5: note: p: NAME replaces the runner's\n" +
+		"  b: algorithms/a_info.json:3:5: note: p: AWS_ACCESS_KEY_ID is dropped\n"
+	if out.String() != want {
+		t.Errorf("WritePlan:\n got:\n%s\nwant:\n%s", out.String(), want)
+	}
+}

@@ -88,7 +88,19 @@ func (p *Plan) WritePlan(w io.Writer) error {
 	for _, c := range p.Changes {
 		fmt.Fprintf(tw, "  %s %s\t%s\t%s\n", actionSign(c.Action), c.Workflow, c.Action, oneLine(c.Reason))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// After the table, which a line without its columns would break: the
+	// notes that change what the created and updated pipelines do.
+	for _, c := range p.Changes {
+		for _, n := range c.Notes() {
+			if _, err := fmt.Fprintf(w, "  %s: %s\n", c.Workflow, oneLine(n.String())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func actionSign(a Action) string {

@@ -51,7 +51,7 @@ func StageSpecs(w *workflow.Workflow, accountID, stateBucket string) []provision
 				RunCommand:          a.RunCommand,
 				InputFilePath:       a.InputFilePath,
 				OutputFilePath:      a.OutputFilePath,
-				CPU:                 a.CPU,
+				CPU:                 float64(a.CPU),
 				MemoryMiB:           a.Memory.Suggested,
 				Ports:               ports,
 				EphemeralStorageGiB: storage,

@@ -41,7 +41,7 @@ func TestAlgorithmRules(t *testing.T) {
 		{"input_file_path blank", set("input_file_path", " "), []string{`input_file_path: input_file_path is empty`}},
 		{"output_file_path missing", del("output_file_path"), []string{`output_file_path: required field is missing`}},
 		{"memory missing", del("memory"), []string{`memory: required field is missing: add "memory": {"minimal": 512, "suggested": 1024}`}},
-		{"CPU missing", del("CPU"), []string{`CPU: required field is missing: add "CPU": 1`}},
+		{"CPU missing", del("CPU"), nil}, // a note: TestAlgorithmNotes
 
 		// Name.
 		{"name does not match file", set("name", "other"), []string{`name: name "other" does not match the file name: set it to "change123-s3", or rename the file to algorithms/other.json`}},
@@ -76,7 +76,10 @@ func TestAlgorithmRules(t *testing.T) {
 		{"CPU zero", set("CPU", 0), []string{"CPU: CPU must be a positive number of vCPUs"}},
 		{"CPU negative", set("CPU", -1), []string{"CPU: CPU must be a positive number of vCPUs"}},
 		{"CPU string", set("CPU", "1"), []string{"CPU: must be a number, not a string"}},
-		{"cpu lower case", func(a map[string]any) { a["cpu"] = a["CPU"]; delete(a, "CPU") }, []string{`CPU: required field is missing`, `cpu: unknown field "cpu": did you mean "CPU"?`}},
+		{"CPU empty object", set("CPU", map[string]any{}), nil}, // a note: TestAlgorithmNotes
+		{"CPU object with fields", set("CPU", map[string]any{"count": 1}), []string{"CPU: must be a number, or {} to leave it unset, not an object with fields"}},
+		{"CPU null", set("CPU", nil), []string{"CPU: must be a number, not null"}},
+		{"cpu lower case", func(a map[string]any) { a["cpu"] = a["CPU"]; delete(a, "CPU") }, []string{`cpu: unknown field "cpu": did you mean "CPU"?`}},
 
 		// Ephemeral storage: Fargate's 21 to 200 GiB, or absent (20 GiB).
 		{"ephemeral storage 21", set("ephemeral_storage_gib", 21), nil},

@@ -1,6 +1,7 @@
 package workflow
 
 import (
+	"bytes"
 	"errors"
 	"strconv"
 	"strings"
@@ -85,6 +86,15 @@ func (c *checker) value(s *schema, depth int, f *field) error {
 	}
 	if s == nil {
 		return c.skipValue(depth)
+	}
+	if k == kindObject && s.emptyObject {
+		if err := c.skipValue(depth); err != nil {
+			return err
+		}
+		if !emptyObject(c.data[start:c.pos]) {
+			c.problem(start, true, "must be %s, or {} to leave it unset, not an object with fields", s.want())
+		}
+		return nil
 	}
 	if !s.accepts(k) {
 		if err := c.skipValue(depth); err != nil {
@@ -322,6 +332,12 @@ func (c *checker) list(s *schema, depth int) error {
 			return nil
 		}
 	}
+}
+
+// emptyObject reports whether raw, a syntactically valid object, is {} with
+// nothing but white space inside.
+func emptyObject(raw []byte) bool {
+	return len(bytes.TrimSpace(raw[1:len(raw)-1])) == 0
 }
 
 // unknownField says what to do about a field the format does not have:

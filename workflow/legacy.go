@@ -13,18 +13,28 @@ type InjectedVariable struct {
 	// keys in the environment; the task role, or the workflow's
 	// task_credentials_secret, replaces them.
 	Credential bool
+	// Provided says what cloudpipe's runner sets the variable to when the
+	// container's environment does not already hold it ("" for the
+	// credentials, which it never sets). docs/workflow-reference.md,
+	// "Runtime environment", is the table of these values.
+	Provided string
+	// Wiring marks the variables whose value the original setup-pipe set
+	// from the pipeline it built, over anything the workflow gave. In
+	// cloudpipe a workflow's own value wins, so setting one is noted.
+	Wiring bool
 }
 
-// InjectedVariables are the eight, in the order `wrap` wrote them.
+// InjectedVariables are the eight: the seven `wrap` marked required, then
+// the optional LOG_LVL.
 var InjectedVariables = []InjectedVariable{
-	{Name: "output_s3_name"},
-	{Name: "sqs"},
-	{Name: "NAME"},
-	{Name: "AWS_DEFAULT_REGION"},
-	{Name: "AWS_DEFAULT_OUTPUT"},
+	{Name: "output_s3_name", Provided: "the stage's output bucket", Wiring: true},
+	{Name: "sqs", Provided: "the URL of the stage's work queue", Wiring: true},
+	{Name: "NAME", Provided: "the algorithm's name", Wiring: true},
+	{Name: "AWS_DEFAULT_REGION", Provided: "the stage's region", Wiring: true},
+	{Name: "AWS_DEFAULT_OUTPUT", Provided: `"json"`},
 	{Name: "AWS_ACCESS_KEY_ID", Credential: true},
 	{Name: "AWS_SECRET_ACCESS_KEY", Credential: true},
-	{Name: "LOG_LVL"},
+	{Name: "LOG_LVL", Provided: `"WARNING"`},
 }
 
 // Injected returns the entry of InjectedVariables named name, if any.

@@ -20,6 +20,10 @@ const (
 type Config struct {
 	Workflows  []*Workflow           // the valid workflows, sorted by Name, with Stages and SpecHash
 	Algorithms map[string]*Algorithm // the valid algorithms by name
+	// Notes are every note of every file, sorted like problems: what the
+	// original cloud_pipe format allowed and cloudpipe reads its own way.
+	// A file with notes only is valid.
+	Notes Problems
 }
 
 // Load reads workflows/*.json and algorithms/*.json from fsys, which is
@@ -42,22 +46,33 @@ func Load(fsys fs.FS) (*Config, Problems) {
 	// a workflow naming one is told to fix that file rather than that the
 	// algorithm does not exist.
 	invalid := make(map[string]string)
+	markInvalid := func(file string) {
+		for _, n := range algorithmFileNames(file) {
+			invalid[n] = file
+		}
+	}
 	files, failed := jsonFiles(fsys, AlgorithmsDir, &probs)
 	for _, file := range failed {
-		invalid[baseName(file)] = file
+		markInvalid(file)
 	}
+	var algs []parsedAlgorithm
 	for _, file := range files {
 		data, ok := readFile(fsys, file.name, file.size, &probs)
 		if !ok {
-			invalid[baseName(file.name)] = file.name
+			markInvalid(file.name)
 			continue
 		}
 		a, r := parseAlgorithm(file.name, data)
-		probs = append(probs, r.probs...)
-		if a != nil && r.ok() {
-			cfg.Algorithms[a.Name] = a
+		algs = append(algs, parsedAlgorithm{a, r})
+	}
+	checkAlgorithmClaims(algs)
+	for _, pa := range algs {
+		probs = append(probs, pa.r.probs...)
+		cfg.Notes = append(cfg.Notes, pa.r.notes...)
+		if pa.a != nil && pa.r.ok() {
+			cfg.Algorithms[pa.a.Name] = pa.a
 		} else {
-			invalid[baseName(file.name)] = file.name
+			markInvalid(pa.r.file)
 		}
 	}
 	names := slices.Sorted(maps.Keys(cfg.Algorithms))
@@ -85,15 +100,69 @@ func Load(fsys fs.FS) (*Config, Problems) {
 	for _, pw := range parsed {
 		stages := resolveSteps(pw.r, pw.w, cfg.Algorithms, invalid, names)
 		probs = append(probs, pw.r.probs...)
+		cfg.Notes = append(cfg.Notes, pw.r.notes...)
 		if pw.r.ok() {
 			pw.w.Stages = stages
 			pw.w.SpecHash = specHash(pw.w)
+			pw.w.Notes = append(pw.w.Notes, credentialNotes(pw.w)...)
+			pw.w.Notes.sort()
 			cfg.Workflows = append(cfg.Workflows, pw.w)
+		} else {
+			pw.w.Notes = nil
 		}
 	}
 	slices.SortFunc(cfg.Workflows, func(a, b *Workflow) int { return cmp.Compare(a.Name, b.Name) })
 	probs.sort()
+	cfg.Notes.sort()
 	return cfg, probs
+}
+
+// parsedAlgorithm is an algorithm file that was read, with its report; a is
+// nil when the file could not be decoded.
+type parsedAlgorithm struct {
+	a *Algorithm
+	r *report
+}
+
+// checkAlgorithmClaims reports every algorithm name that two files hold, in
+// each of them: algorithms/x.json and the original wrap's
+// algorithms/x_info.json both define x, and which one a workflow means
+// cannot be guessed.
+func checkAlgorithmClaims(algs []parsedAlgorithm) {
+	claims := make(map[string][]parsedAlgorithm)
+	for _, pa := range algs {
+		if pa.a != nil && slices.Contains(algorithmFileNames(pa.r.file), pa.a.Name) {
+			claims[pa.a.Name] = append(claims[pa.a.Name], pa)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(claims)) {
+		cs := claims[name]
+		for _, c := range cs {
+			for _, o := range cs {
+				if o.r != c.r {
+					c.r.value(pAlgName, "algorithm %s is defined by both %s and %s: keep one of the two files", quote(name), c.r.file, o.r.file)
+				}
+			}
+		}
+	}
+}
+
+// credentialNotes returns the notes of w's algorithms that their required
+// access-key variables are dropped, unless w maps both keys from a secret,
+// which gives the algorithm keys as the original runtime did.
+func credentialNotes(w *Workflow) Problems {
+	if providedBySecret(w, "AWS_ACCESS_KEY_ID") && providedBySecret(w, "AWS_SECRET_ACCESS_KEY") {
+		return nil
+	}
+	var notes Problems
+	seen := map[*Algorithm]bool{}
+	for _, st := range w.Stages {
+		if a := st.Algorithm; a.credentialNote != nil && !seen[a] {
+			seen[a] = true
+			notes = append(notes, *a.credentialNote)
+		}
+	}
+	return notes
 }
 
 // parsedWorkflow is a workflow file that could be decoded, valid or not, with
@@ -255,6 +324,15 @@ func checkStep(r *report, p path, w *Workflow, st Step, a *Algorithm) {
 	declared := make([]string, 0, len(a.UserSpecifiedEnvironmentVariables))
 	for _, v := range a.UserSpecifiedEnvironmentVariables {
 		declared = append(declared, v.Name)
+		if _, ok := st.Variables[v.Name]; ok {
+			if iv, _ := Injected(v.Name); iv.Wiring {
+				// The original setup-pipe set these over the workflow's
+				// value; the runner gives a value already in the
+				// environment precedence.
+				n := r.note(p.key("variables").key(v.Name), "%s is set by the runner to %s when a workflow leaves it out (the original setup-pipe always set it): this value replaces that", v.Name, iv.Provided)
+				w.Notes = append(w.Notes, n)
+			}
+		}
 		if !v.Required || providedBySecret(w, v.Name) {
 			continue
 		}

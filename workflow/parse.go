@@ -86,6 +86,7 @@ func parseAlgorithm(file string, data []byte) (*Algorithm, *report) {
 	a.File = file
 	normalizeAlgorithm(a)
 	validateAlgorithm(r, a)
+	provideInjected(a)
 	return a, r
 }
 

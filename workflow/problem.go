@@ -3,6 +3,7 @@ package workflow
 import (
 	"bytes"
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -13,17 +14,46 @@ import (
 // Problem is one validation finding, printed as
 //
 //	workflows/foo.json:7:15: process.algorithms[0].variables: TEST_ENV is required by algorithm change123-s3
+//
+// or, for a note, with "note: " after the position.
 type Problem struct {
-	File string `json:"file"`           // repository-relative path, slash-separated
-	Line int    `json:"line,omitempty"` // 1-based; 0 if unknown or about the whole file
-	Col  int    `json:"col,omitempty"`  // 1-based byte column; 0 if Line is 0
-	Path string `json:"path"`           // JSON path like process.algorithms[0].variables ("" = whole file)
-	Msg  string `json:"message"`        // says what to do
+	File  string `json:"file"`           // repository-relative path, slash-separated
+	Line  int    `json:"line,omitempty"` // 1-based; 0 if unknown or about the whole file
+	Col   int    `json:"col,omitempty"`  // 1-based byte column; 0 if Line is 0
+	Path  string `json:"path"`           // JSON path like process.algorithms[0].variables ("" = whole file)
+	Level Level  `json:"level"`          // LevelError ("" counts as one) or LevelNote
+	Msg   string `json:"message"`        // says what to do
+}
+
+// Level says whether a finding stops a file from being deployed.
+type Level string
+
+const (
+	// LevelError: the file is not deployed until it is fixed.
+	LevelError Level = "error"
+	// LevelNote: something the original cloud_pipe format allowed and
+	// cloudpipe reads its own way (a default, an ignored field, a dropped
+	// variable). The file is deployed; the note says what happens instead.
+	LevelNote Level = "note"
+)
+
+// IsNote reports whether p is a note rather than an error.
+func (p Problem) IsNote() bool { return p.Level == LevelNote }
+
+// MarshalJSON writes the level of an error made without one as "error", so
+// that every entry of `agent validate --json` names its level.
+func (p Problem) MarshalJSON() ([]byte, error) {
+	type plain Problem // no MarshalJSON method, so no recursion
+	if p.Level == "" {
+		p.Level = LevelError
+	}
+	return json.Marshal(plain(p))
 }
 
 // String formats p as "file:line:col: path: msg", leaving out ":line:col"
 // when the position is unknown and "path: " when the problem is about the
-// whole file.
+// whole file; a note reads "file:line:col: note: path: msg", the way
+// compilers mark theirs.
 func (p Problem) String() string {
 	var b strings.Builder
 	b.WriteString(p.File)
@@ -34,6 +64,9 @@ func (p Problem) String() string {
 		b.WriteString(strconv.Itoa(p.Col))
 	}
 	b.WriteString(": ")
+	if p.IsNote() {
+		b.WriteString("note: ")
+	}
 	if p.Path != "" {
 		b.WriteString(p.Path)
 		b.WriteString(": ")
@@ -44,8 +77,31 @@ func (p Problem) String() string {
 
 // Problems is a list of findings sorted by File, Line, Col and Path. It
 // implements error so a caller can return it as is; test len(ps) > 0, not
-// ps != nil, before treating it as a failure.
+// ps != nil, before treating it as a failure. Load, ParseWorkflow and
+// ParseAlgorithm return errors only (notes are in Config.Notes), so that
+// test keeps its meaning; a list that mixes both is split with Errors and
+// Notes.
 type Problems []Problem
+
+// Errors returns the entries of ps that are not notes.
+func (ps Problems) Errors() Problems {
+	return ps.filter(func(p Problem) bool { return !p.IsNote() })
+}
+
+// Notes returns the notes of ps.
+func (ps Problems) Notes() Problems {
+	return ps.filter(Problem.IsNote)
+}
+
+func (ps Problems) filter(keep func(Problem) bool) Problems {
+	var out Problems
+	for _, p := range ps {
+		if keep(p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
 
 // Error prints one problem per line.
 func (ps Problems) Error() string {
@@ -58,6 +114,9 @@ func (ps Problems) Error() string {
 	}
 	return b.String()
 }
+
+// Sort orders ps by file and position, as Load returns them.
+func (ps Problems) Sort() { ps.sort() }
 
 // sort orders ps by file and position so output is stable and reads top to
 // bottom like the file; Msg breaks the remaining ties.
@@ -84,8 +143,9 @@ const maxProblemsPerFile = 50
 type report struct {
 	file  string
 	data  []byte
-	probs Problems
-	full  bool // maxProblemsPerFile reached; the rest are dropped
+	probs Problems // errors
+	notes Problems // notes: they never make the file invalid
+	full  bool     // maxProblemsPerFile reached; the rest are dropped
 }
 
 func newReport(file string, data []byte) *report {
@@ -110,6 +170,23 @@ func (r *report) at(off int, p path, format string, args ...any) {
 		pr.Line, pr.Col = lineCol(r.data, off)
 	}
 	r.probs = append(r.probs, pr)
+}
+
+// note records a note on the key at p (placed like key; a missing field's
+// note goes on the enclosing value) and returns it. Notes are few per file
+// by construction (one per kind, or one per variable a step sets), so they
+// are not capped.
+func (r *report) note(p path, format string, args ...any) Problem {
+	pr := Problem{File: r.file, Path: p.String(), Level: LevelNote, Msg: fmt.Sprintf(format, args...)}
+	k, v, _ := locate(r.data, p)
+	if k < 0 {
+		k = v
+	}
+	if k >= 0 && k <= len(r.data) && len(r.data) > 0 {
+		pr.Line, pr.Col = lineCol(r.data, k)
+	}
+	r.notes = append(r.notes, pr)
+	return pr
 }
 
 // whole records a problem about the whole file, without a position.

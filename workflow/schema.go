@@ -28,7 +28,10 @@ type schema struct {
 	elem   *schema // shapeMap and shapeList: each value; shapePort: the object form
 	max    int     // shapeMap, shapeList: most entries; shapeString: most bytes
 	what   string  // overrides the "must be ..." wording
-	items  string  // shapeMap, shapeList: what the entries are, for the limit message
+	// emptyObject also accepts {}: the original format's own example wrote
+	// "CPU": {} for "not set". Validation says what it stands for.
+	emptyObject bool
+	items       string // shapeMap, shapeList: what the entries are, for the limit message
 }
 
 // field is one member of an object schema.
@@ -80,9 +83,8 @@ func req(name string, s *schema, example string) field {
 func opt(name string, s *schema) field { return field{name: name, s: s} }
 
 var (
-	intSchema    = &schema{shape: shapeInt}
-	numberSchema = &schema{shape: shapeNumber}
-	boolSchema   = &schema{shape: shapeBool}
+	intSchema  = &schema{shape: shapeInt}
+	boolSchema = &schema{shape: shapeBool}
 )
 
 // portObject is {"port": 9090, "protocol": "tcp"}. In an algorithm the
@@ -138,7 +140,9 @@ var algorithmSchema = obj(
 		req("minimal", intSchema, "512"),
 		req("suggested", intSchema, "1024"),
 	), `{"minimal": 512, "suggested": 1024}`),
-	req("CPU", numberSchema, "1"),
+	// Optional: the original format's example leaves it unset ({}), and
+	// validation notes the default it gets.
+	opt("CPU", &schema{shape: shapeNumber, emptyObject: true}),
 	opt("user_specified_environment_variables", listOf(obj(
 		req("name", str(), `"MY_SETTING"`),
 		opt("required", boolSchema),

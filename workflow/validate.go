@@ -4,6 +4,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // maxMaxTasks caps max_tasks: a runaway value would let one upload burst
@@ -17,6 +18,7 @@ const accountPlaceholder = "your-aws-account-id"
 var (
 	pInput    = path{}.key("input_s3_name")
 	pOutput   = path{}.key("output_s3_name")
+	pKeyPair  = path{}.key("key_pair")
 	pAccount  = path{}.key("account_id")
 	pRegion   = path{}.key("region")
 	pProcess  = path{}.key("process")
@@ -39,6 +41,9 @@ func validateWorkflow(r *report, w *Workflow) {
 	}
 	if w.InputBucket != "" && w.InputBucket == w.OutputBucket {
 		r.value(pOutput, "is the same bucket as input_s3_name: a result written to the input bucket would trigger the pipeline again, without end; use a separate output bucket")
+	}
+	if strings.TrimSpace(w.KeyPair) != "" {
+		r.note(pKeyPair, "key_pair is ignored: stages run on Fargate, there is no instance to log in to")
 	}
 	checkAccountID(r, w.AccountID)
 	checkRegion(r, w.Region)

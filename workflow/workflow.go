@@ -51,6 +51,14 @@ type Workflow struct {
 	// workflows only; sync compares it with the deployed hash to decide on an
 	// update, so it ignores file layout (whitespace, key order) and paths.
 	SpecHash string `json:"-"`
+	// Notes are the notes that change what this workflow's pipeline does
+	// compared with the original cloud_pipe: its own (a variable that
+	// replaces the runtime's value) and those of the algorithms it uses (the
+	// access-key variables a wrap file declared, dropped unless the workflow
+	// maps them from a secret). Load fills them for valid workflows; plans
+	// show them. Every note of every file, these included, is in
+	// Config.Notes.
+	Notes Problems `json:"-"`
 }
 
 // RetainsBuckets reports whether the workflow's buckets are kept when the
@@ -96,13 +104,45 @@ type Algorithm struct {
 	Name                              string   `json:"name"`
 	InstanceType                      string   `json:"instance_type,omitempty"` // accepted, unused on Fargate
 	Memory                            Memory   `json:"memory"`
-	CPU                               float64  `json:"CPU"`
+	CPU                               VCPU     `json:"CPU"`
 	UserSpecifiedEnvironmentVariables []EnvVar `json:"user_specified_environment_variables,omitempty"`
 	Port                              []Port   `json:"port,omitempty"`
 	// EphemeralStorageGiB, a cloudpipe addition, is the task's ephemeral
 	// storage in GiB (21 to 200); nil leaves Fargate's default of 20 GiB.
 	// A pointer, so that a written 0 is reported rather than read as absent.
 	EphemeralStorageGiB *int `json:"ephemeral_storage_gib,omitempty"`
+
+	// credentialNote is the note that the access-key variables it declared
+	// are dropped, if it has one: Load adds it to the Notes of each workflow
+	// that does not map them from a secret.
+	credentialNote *Problem
+}
+
+// VCPU is an algorithm's CPU need: a number of vCPUs, or of ECS CPU units
+// from 64 on (docs/workflow-reference.md, "Task size"). Validation puts
+// DefaultCPU in place of an unset one.
+type VCPU float64
+
+// DefaultCPU is the CPU of an algorithm that does not set it: the default of
+// the original `wrap` command's questions.
+const DefaultCPU VCPU = 1
+
+// UnmarshalJSON reads a number, or {}, which the original project's own
+// example algorithm wrote for "not set": it reads as 0, which validation
+// replaces with DefaultCPU and a note. The schema pass refuses every other
+// object before decoding.
+func (c *VCPU) UnmarshalJSON(data []byte) error {
+	data = bytes.TrimSpace(data)
+	if len(data) > 0 && data[0] == '{' {
+		*c = 0
+		return nil
+	}
+	var f float64
+	if err := json.Unmarshal(data, &f); err != nil {
+		return err
+	}
+	*c = VCPU(f)
+	return nil
 }
 
 // Memory is an algorithm's memory need in MiB.

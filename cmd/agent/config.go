@@ -39,6 +39,7 @@ type Config struct {
 	LogFormat      string   // --log-format: "text", "json", or "" for text on a terminal and json otherwise
 	LogLevel       string   // --log-level: debug, info, warn or error
 	JSON           bool     // --json: machine-readable output (validate)
+	Strict         bool     // --strict: validate counts notes as problems
 	Once           bool     // --once: one pass, then exit (sync)
 	AgentID        string   // --agent-id: this agent's name in inventory leases; "" is the host name
 	RunnerImage    string   // --runner-image: image of the init container that installs the runner
@@ -181,6 +182,8 @@ var options = []option{
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.LogLevel) }},
 	{name: "json", usage: "print results as JSON",
 		value: func(c *Config) flag.Value { return (*boolValue)(&c.JSON) }},
+	{name: "strict", usage: "count notes as problems, so that any note fails",
+		value: func(c *Config) flag.Value { return (*boolValue)(&c.Strict) }},
 	{name: "once", usage: "run one pass, then exit",
 		value: func(c *Config) flag.Value { return (*boolValue)(&c.Once) }},
 	{name: "agent-id", usage: "this agent's name in inventory leases (unique per agent sharing a state bucket)", defText: "the host name",

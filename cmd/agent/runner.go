@@ -38,6 +38,10 @@ The keys of a workflow's task_credentials_secret arrive as
 CLOUDPIPE_ALGORITHM_AWS_ACCESS_KEY_ID and CLOUDPIPE_ALGORITHM_AWS_SECRET_ACCESS_KEY:
 the runner signs its own calls as the task role and gives them to the
 algorithm's process alone, as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+The algorithm's process also gets the original cloud_pipe runtime's NAME
+(the algorithm's name), output_s3_name (the output bucket), sqs (the queue's
+URL), AWS_DEFAULT_REGION (the task's region), AWS_DEFAULT_OUTPUT (json) and
+LOG_LVL (WARNING), each unless the environment already holds it.
 
 'agent runner install DIR' copies this executable to DIR/agent (mode 0755,
 atomically): the task's init container runs it to put the runner into the

@@ -15,7 +15,7 @@ import (
 
 var validateCommand = &command{
 	name:     "validate",
-	synopsis: "[--json] PATH...",
+	synopsis: "[--json] [--strict] PATH...",
 	summary:  "check workflow and algorithm files offline",
 	help: `Validate workflow and algorithm files offline, without AWS or Git access.
 
@@ -26,10 +26,17 @@ only problems in the named files are reported.
 
 Each problem is one line on stdout,
   file:line:col: json.path: message
-with the file relative to its repository; a summary goes to stderr.
-Exit status: 0 no problems, 1 problems found, 2 usage error (no PATH, or a
-PATH that does not exist or is not in a config repository).`,
-	flags: []string{"json"},
+with the file relative to its repository. Notes follow the problems, one
+line each,
+  file:line:col: note: json.path: message
+saying what the original cloud_pipe format allowed and cloudpipe reads its
+own way (a default, an ignored field, dropped access keys); a file with
+notes only is valid and is deployed. A summary goes to stderr. --json prints
+one array of both, each entry with its "level", "error" or "note".
+Exit status: 0 no problems (notes allowed, unless --strict, which counts
+them as problems), 1 problems found, 2 usage error (no PATH, or a PATH that
+does not exist or is not in a config repository).`,
+	flags: []string{"json", "strict"},
 	run:   runValidate,
 }
 
@@ -67,7 +74,7 @@ func runValidate(_ context.Context, cfg Config, args []string, out streams) erro
 		return err
 	}
 
-	problems := make([]workflow.Problem, 0) // never nil: --json prints [] when clean
+	var problems, notes []workflow.Problem
 	var badFiles, workflows, algorithms int
 	for _, t := range targets {
 		repo, ps := workflow.Load(os.DirFS(t.root))
@@ -76,6 +83,17 @@ func runValidate(_ context.Context, cfg Config, args []string, out streams) erro
 			if t.wants(p.File) {
 				problems = append(problems, p)
 				bad[p.File] = true
+			}
+		}
+		for _, n := range repo.Notes {
+			switch {
+			case !t.wants(n.File):
+			case cfg.Strict:
+				n.Level = workflow.LevelError
+				problems = append(problems, n)
+				bad[n.File] = true
+			default:
+				notes = append(notes, n)
 			}
 		}
 		badFiles += len(bad)
@@ -94,25 +112,36 @@ func runValidate(_ context.Context, cfg Config, args []string, out streams) erro
 		}
 	}
 
+	// Under --strict the notes were made problems in their files' places;
+	// keep problems in file order.
+	if cfg.Strict {
+		workflow.Problems(problems).Sort()
+	}
+	all := make([]workflow.Problem, 0, len(problems)+len(notes)) // never nil: --json prints [] when clean
+	all = append(append(all, problems...), notes...)             // problems first, then notes
 	if cfg.JSON {
 		enc := json.NewEncoder(out.stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(problems); err != nil {
+		if err := enc.Encode(all); err != nil {
 			return fmt.Errorf("write problems: %w", err)
 		}
 	} else {
-		for _, p := range problems {
+		for _, p := range all {
 			fmt.Fprintln(out.stdout, p.String())
 		}
 	}
 
+	noted := ""
+	if len(notes) > 0 {
+		noted = "; " + plural(len(notes), "note")
+	}
 	if len(problems) == 0 {
-		fmt.Fprintf(out.stderr, "ok: %s, %s\n", plural(workflows, "workflow"), plural(algorithms, "algorithm"))
+		fmt.Fprintf(out.stderr, "ok: %s, %s%s\n", plural(workflows, "workflow"), plural(algorithms, "algorithm"), noted)
 		return nil
 	}
-	fmt.Fprintf(out.stderr, "%s in %s; %s and %s valid\n",
+	fmt.Fprintf(out.stderr, "%s in %s; %s and %s valid%s\n",
 		plural(len(problems), "problem"), plural(badFiles, "file"),
-		plural(workflows, "workflow"), plural(algorithms, "algorithm"))
+		plural(workflows, "workflow"), plural(algorithms, "algorithm"), noted)
 	return errReported
 }
 

@@ -30,6 +30,9 @@ func TestValidateGolden(t *testing.T) {
 		{"seed", []string{"testdata/seed"}},
 		{"seed-file", []string{"testdata/seed/workflows/single-run.json"}},
 		{"seed-json", []string{"--json", "testdata/seed"}},
+		{"wrapped", []string{"testdata/wrapped"}},
+		{"wrapped-strict", []string{"--strict", "testdata/wrapped"}},
+		{"wrapped-json", []string{"--json", "testdata/wrapped"}},
 		{"bad-repo", []string{"testdata/bad"}},
 		{"bad-repo-json", []string{"testdata/bad", "--json"}},
 		{"bad-one-file", []string{"testdata/bad/workflows/reference.json"}},
@@ -76,11 +79,11 @@ func TestValidateSeed(t *testing.T) {
 	if code != exitFailure {
 		t.Fatalf("seed: exit %d, want %d", code, exitFailure)
 	}
-	var ps []workflow.Problem
-	if err := json.Unmarshal([]byte(stdout), &ps); err != nil {
+	var all workflow.Problems
+	if err := json.Unmarshal([]byte(stdout), &all); err != nil {
 		t.Fatalf("--json output is not a problem list: %v\n%s", err, stdout)
 	}
-	if len(ps) != 1 || ps[0].File != "workflows/single-run.json" || !strings.Contains(ps[0].Path+ps[0].Msg, "account_id") {
+	if ps := all.Errors(); len(ps) != 1 || ps[0].File != "workflows/single-run.json" || !strings.Contains(ps[0].Path+ps[0].Msg, "account_id") {
 		t.Fatalf("seed problems = %+v, want exactly one about account_id in workflows/single-run.json", ps)
 	}
 
@@ -100,10 +103,17 @@ func TestValidateSeed(t *testing.T) {
 		}
 	}
 	code, stdout, stderr := validateRun(t, dir)
-	if code != exitOK || stdout != "" {
+	if code != exitOK {
 		t.Fatalf("seed with a real account id: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
-	if want := "ok: 1 workflow, 1 algorithm\n"; stderr != want {
+	// What remains are notes: the fields the original runtime used and
+	// Fargate does not.
+	want := "algorithms/change123-s3.json:3:5: note: system: system and executable_path are ignored: the image runs unmodified on Fargate, started by run_command and sized from CPU and memory\n" +
+		"workflows/single-run.json:4:5: note: key_pair: key_pair is ignored: stages run on Fargate, there is no instance to log in to\n"
+	if stdout != want {
+		t.Errorf("stdout:\n%s\nwant:\n%s", stdout, want)
+	}
+	if want := "ok: 1 workflow, 1 algorithm; 2 notes\n"; stderr != want {
 		t.Errorf("summary = %q, want %q", stderr, want)
 	}
 }
@@ -146,6 +156,66 @@ func TestValidateFiltering(t *testing.T) {
 		}
 		if !strings.Contains(all, line) {
 			t.Errorf("problem %q is not among the repository's:\n%s", line, all)
+		}
+	}
+}
+
+// TestValidateWrapped: the files an old cloud_pipe user has, as they are
+// (testdata/wrapped: an algorithm exactly as the original wrap saved it,
+// algorithms/<name>_info.json with container_name <user>/<name> and the
+// eight injected variables, and the user guide's workflow without the
+// placeholder account id), pass with notes only; --strict fails on them;
+// --json marks each entry's level.
+func TestValidateWrapped(t *testing.T) {
+	code, stdout, stderr := validateRun(t, "testdata/wrapped")
+	if code != exitOK || stderr != "ok: 1 workflow, 1 algorithm; 3 notes\n" {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("want 3 notes:\n%s", stdout)
+	}
+	for _, l := range lines {
+		if !strings.Contains(l, ": note: ") {
+			t.Errorf("not a note: %s", l)
+		}
+	}
+	for _, want := range []string{
+		"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are dropped",
+		"executable_path, instance_type and system are ignored",
+		"key_pair is ignored",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("no note says %q:\n%s", want, stdout)
+		}
+	}
+
+	code, stdout, stderr = validateRun(t, "--strict", "testdata/wrapped")
+	if code != exitFailure || strings.Contains(stdout, ": note: ") || len(strings.Split(strings.TrimSpace(stdout), "\n")) != 3 ||
+		stderr != "3 problems in 2 files; 0 workflows and 0 algorithms valid\n" {
+		t.Errorf("--strict: exit %d, want 1 and the notes as problems\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	var envOut, envErr bytes.Buffer
+	if code := dispatch(t.Context(), []string{"validate", "testdata/wrapped"}, envOf(map[string]string{"CLOUDPIPE_STRICT": "true"}), streams{&envOut, &envErr}); code != exitFailure {
+		t.Errorf("CLOUDPIPE_STRICT=true: exit %d, want 1", code)
+	}
+
+	for _, tc := range []struct {
+		args  []string
+		level string
+	}{{[]string{"--json", "testdata/wrapped"}, "note"}, {[]string{"--json", "--strict", "testdata/wrapped"}, "error"}} {
+		_, stdout, _ := validateRun(t, tc.args...)
+		var entries []map[string]any
+		if err := json.Unmarshal([]byte(stdout), &entries); err != nil {
+			t.Fatalf("%q: %v\n%s", tc.args, err, stdout)
+		}
+		if len(entries) != 3 {
+			t.Errorf("%q: %d entries, want 3", tc.args, len(entries))
+		}
+		for _, e := range entries {
+			if e["level"] != tc.level {
+				t.Errorf("%q: entry %v, want level %q", tc.args, e, tc.level)
+			}
 		}
 	}
 }
