@@ -112,6 +112,7 @@ var workflowSchema = obj(
 				what:  `a port number or {"port": 9090, "protocol": "tcp"}`,
 			}, maxPorts, "ports")),
 			opt("variables", mapOf(&schema{shape: shapeString, max: maxVarValueLen}, maxVariables, "variables")),
+			opt("capacity", str()),
 		), maxSteps, "algorithms"), `[{"name": "my-algorithm", "variables": {}}]`),
 	), `{"type": "single_run", "algorithms": [...]}`),
 	opt("secrets", mapOf(str(), maxVariables, "secrets")),
@@ -119,6 +120,7 @@ var workflowSchema = obj(
 	opt("retain_buckets", boolSchema),
 	opt("max_tasks", intSchema),
 	opt("suspend", boolSchema),
+	opt("capacity", str()),
 )
 
 // algorithmSchema is the shape of algorithms/<name>.json, the original wrap
@@ -142,6 +144,7 @@ var algorithmSchema = obj(
 		opt("required", boolSchema),
 	), maxEnvDecls, "variables")),
 	opt("port", listOf(portObject(true), maxPorts, "ports")),
+	opt("privileged", boolSchema),
 )
 
 // accepts reports whether a value of kind k can match s.

@@ -16,8 +16,9 @@ var (
 )
 
 // validateAlgorithm checks the values of a decoded algorithm, whose name must
-// repeat its file's base name.
-func validateAlgorithm(r *report, a *Algorithm) {
+// repeat its file's base name. lk answers for instance types the table
+// lacks; nil checks offline.
+func validateAlgorithm(r *report, a *Algorithm, lk *typeLookup) {
 	base := baseName(a.File)
 	for _, f := range []struct {
 		name, value, example string
@@ -57,6 +58,7 @@ func validateAlgorithm(r *report, a *Algorithm) {
 	if a.CPU <= 0 {
 		r.value(pCPU, "CPU must be a positive number of vCPUs, e.g. 1 or 0.5")
 	}
+	checkAlgorithmPlacement(r, a, lk)
 	seen := make(map[string]bool, len(a.UserSpecifiedEnvironmentVariables))
 	for i, v := range a.UserSpecifiedEnvironmentVariables {
 		p := pEnvDecls.index(i).key("name")

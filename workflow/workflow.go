@@ -27,7 +27,7 @@ type Workflow struct {
 
 	InputBucket  string  `json:"input_s3_name"`
 	OutputBucket string  `json:"output_s3_name"`
-	KeyPair      string  `json:"key_pair,omitempty"` // accepted, unused on Fargate
+	KeyPair      string  `json:"key_pair,omitempty"` // accepted; for SSH to AWS Batch workers, unused on Fargate
 	AccountID    string  `json:"account_id,omitempty"`
 	Region       string  `json:"region"`
 	Process      Process `json:"process"`
@@ -37,6 +37,10 @@ type Workflow struct {
 	RetainBuckets         *bool             `json:"retain_buckets,omitempty"`          // default true
 	MaxTasks              int               `json:"max_tasks,omitempty"`               // 0: default
 	Suspend               bool              `json:"suspend,omitempty"`
+	// Capacity is where the workflow's stages run unless a step says
+	// otherwise: CapacityFargate, CapacityEC2 or CapacitySpot; "" lets each
+	// stage's placement decide (see Stage.Placement).
+	Capacity string `json:"capacity,omitempty"`
 
 	// Stages are the resolved steps, one per process.algorithms entry, in
 	// order. Load fills them for valid workflows only.
@@ -69,6 +73,8 @@ type Step struct {
 	// tcp, so after parsing every entry has one.
 	Port      []Port            `json:"port,omitempty"`
 	Variables map[string]string `json:"variables,omitempty"`
+	// Capacity overrides the workflow's capacity for this stage.
+	Capacity string `json:"capacity,omitempty"`
 }
 
 // Stage is one resolved step of a valid workflow.
@@ -89,11 +95,19 @@ type Algorithm struct {
 	ExecutablePath                    string   `json:"executable_path,omitempty"`
 	RunCommand                        string   `json:"run_command"`
 	Name                              string   `json:"name"`
-	InstanceType                      string   `json:"instance_type,omitempty"` // accepted, unused on Fargate
+	InstanceType                      string   `json:"instance_type,omitempty"` // where the stage runs: see Stage.Placement
 	Memory                            Memory   `json:"memory"`
 	CPU                               float64  `json:"CPU"`
 	UserSpecifiedEnvironmentVariables []EnvVar `json:"user_specified_environment_variables,omitempty"`
 	Port                              []Port   `json:"port,omitempty"`
+	// Privileged runs the container with extended privileges, which only an
+	// EC2 instance (AWS Batch) allows: Fargate refuses privileged containers.
+	Privileged bool `json:"privileged,omitempty"`
+
+	// itype is InstanceType's figures, found by validation (in the table or
+	// through LoadOptions.InstanceTypes); nil when InstanceType is empty or
+	// the algorithm was not loaded.
+	itype *InstanceType
 }
 
 // Memory is an algorithm's memory need in MiB.
