@@ -78,8 +78,19 @@ func (p *Provisioner) taskDefinitionInput(spec StageSpec, ids StageResources) (*
 		PortMappings:     portMappings(spec.Algorithm.Ports),
 		LogConfiguration: logs,
 	}
+	var platform *ecstypes.RuntimePlatform
+	if spec.Algorithm.Architecture == workflow.ArchARM {
+		// Fargate runs x86_64 unless told otherwise; a Graviton type asks
+		// for arm64, and the runner image must then have an arm64 variant:
+		// https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-arm64.html
+		platform = &ecstypes.RuntimePlatform{
+			CpuArchitecture:       ecstypes.CPUArchitectureArm64,
+			OperatingSystemFamily: ecstypes.OSFamilyLinux,
+		}
+	}
 	return &ecs.RegisterTaskDefinitionInput{
 		Family:                  aws.String(ResourceName(spec.Workflow, spec.Stage)),
+		RuntimePlatform:         platform,
 		RequiresCompatibilities: []ecstypes.Compatibility{ecstypes.CompatibilityFargate},
 		NetworkMode:             ecstypes.NetworkModeAwsvpc,
 		Cpu:                     aws.String(strconv.Itoa(cpu)),

@@ -34,16 +34,21 @@ func runPlan(ctx context.Context, cfg Config, _ []string, out streams) error {
 	if err != nil {
 		return err
 	}
-	desired, err := repo.Load(ctx, cfg.Ref)
-	if err != nil {
-		return err
-	}
 	sess, err := loadAWS(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	// A plan needs the inventory, and a provisioner only to read what
-	// other regions have: no reconciler.
+	prov := provision.New(sess.cfg, provision.Options{
+		Cluster: cfg.Cluster, StateBucket: sess.stateBucket, S3UsePathStyle: sess.pathStyle, Logger: log,
+	})
+	// An instance type missing from cloudpipe's table is asked of EC2.
+	repo.UseInstanceTypes(prov)
+	desired, err := repo.Load(ctx, cfg.Ref)
+	if err != nil {
+		return err
+	}
+	// A plan needs the inventory, and a provisioner only to ask EC2 about
+	// instance types and to read what other regions have: no reconciler.
 	idx, err := newInventory(sess).ReadIndex(ctx)
 	if err != nil {
 		return err
@@ -60,9 +65,6 @@ func runPlan(ctx context.Context, cfg Config, _ []string, out streams) error {
 	if len(regions) == 0 {
 		return nil
 	}
-	prov := provision.New(sess.cfg, provision.Options{
-		Cluster: cfg.Cluster, StateBucket: sess.stateBucket, S3UsePathStyle: sess.pathStyle, Logger: log,
-	})
 	for _, region := range regions {
 		line, err := prov.PlanRegion(ctx, region)
 		if err != nil {

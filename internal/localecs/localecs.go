@@ -94,6 +94,9 @@ type Options struct {
 	// (IAM's message); the task then stops with ResourceInitializationError,
 	// as ECS stops it. It must not hold locks the Proxy's calls need.
 	Authorize func(ctx context.Context, role, action, resource string) error
+	// InstanceTypes are the EC2 instance types DescribeInstanceTypes
+	// describes (ec2.go); kumo has none.
+	InstanceTypes []InstanceType
 }
 
 // Request is one API call the proxy saw.
@@ -254,6 +257,9 @@ func (p *Proxy) Requests(op string) []Request {
 
 // ServeHTTP answers ECS's task calls and forwards everything else to kumo.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.serveEC2(w, r) {
+		return
+	}
 	target := r.Header.Get("X-Amz-Target")
 	op := target
 	if i := strings.LastIndexByte(target, '.'); i >= 0 {
