@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/cloudpipe/cloudpipe/gitsource"
 	"github.com/cloudpipe/cloudpipe/inventory"
+	"github.com/cloudpipe/cloudpipe/provision"
 	pipesync "github.com/cloudpipe/cloudpipe/sync"
 	"github.com/cloudpipe/cloudpipe/workflow"
 )
@@ -195,5 +197,31 @@ func TestRepoAsksEC2AboutUnlistedTypes(t *testing.T) {
 	ec2.err = errors.New("no route to EC2")
 	if _, err := r.Load(t.Context(), ""); !errors.Is(err, ec2.err) {
 		t.Errorf("EC2 failing: %v, want the load to fail with it", err)
+	}
+}
+
+// TestStageSpecsTakeThePlacement: a stage's task is sized by its placement,
+// at least its instance type's vCPUs and memory, on the type's processor.
+func TestStageSpecsTakeThePlacement(t *testing.T) {
+	files := placementRepo(map[string]string{"w": oneStage("s-w", "small", "")})
+	files["algorithms/arm.json"] = &fstest.MapFile{Data: []byte(strings.Replace(algorithmJSON("arm", "run $input $output"),
+		`"instance_type": "",`, `"instance_type": "m7g.large",`, 1))}
+	files["workflows/g.json"] = &fstest.MapFile{Data: []byte(oneStage("s-g", "arm", ""))}
+	files["workflows/p.json"] = &fstest.MapFile{Data: []byte(oneStage("s-p", "sorter", ""))}
+	d := pipesync.LoadDesired(files, "")
+	if len(d.Problems) > 0 || len(d.Workflows) != 3 {
+		t.Fatalf("test repository: %v", d.Problems)
+	}
+	want := map[string]provision.AlgorithmSpec{
+		"g": {CPU: 2, MemoryMiB: 8192, Architecture: "arm64"},    // m7g.large
+		"p": {CPU: 0.25, MemoryMiB: 512, Architecture: "x86_64"}, // the algorithm's own
+		"w": {CPU: 1, MemoryMiB: 2048, Architecture: "x86_64"},   // t2.micro's 1 GiB, on Fargate's smallest 1-vCPU size
+	}
+	for _, w := range d.Workflows {
+		a := pipesync.StageSpecs(w, "123456789012", "state")[0].Algorithm
+		got := provision.AlgorithmSpec{CPU: a.CPU, MemoryMiB: a.MemoryMiB, Architecture: a.Architecture}
+		if !reflect.DeepEqual(got, want[w.Name]) {
+			t.Errorf("%s: %+v, want %+v", w.Name, got, want[w.Name])
+		}
 	}
 }
