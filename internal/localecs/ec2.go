@@ -120,12 +120,22 @@ type describeInstanceTypesResponse struct {
 }
 
 type ec2TypeXML struct {
-	InstanceType string      `xml:"instanceType"`
-	DefaultVCpus int         `xml:"vCpuInfo>defaultVCpus"`
-	SizeInMiB    int         `xml:"memoryInfo>sizeInMiB"`
-	Arches       []string    `xml:"processorInfo>supportedArchitectures>item"`
-	GPUs         []ec2Device `xml:"gpuInfo>gpus>item,omitempty"`
-	Neuron       []ec2Device `xml:"neuronInfo>neuronDevices>item,omitempty"`
+	InstanceType string   `xml:"instanceType"`
+	DefaultVCpus int      `xml:"vCpuInfo>defaultVCpus"`
+	SizeInMiB    int      `xml:"memoryInfo>sizeInMiB"`
+	Arches       []string `xml:"processorInfo>supportedArchitectures>item"`
+	// Pointers, so a type without GPUs or Neuron devices has no such
+	// element at all, as EC2 answers it.
+	GPUs   *ec2GPUInfo    `xml:"gpuInfo"`
+	Neuron *ec2NeuronInfo `xml:"neuronInfo"`
+}
+
+type ec2GPUInfo struct {
+	GPUs []ec2Device `xml:"gpus>item"`
+}
+
+type ec2NeuronInfo struct {
+	Devices []ec2Device `xml:"neuronDevices>item"`
 }
 
 type ec2Device struct {
@@ -141,10 +151,10 @@ func instanceTypeItem(t InstanceType) ec2TypeXML {
 	}
 	item := ec2TypeXML{InstanceType: t.Name, DefaultVCpus: t.VCPUs, SizeInMiB: t.MemoryMiB, Arches: []string{arch}}
 	if t.GPUs > 0 {
-		item.GPUs = []ec2Device{{Count: t.GPUs, Manufacturer: t.GPUManufacturer, Name: t.GPUName}}
+		item.GPUs = &ec2GPUInfo{GPUs: []ec2Device{{Count: t.GPUs, Manufacturer: t.GPUManufacturer, Name: t.GPUName}}}
 	}
 	if t.NeuronDevices > 0 {
-		item.Neuron = []ec2Device{{Count: t.NeuronDevices, Name: t.NeuronName}}
+		item.Neuron = &ec2NeuronInfo{Devices: []ec2Device{{Count: t.NeuronDevices, Name: t.NeuronName}}}
 	}
 	return item
 }
