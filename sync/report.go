@@ -78,8 +78,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 // WritePlan prints the plan: a header line, then one line per workflow,
 // and under each workflow it creates or updates, where each stage runs:
 //
-//	  + hello-sort  create  new file workflows/hello-sort.json
-//	                        stage 0 sort-lines: Fargate 0.25 vCPU/512 MiB
+//   - hello-sort  create  new file workflows/hello-sort.json
+//     stage 0 sort-lines: Fargate 0.25 vCPU/512 MiB
 func (p *Plan) WritePlan(w io.Writer) error {
 	unchanged := 0
 	for _, c := range p.Changes {

@@ -43,11 +43,11 @@ func StageSpecs(w *workflow.Workflow, accountID, stateBucket string) []provision
 			OutputOwned:   !last,
 			RetainBuckets: w.RetainsBuckets(),
 			Algorithm: provision.AlgorithmSpec{
-				Name:            a.Name,
-				Image:           a.ContainerName,
-				RunCommand:      a.RunCommand,
-				InputFilePath:   a.InputFilePath,
-				OutputFilePath:  a.OutputFilePath,
+				Name:           a.Name,
+				Image:          a.ContainerName,
+				RunCommand:     a.RunCommand,
+				InputFilePath:  a.InputFilePath,
+				OutputFilePath: a.OutputFilePath,
 				// The placement's size: on Fargate at least the instance
 				// type's vCPUs and memory, and a valid Fargate size.
 				CPU:             place.VCPU,
