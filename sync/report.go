@@ -78,8 +78,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 // WritePlan prints the plan: a header line, then one line per workflow,
 // and under each workflow it creates or updates, where each stage runs:
 //
-//   - hello-sort  create  new file workflows/hello-sort.json
-//     stage 0 sort-lines: Fargate 0.25 vCPU/512 MiB
+//	plan for commit 1a2b3c4: +1 create ~0 update -0 delete, 0 unchanged
+//	  + hello-sort  create  new file workflows/hello-sort.json
+//	                        stage 0 sort-lines: Fargate 0.25 vCPU/512 MiB
 func (p *Plan) WritePlan(w io.Writer) error {
 	unchanged := 0
 	for _, c := range p.Changes {
