@@ -33,6 +33,14 @@ func checkCapacity(r *report, p path, c string) {
 // through lk), the container fits on it, and an algorithm that cannot run on
 // Fargate names a type to run on. It records the type's figures in a.itype.
 func checkAlgorithmPlacement(r *report, a *Algorithm, lk *typeLookup) {
+	var t InstanceType
+	if a.InstanceType != "" {
+		var ok bool
+		if t, ok = resolveInstanceType(r, a.InstanceType, lk); !ok {
+			return
+		}
+		a.itype = &t
+	}
 	if a.CPU <= 0 || a.Memory.Suggested <= 0 {
 		return // reported already; nothing to compare
 	}
@@ -50,11 +58,6 @@ func checkAlgorithmPlacement(r *report, a *Algorithm, lk *typeLookup) {
 		}
 		return
 	}
-	t, ok := resolveInstanceType(r, a.InstanceType, lk)
-	if !ok {
-		return
-	}
-	a.itype = &t
 	onEC2 := a.Privileged || fargateRefuses(t) != ""
 	if vcpu > float64(t.VCPU) {
 		r.value(pCPU, "CPU %s is more than the %d vCPUs of instance type %s: lower CPU, or choose a larger type%s", cpuString(a.CPU), t.VCPU, t.Name, example(smallestFitting(family(t.Name), vcpu, mem, onEC2)))

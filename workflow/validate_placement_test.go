@@ -54,6 +54,8 @@ func TestAlgorithmPlacementRules(t *testing.T) {
 			[]string{`memory.suggested: CPU 4 and memory.suggested 130000 MiB are more than the largest Fargate task (16 vCPU, 120 GiB): name an instance_type that has them, e.g. "m7i.12xlarge"`}},
 		{"privileged without a type", map[string]any{"privileged": true},
 			[]string{`privileged: a privileged container runs on an EC2 instance through AWS Batch (Fargate runs no privileged container): set instance_type to the type to run it on, e.g. "m7i.large"`}},
+		{"unknown type and no CPU", map[string]any{"instance_type": "m5.lrage", "CPU": 0},
+			[]string{`CPU: CPU must be a positive number of vCPUs`, `instance_type: instance type "m5.lrage" is not one cloudpipe knows offline`}},
 		{"privileged as a string", map[string]any{"privileged": "yes"},
 			[]string{`privileged: must be true or false, not a string`}},
 	}
