@@ -412,8 +412,13 @@ func TestDeployLifecycle(t *testing.T) {
 		}
 		// kumo has no ListTasks, so the stage reads of the stranded-files
 		// check run only in the demo (through its local ECS):
-		// cmd/demo TestDemoImageCannotBePulled uses StageTasksRead.
-		elsewhere := map[string]string{"StageTasksRead": "cmd/demo TestDemoImageCannotBePulled"}
+		// cmd/demo TestDemoImageCannotBePulled uses StageTasksRead. Nor has
+		// it DescribeInstanceTypes, which the local ECS answers for
+		// provision TestInstanceTypeLookup, through the AWS rules.
+		elsewhere := map[string]string{
+			"StageTasksRead":        "cmd/demo TestDemoImageCannotBePulled",
+			"InstanceTypesDescribe": "provision TestInstanceTypeLookup",
+		}
 		for _, sid := range rep.Unused[testenv.AgentRole] {
 			if where, ok := elsewhere[sid]; ok {
 				t.Logf("statement %s allowed nothing here; %s uses it", sid, where)

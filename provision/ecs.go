@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,59 +16,20 @@ import (
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
 	"github.com/cloudpipe/cloudpipe/internal/contract"
+	"github.com/cloudpipe/cloudpipe/workflow"
 )
 
-// fargateSizes lists, for each Fargate task CPU size (CPU units, 1024 = one
-// vCPU), the memory sizes (MiB) it may be combined with, smallest first:
-// https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html#fargate-tasks-size
-var fargateSizes = []struct {
-	cpu      int
-	memories []int
-}{
-	{256, []int{512, 1024, 2048}},
-	{512, steps(1024, 4096, 1024)},
-	{1024, steps(2048, 8192, 1024)},
-	{2048, steps(4096, 16384, 1024)},
-	{4096, steps(8192, 30720, 1024)},
-	{8192, steps(16384, 61440, 4096)},
-	{16384, steps(32768, 122880, 8192)},
-}
-
-func steps(from, to, step int) []int {
-	var out []int
-	for m := from; m <= to; m += step {
-		out = append(out, m)
-	}
-	return out
-}
-
-// vCPUUnitsThreshold separates the two ways algorithm files state CPU: the
-// original format gives a count of vCPUs (1, 2, 0.5), ECS gives CPU units
-// (256, 1024). No task has 64 vCPUs and none has fewer than 64 units, so a
-// value below 64 is read as vCPUs and anything else as units.
-const vCPUUnitsThreshold = 64
-
 // fargateSize returns the smallest valid Fargate (cpu, memory) combination
-// that gives at least cpu (vCPUs below 64, else CPU units; see
-// vCPUUnitsThreshold) and memoryMiB. Zero values ask for the minimum. It
-// fails when the request exceeds the largest Fargate task.
+// that gives at least cpu (vCPUs below 64, else CPU units) and memoryMiB,
+// from workflow's table of Fargate sizes, the one validation and placement
+// use. Zero values ask for the minimum. It fails when the request exceeds
+// the largest Fargate task.
 func fargateSize(cpu float64, memoryMiB int) (cpuUnits, memory int, err error) {
-	units := cpu
-	if cpu > 0 && cpu < vCPUUnitsThreshold {
-		units = cpu * 1024
+	cpuUnits, memory, ok := workflow.FargateSize(cpu, memoryMiB)
+	if !ok {
+		return 0, 0, fmt.Errorf("cpu %v and memory %d MiB exceed the largest Fargate task (16 vCPU, 120 GiB)", cpu, memoryMiB)
 	}
-	wantCPU := int(math.Ceil(units))
-	for _, s := range fargateSizes {
-		if s.cpu < wantCPU {
-			continue
-		}
-		for _, m := range s.memories {
-			if m >= memoryMiB {
-				return s.cpu, m, nil
-			}
-		}
-	}
-	return 0, 0, fmt.Errorf("cpu %v and memory %d MiB exceed the largest Fargate task (16 vCPU, 120 GiB)", cpu, memoryMiB)
+	return cpuUnits, memory, nil
 }
 
 // taskDefinitionInput builds the RegisterTaskDefinition request of a stage:
@@ -118,8 +78,19 @@ func (p *Provisioner) taskDefinitionInput(spec StageSpec, ids StageResources) (*
 		PortMappings:     portMappings(spec.Algorithm.Ports),
 		LogConfiguration: logs,
 	}
+	var platform *ecstypes.RuntimePlatform
+	if spec.Algorithm.Architecture == workflow.ArchARM {
+		// Fargate runs x86_64 unless told otherwise; a Graviton type asks
+		// for arm64, and the runner image must then have an arm64 variant:
+		// https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-arm64.html
+		platform = &ecstypes.RuntimePlatform{
+			CpuArchitecture:       ecstypes.CPUArchitectureArm64,
+			OperatingSystemFamily: ecstypes.OSFamilyLinux,
+		}
+	}
 	in := &ecs.RegisterTaskDefinitionInput{
 		Family:                  aws.String(ResourceName(spec.Workflow, spec.Stage)),
+		RuntimePlatform:         platform,
 		RequiresCompatibilities: []ecstypes.Compatibility{ecstypes.CompatibilityFargate},
 		NetworkMode:             ecstypes.NetworkModeAwsvpc,
 		Cpu:                     aws.String(strconv.Itoa(cpu)),

@@ -29,6 +29,7 @@ import (
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/cloudpipe/cloudpipe/internal/backoff"
+	"github.com/cloudpipe/cloudpipe/workflow"
 )
 
 // Defaults applied by New to zero Options fields.
@@ -96,6 +97,9 @@ type Provisioner struct {
 	networks map[string]Network // of the regions prepared, by region (region.go)
 
 	deletedQueues queueDeletions
+
+	typesMu sync.Mutex                       // guards types
+	types   map[string]workflow.InstanceType // DescribeInstanceTypes answers, by name (instancetypes.go)
 }
 
 // clients is one region's set of service clients.
@@ -174,7 +178,8 @@ func New(cfg aws.Config, opts Options) *Provisioner {
 	// Clip so that appending never writes into the caller's backing array.
 	apiOpts := cfg.APIOptions[:len(cfg.APIOptions):len(cfg.APIOptions)]
 	cfg.APIOptions = append(apiOpts, debugLogMiddleware(log))
-	return &Provisioner{cfg: cfg, opts: opts, log: log, regions: map[string]*clients{}, networks: map[string]Network{}}
+	return &Provisioner{cfg: cfg, opts: opts, log: log, regions: map[string]*clients{}, networks: map[string]Network{},
+		types: map[string]workflow.InstanceType{}}
 }
 
 // clients returns the service clients of region (the config's region when

@@ -54,9 +54,13 @@ type AlgorithmSpec struct {
 	RunCommand     string // with $input / $output
 	InputFilePath  string
 	OutputFilePath string
-	CPU            float64 // as written in the algorithm file
-	MemoryMiB      int     // memory.suggested
-	Ports          []PortSpec
+	CPU            float64 // vCPUs (below 64) or CPU units: the stage's placement, at least the algorithm's CPU
+	MemoryMiB      int     // the placement's memory, at least memory.suggested
+	// Architecture is the processor the containers run on: "" or "x86_64"
+	// (Fargate's default), or "arm64" (Graviton), as the algorithm's
+	// instance type has it.
+	Architecture string
+	Ports        []PortSpec
 	// EphemeralStorageGiB is the task's ephemeral storage (21 to 200, as
 	// the algorithm file was validated); 0 leaves Fargate's 20 GiB.
 	EphemeralStorageGiB int

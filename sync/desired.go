@@ -8,6 +8,7 @@
 package sync
 
 import (
+	"fmt"
 	"io/fs"
 	"path"
 	"sort"
@@ -27,9 +28,20 @@ type Desired struct {
 	Problems workflow.Problems // every problem of every file
 }
 
-// LoadDesired reads and validates the config repository in fsys.
+// LoadDesired reads and validates the config repository in fsys, offline:
+// an instance type missing from the workflow package's table is a problem.
 func LoadDesired(fsys fs.FS, commit string) *Desired {
-	cfg, problems := workflow.Load(fsys)
+	d, _ := loadDesired(fsys, commit, nil) // no lookup, no error
+	return d
+}
+
+// loadDesired is LoadDesired asking lookup about instance types the table
+// lacks; its error is the lookup's (AWS could not be asked).
+func loadDesired(fsys fs.FS, commit string, lookup workflow.InstanceTypeLookup) (*Desired, error) {
+	cfg, problems, err := workflow.LoadWith(fsys, workflow.LoadOptions{InstanceTypes: lookup})
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", commitLabel(commit), err)
+	}
 	d := &Desired{
 		Commit:    commit,
 		Workflows: cfg.Workflows,
@@ -45,7 +57,7 @@ func LoadDesired(fsys fs.FS, commit string) *Desired {
 	// file (a broken algorithm it names); Load reports that problem in the
 	// workflow's file too, so it is already in Invalid and not in Workflows.
 	sort.Slice(d.Workflows, func(i, j int) bool { return d.Workflows[i].Name < d.Workflows[j].Name })
-	return d
+	return d, nil
 }
 
 // workflowName returns <name> for a path workflows/<name>.json.

@@ -5,6 +5,7 @@ import (
 
 	"github.com/cloudpipe/cloudpipe/inventory"
 	"github.com/cloudpipe/cloudpipe/provision"
+	"github.com/cloudpipe/cloudpipe/workflow"
 )
 
 // The reconciler depends on what it needs of its parts, not on the parts:
@@ -61,4 +62,12 @@ type StageTasks interface {
 	// DeadLetterWaiting moves the waiting files to the stage's dead-letter
 	// queue, saying why, and returns how many it moved.
 	DeadLetterWaiting(ctx context.Context, spec provision.StageSpec, res provision.StageResources, why string) (int, error)
+}
+
+// InstanceTypes answers for an EC2 instance type that workflow's own table
+// lacks; provision.Provisioner is one (EC2 DescribeInstanceTypes). found is
+// false when EC2 does not know the type; an error means it could not be
+// asked, and the load that needed the answer fails.
+type InstanceTypes interface {
+	InstanceType(ctx context.Context, name string) (t workflow.InstanceType, found bool, err error)
 }

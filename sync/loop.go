@@ -490,7 +490,10 @@ func (l *Loop) planPullRequests(ctx context.Context, advertised []gitsource.Pull
 		if err != nil {
 			return fmt.Errorf("pull request #%d: %w", pr.Number, err)
 		}
-		d := LoadDesired(fsys, head)
+		d, err := l.opts.Repo.desired(ctx, fsys, head)
+		if err != nil {
+			return fmt.Errorf("pull request #%d: %w", pr.Number, err)
+		}
 		if idx == nil {
 			if idx, err = l.opts.Reconciler.Inventory().ReadIndex(ctx); err != nil {
 				return err

@@ -347,6 +347,9 @@ func (r *Reconciler) applyReady(ctx context.Context, plan *Plan, specs map[int][
 
 // stageSpecs checks the workflow's account and builds its stage specs.
 func (r *Reconciler) stageSpecs(ctx context.Context, c Change) ([]provision.StageSpec, error) {
+	if err := refuseBatch(c.Desired); err != nil {
+		return nil, err
+	}
 	account, err := r.callerAccount(ctx, c.Desired.Region)
 	if err != nil {
 		return nil, err

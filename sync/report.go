@@ -75,7 +75,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 	return err
 }
 
-// WritePlan prints the plan: a header line, then one line per workflow.
+// WritePlan prints the plan: a header line, then one line per workflow,
+// and under each workflow it creates or updates, where each stage runs:
+//
+//	plan for commit 1a2b3c4: +1 create ~0 update -0 delete, 0 unchanged
+//	  + hello-sort  create  new file workflows/hello-sort.json
+//	                        stage 0 sort-lines: Fargate 0.25 vCPU/512 MiB
 func (p *Plan) WritePlan(w io.Writer) error {
 	unchanged := 0
 	for _, c := range p.Changes {
@@ -87,6 +92,13 @@ func (p *Plan) WritePlan(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, c := range p.Changes {
 		fmt.Fprintf(tw, "  %s %s\t%s\t%s\n", actionSign(c.Action), c.Workflow, c.Action, oneLine(c.Reason))
+		if (c.Action != Create && c.Action != Update) || c.Desired == nil {
+			continue
+		}
+		for _, st := range c.Desired.Stages {
+			// Empty cells keep the line in the table's columns, under the reason.
+			fmt.Fprintf(tw, "\t\tstage %d %s: %s\n", st.Index, st.Algorithm.Name, st.Placement(c.Desired))
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err

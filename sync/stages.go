@@ -26,6 +26,7 @@ func StageSpecs(w *workflow.Workflow, accountID, stateBucket string) []provision
 			out = provision.IntermediateBucketName(w.Name, i, accountID, w.Region)
 		}
 		a := st.Algorithm
+		place := st.Placement(w)
 		ports := make([]provision.PortSpec, len(a.Port))
 		for j, p := range a.Port {
 			ports[j] = provision.PortSpec{Port: p.Port, Protocol: p.Protocol}
@@ -46,13 +47,16 @@ func StageSpecs(w *workflow.Workflow, accountID, stateBucket string) []provision
 			OutputOwned:   !last,
 			RetainBuckets: w.RetainsBuckets(),
 			Algorithm: provision.AlgorithmSpec{
-				Name:                a.Name,
-				Image:               a.ContainerName,
-				RunCommand:          a.RunCommand,
-				InputFilePath:       a.InputFilePath,
-				OutputFilePath:      a.OutputFilePath,
-				CPU:                 float64(a.CPU),
-				MemoryMiB:           a.Memory.Suggested,
+				Name:           a.Name,
+				Image:          a.ContainerName,
+				RunCommand:     a.RunCommand,
+				InputFilePath:  a.InputFilePath,
+				OutputFilePath: a.OutputFilePath,
+				// The placement's size: on Fargate at least the instance
+				// type's vCPUs and memory, and a valid Fargate size.
+				CPU:                 place.VCPU,
+				MemoryMiB:           place.MemoryMiB,
+				Architecture:        place.Arch,
 				Ports:               ports,
 				EphemeralStorageGiB: storage,
 				ExpectedRunTime:     defaultRunTime,

@@ -75,8 +75,10 @@ func TestAlgorithmNotes(t *testing.T) {
 		{"nothing ignored", func(a map[string]any) {
 			a["system"], a["executable_path"], a["instance_type"] = "", " ", ""
 		}, nil, 1},
-		{"instance_type named with the others, in file order", set("instance_type", "t2.micro"),
-			[]string{"executable_path: executable_path, instance_type and system are ignored"}, 1},
+		{"an instance_type smaller than the algorithm only sets a floor", func(a map[string]any) {
+			a["instance_type"], a["memory"] = "t2.micro", map[string]any{"minimal": 64, "suggested": 2048}
+		}, []string{"executable_path: executable_path and system are ignored",
+			"instance_type: instance type t2.micro (1 vCPU, 1024 MiB) is smaller than CPU 1 and memory.suggested 2048 MiB: the stage runs on Fargate sized to the algorithm's own figures"}, 1},
 		{"only system", func(a map[string]any) { delete(a, "executable_path") }, []string{"system: system is ignored"}, 1},
 		{"required access keys dropped", decls(
 			map[string]any{"name": "AWS_ACCESS_KEY_ID", "required": true},

@@ -39,6 +39,23 @@ type Config struct {
 // refused without being read. Errors reading fsys are reported as problems
 // of the directory or file concerned, so Config is never nil.
 func Load(fsys fs.FS) (*Config, Problems) {
+	cfg, probs, _ := LoadWith(fsys, LoadOptions{}) // no lookup, no error
+	return cfg, probs
+}
+
+// LoadOptions configure LoadWith. The zero value loads offline, as Load.
+type LoadOptions struct {
+	// InstanceTypes, if set, is asked about an algorithm's instance_type
+	// that cloudpipe's table lacks (EC2 DescribeInstanceTypes when the
+	// agent can reach AWS); without it such a type is a problem.
+	InstanceTypes InstanceTypeLookup
+}
+
+// LoadWith is Load with options. Its error is InstanceTypes' first error:
+// AWS could not be asked about a type, so the files cannot be judged; the
+// Config and Problems are then incomplete and must not be applied.
+func LoadWith(fsys fs.FS, o LoadOptions) (*Config, Problems, error) {
+	lk := &typeLookup{fn: o.InstanceTypes}
 	var probs Problems
 	cfg := &Config{Algorithms: make(map[string]*Algorithm)}
 
@@ -62,7 +79,7 @@ func Load(fsys fs.FS) (*Config, Problems) {
 			markInvalid(file.name)
 			continue
 		}
-		a, r := parseAlgorithm(file.name, data)
+		a, r := parseAlgorithm(file.name, data, lk)
 		algs = append(algs, parsedAlgorithm{a, r})
 	}
 	checkAlgorithmClaims(algs)
@@ -114,7 +131,7 @@ func Load(fsys fs.FS) (*Config, Problems) {
 	slices.SortFunc(cfg.Workflows, func(a, b *Workflow) int { return cmp.Compare(a.Name, b.Name) })
 	probs.sort()
 	cfg.Notes.sort()
-	return cfg, probs
+	return cfg, probs, lk.err
 }
 
 // parsedAlgorithm is an algorithm file that was read, with its report; a is
@@ -319,8 +336,10 @@ func resolveSteps(r *report, w *Workflow, algs map[string]*Algorithm, invalid ma
 	return stages
 }
 
-// checkStep checks one step's variables and ports against its algorithm.
+// checkStep checks one step's variables, ports and capacity against its
+// algorithm.
 func checkStep(r *report, p path, w *Workflow, st Step, a *Algorithm) {
+	checkStepPlacement(r, p, w, st, a)
 	declared := make([]string, 0, len(a.UserSpecifiedEnvironmentVariables))
 	for _, v := range a.UserSpecifiedEnvironmentVariables {
 		declared = append(declared, v.Name)

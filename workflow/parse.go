@@ -31,7 +31,7 @@ func ParseWorkflow(file string, data []byte) (*Workflow, Problems) {
 // that its name matches the file's base name. It returns the algorithm, or
 // nil and the problems when there is any.
 func ParseAlgorithm(file string, data []byte) (*Algorithm, Problems) {
-	a, r := parseAlgorithm(file, data)
+	a, r := parseAlgorithm(file, data, nil)
 	if !r.ok() {
 		r.probs.sort()
 		return nil, r.probs
@@ -69,8 +69,9 @@ func parseWorkflow(file string, data []byte) (*Workflow, *report) {
 	return w, r
 }
 
-// parseAlgorithm is ParseAlgorithm for Load.
-func parseAlgorithm(file string, data []byte) (*Algorithm, *report) {
+// parseAlgorithm is ParseAlgorithm for Load, which may pass a lookup for
+// instance types the table lacks.
+func parseAlgorithm(file string, data []byte, lk *typeLookup) (*Algorithm, *report) {
 	r := newReport(file, data)
 	if !checkSize(r, len(data)) {
 		return nil, r
@@ -85,7 +86,7 @@ func parseAlgorithm(file string, data []byte) (*Algorithm, *report) {
 	}
 	a.File = file
 	normalizeAlgorithm(a)
-	validateAlgorithm(r, a)
+	validateAlgorithm(r, a, lk)
 	provideInjected(a)
 	return a, r
 }

@@ -58,10 +58,10 @@ func TestParseWorkflowStrict(t *testing.T) {
 		{"empty value", `{"region": ,}`, []string{f + `:1:12: region: expected a value before "," (an empty entry?)`}},
 		{"BOM", "\uFEFF" + minimal, []string{f + ":1:1: the file starts with a byte order mark (BOM): save it as UTF-8 without BOM"}},
 		{"deep nesting", `{"x": ` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + "}", []string{
-			f + `:1:2: x: unknown field "x": remove it; the fields here are input_s3_name, output_s3_name, key_pair, account_id, region, process, secrets, task_credentials_secret, retain_buckets, max_tasks, suspend, kms_key_arns`,
+			f + `:1:2: x: unknown field "x": remove it; the fields here are input_s3_name, output_s3_name, key_pair, account_id, region, process, secrets, task_credentials_secret, retain_buckets, max_tasks, suspend, kms_key_arns, capacity`,
 			f + `:1:38: x: nested more than 32 levels deep: workflow and algorithm files are shallow, is this the right file?`}},
 		{"deep nesting in known field", `{"process": {"algorithms": [{"variables": {"A": ` + strings.Repeat(`{"a":`, 40), []string{f + `:1:184: process.algorithms[0].variables.A: nested more than 32 levels deep: workflow and algorithm files are shallow, is this the right file?`}},
-		{"nesting at the limit is fine", strings.Replace(minimal, `"region"`, `"x": `+strings.Repeat("[", 31)+strings.Repeat("]", 31)+`, "region"`, 1), []string{f + `:1:64: x: unknown field "x": remove it; the fields here are input_s3_name, output_s3_name, key_pair, account_id, region, process, secrets, task_credentials_secret, retain_buckets, max_tasks, suspend, kms_key_arns`}},
+		{"nesting at the limit is fine", strings.Replace(minimal, `"region"`, `"x": `+strings.Repeat("[", 31)+strings.Repeat("]", 31)+`, "region"`, 1), []string{f + `:1:64: x: unknown field "x": remove it; the fields here are input_s3_name, output_s3_name, key_pair, account_id, region, process, secrets, task_credentials_secret, retain_buckets, max_tasks, suspend, kms_key_arns, capacity`}},
 		{"duplicate key", strings.Replace(minimal, `"region"`, `"region": "eu-west-1", "region"`, 1), []string{f + `:1:87: region: duplicate field "region": remove one of them (only the last one would count)`}},
 		{"duplicate key by escape", strings.Replace(minimal, `"region"`, `"region": "eu-west-1", "regio\u006e"`, 1), []string{f + `:1:87: region: duplicate field "region": remove one of them (only the last one would count)`}},
 		{"duplicate map key", strings.Replace(minimal, `{"name": "a"}`, `{"name": "a", "variables": {"A": "1", "A": "2"}}`, 1), []string{f + `:1:174: process.algorithms[0].variables.A: duplicate key "A": remove one of them (only the last one would count)`}},
@@ -72,7 +72,7 @@ func TestParseWorkflowStrict(t *testing.T) {
 			f + `:1:1: region: required field is missing: add "region": "us-east-1"`,
 			f + `:1:64: Region: unknown field "Region": did you mean "region"?`}},
 		{"unknown nested field", strings.Replace(minimal, `{"name": "a"}`, `{"name": "a", "vars": {}}`, 1), []string{
-			f + `:1:150: process.algorithms[0].vars: unknown field "vars": remove it; the fields here are name, port, variables`}},
+			f + `:1:150: process.algorithms[0].vars: unknown field "vars": remove it; the fields here are name, port, variables, capacity`}},
 		{"wrong type string", strings.Replace(minimal, `"us-east-1"`, `["us-east-1"]`, 1), []string{f + `:1:74: region: must be a string, not a list`}},
 		{"wrong type bool", strings.Replace(minimal, `"region"`, `"suspend": "true", "region"`, 1), []string{f + `:1:75: suspend: must be true or false, not a string`}},
 		{"wrong type int", strings.Replace(minimal, `"region"`, `"max_tasks": 1.5, "region"`, 1), []string{f + `:1:77: max_tasks: must be a whole number, not 1.5`}},

@@ -115,6 +115,7 @@ var workflowSchema = obj(
 				what:  `a port number or {"port": 9090, "protocol": "tcp"}`,
 			}, maxPorts, "ports")),
 			opt("variables", mapOf(&schema{shape: shapeString, max: maxVarValueLen}, maxVariables, "variables")),
+			opt("capacity", str()),
 		), maxSteps, "algorithms"), `[{"name": "my-algorithm", "variables": {}}]`),
 	), `{"type": "single_run", "algorithms": [...]}`),
 	opt("secrets", mapOf(str(), maxVariables, "secrets")),
@@ -123,6 +124,7 @@ var workflowSchema = obj(
 	opt("max_tasks", intSchema),
 	opt("suspend", boolSchema),
 	opt("kms_key_arns", listOf(str(), maxKMSKeys, "keys")),
+	opt("capacity", str()),
 )
 
 // algorithmSchema is the shape of algorithms/<name>.json, the original wrap
@@ -149,6 +151,7 @@ var algorithmSchema = obj(
 	), maxEnvDecls, "variables")),
 	opt("port", listOf(portObject(true), maxPorts, "ports")),
 	opt("ephemeral_storage_gib", intSchema),
+	opt("privileged", boolSchema),
 )
 
 // accepts reports whether a value of kind k can match s.

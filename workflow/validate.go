@@ -50,6 +50,7 @@ func validateWorkflow(r *report, w *Workflow) {
 	checkProcess(r, w)
 	checkSecrets(r, w)
 	checkKMSKeys(r, w)
+	checkCapacity(r, pCapacity, w.Capacity)
 	if w.MaxTasks < 0 || w.MaxTasks > maxMaxTasks {
 		r.value(pMaxTasks, "must be between 0 (the default limit) and %d, not %d", maxMaxTasks, w.MaxTasks)
 	}
@@ -100,6 +101,7 @@ func checkProcess(r *report, w *Workflow) {
 			r.value(p.key("name"), "algorithm name is empty: name a file of algorithms/ without .json")
 		}
 		checkPorts(r, p.key("port"), st.Port)
+		checkCapacity(r, p.key("capacity"), st.Capacity)
 		for _, k := range slices.Sorted(maps.Keys(st.Variables)) {
 			if r.full {
 				break // nothing more can be reported; do not build paths for it

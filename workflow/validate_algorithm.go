@@ -31,8 +31,9 @@ const (
 // validateAlgorithm checks the values of a decoded algorithm, whose name must
 // repeat its file's base name (or, for a <name>_info.json file as the
 // original wrap wrote it, <name>), puts the defaults of what the original
-// format left unset, and notes what cloudpipe reads its own way.
-func validateAlgorithm(r *report, a *Algorithm) {
+// format left unset, and notes what cloudpipe reads its own way. lk answers
+// for instance types the table lacks; nil checks offline.
+func validateAlgorithm(r *report, a *Algorithm, lk *typeLookup) {
 	base := baseName(a.File)
 	wrapName, fromWrap := wrapFileName(a.File)
 	for _, f := range []struct {
@@ -80,6 +81,7 @@ func validateAlgorithm(r *report, a *Algorithm) {
 			MinEphemeralStorageGiB, MaxEphemeralStorageGiB, *g)
 	}
 	noteIgnoredFields(r, a)
+	checkAlgorithmPlacement(r, a, lk)
 	seen := make(map[string]bool, len(a.UserSpecifiedEnvironmentVariables))
 	var dropped []string // required access-key variables, which are dropped
 	var droppedAt path
@@ -136,7 +138,6 @@ func noteIgnoredFields(r *report, a *Algorithm) {
 	for _, f := range []struct{ name, value string }{
 		{"system", a.System},
 		{"executable_path", a.ExecutablePath},
-		{"instance_type", a.InstanceType},
 	} {
 		if strings.TrimSpace(f.value) != "" {
 			k, _, _ := locate(r.data, path{}.key(f.name))
@@ -151,7 +152,7 @@ func noteIgnoredFields(r *report, a *Algorithm) {
 	for i, f := range fields {
 		names[i] = f.name
 	}
-	r.note(path{}.key(names[0]), "%s ignored: the image runs unmodified on Fargate, started by run_command and sized from CPU and memory", andList(names, "is", "are"))
+	r.note(path{}.key(names[0]), "%s ignored: the image runs unmodified, started by run_command", andList(names, "is", "are"))
 }
 
 // wrapSuffix ends the name of an algorithm file as the original wrap

@@ -27,7 +27,7 @@ type Workflow struct {
 
 	InputBucket  string  `json:"input_s3_name"`
 	OutputBucket string  `json:"output_s3_name"`
-	KeyPair      string  `json:"key_pair,omitempty"` // accepted, unused on Fargate
+	KeyPair      string  `json:"key_pair,omitempty"` // accepted; for SSH to AWS Batch workers, unused on Fargate
 	AccountID    string  `json:"account_id,omitempty"`
 	Region       string  `json:"region"`
 	Process      Process `json:"process"`
@@ -42,6 +42,10 @@ type Workflow struct {
 	// agent finds on the buckets and secrets themselves (an input object
 	// put with a key of its own, a secret the algorithm reads itself).
 	KMSKeyARNs []string `json:"kms_key_arns,omitempty"`
+	// Capacity is where the workflow's stages run unless a step says
+	// otherwise: CapacityFargate, CapacityEC2 or CapacitySpot; "" lets each
+	// stage's placement decide (see Stage.Placement).
+	Capacity string `json:"capacity,omitempty"`
 
 	// Stages are the resolved steps, one per process.algorithms entry, in
 	// order. Load fills them for valid workflows only.
@@ -82,6 +86,8 @@ type Step struct {
 	// tcp, so after parsing every entry has one.
 	Port      []Port            `json:"port,omitempty"`
 	Variables map[string]string `json:"variables,omitempty"`
+	// Capacity overrides the workflow's capacity for this stage.
+	Capacity string `json:"capacity,omitempty"`
 }
 
 // Stage is one resolved step of a valid workflow.
@@ -102,7 +108,7 @@ type Algorithm struct {
 	ExecutablePath                    string   `json:"executable_path,omitempty"`
 	RunCommand                        string   `json:"run_command"`
 	Name                              string   `json:"name"`
-	InstanceType                      string   `json:"instance_type,omitempty"` // accepted, unused on Fargate
+	InstanceType                      string   `json:"instance_type,omitempty"` // where the stage runs: see Stage.Placement
 	Memory                            Memory   `json:"memory"`
 	CPU                               VCPU     `json:"CPU"`
 	UserSpecifiedEnvironmentVariables []EnvVar `json:"user_specified_environment_variables,omitempty"`
@@ -116,6 +122,15 @@ type Algorithm struct {
 	// are dropped, if it has one: Load adds it to the Notes of each workflow
 	// that does not map them from a secret.
 	credentialNote *Problem
+
+	// Privileged runs the container with extended privileges, which only an
+	// EC2 instance (AWS Batch) allows: Fargate refuses privileged containers.
+	Privileged bool `json:"privileged,omitempty"`
+
+	// itype is InstanceType's figures, found by validation (in the table or
+	// through LoadOptions.InstanceTypes); nil when InstanceType is empty or
+	// the algorithm was not loaded.
+	itype *InstanceType
 }
 
 // VCPU is an algorithm's CPU need: a number of vCPUs, or of ECS CPU units

@@ -16,7 +16,12 @@ var planCommand = &command{
 	help: `Read the config repository at the branch head (or --ref), validate it, compare
 it with the inventory in the state bucket and print the plan: one line per
 workflow with its action (+ create, ~ update, - delete, = unchanged,
-! invalid, ? held by another agent) and the reason. Then, for each other
+! invalid, ? held by another agent) and the reason, and under each workflow
+created or updated one line per stage saying where it runs, e.g. "stage 0
+sort-lines: Fargate 1 vCPU/2 GiB (t2.micro)" or "stage 1 gpu: AWS Batch
+g5.xlarge on spot, 4 vCPU/16 GiB, 1 GPU (Fargate has no GPU)". An
+algorithm's instance type missing from cloudpipe's table is asked of EC2
+(ec2:DescribeInstanceTypes). Then, for each other
 region than the agent's that a workflow is created or updated in, a line when
 the pass would first prepare it, e.g. "region eu-west-1: would create cluster
 cloudpipe and use the default VPC vpc-1" (see bootstrap --region). Nothing is
@@ -34,16 +39,21 @@ func runPlan(ctx context.Context, cfg Config, _ []string, out streams) error {
 	if err != nil {
 		return err
 	}
-	desired, err := repo.Load(ctx, cfg.Ref)
-	if err != nil {
-		return err
-	}
 	sess, err := loadAWS(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	// A plan needs the inventory, and a provisioner only to read what
-	// other regions have: no reconciler.
+	prov := provision.New(sess.cfg, provision.Options{
+		Cluster: cfg.Cluster, StateBucket: sess.stateBucket, S3UsePathStyle: sess.pathStyle, Logger: log,
+	})
+	// An instance type missing from cloudpipe's table is asked of EC2.
+	repo.UseInstanceTypes(prov)
+	desired, err := repo.Load(ctx, cfg.Ref)
+	if err != nil {
+		return err
+	}
+	// A plan needs the inventory, and a provisioner only to ask EC2 about
+	// instance types and to read what other regions have: no reconciler.
 	idx, err := newInventory(sess).ReadIndex(ctx)
 	if err != nil {
 		return err
@@ -60,9 +70,6 @@ func runPlan(ctx context.Context, cfg Config, _ []string, out streams) error {
 	if len(regions) == 0 {
 		return nil
 	}
-	prov := provision.New(sess.cfg, provision.Options{
-		Cluster: cfg.Cluster, StateBucket: sess.stateBucket, S3UsePathStyle: sess.pathStyle, Logger: log,
-	})
 	for _, region := range regions {
 		line, err := prov.PlanRegion(ctx, region)
 		if err != nil {

@@ -113,6 +113,8 @@ func newDaemon(ctx context.Context, cfg Config, sess *awsSession, token secret.V
 	if err != nil {
 		return nil, err
 	}
+	// An instance type missing from cloudpipe's table is asked of EC2.
+	repo.UseInstanceTypes(prov)
 	release, err := agentRelease(cfg)
 	if err != nil {
 		return nil, err

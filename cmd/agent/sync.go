@@ -32,15 +32,17 @@ func runSync(ctx context.Context, cfg Config, _ []string, out streams) error {
 	if err != nil {
 		return err
 	}
-	desired, err := repo.Load(ctx, "")
-	if err != nil {
-		return err
-	}
 	sess, err := loadAWS(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	prov, err := sess.provisioner(ctx, cfg, log, true)
+	if err != nil {
+		return err
+	}
+	// An instance type missing from cloudpipe's table is asked of EC2.
+	repo.UseInstanceTypes(prov)
+	desired, err := repo.Load(ctx, "")
 	if err != nil {
 		return err
 	}

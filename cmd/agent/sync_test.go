@@ -80,9 +80,14 @@ func TestBootstrapPlanSync(t *testing.T) {
 
 	head := testenv.Git(t, repo, "rev-parse", "--short=7", "HEAD")
 	code, out, errOut = runAgent(t, repo, append([]string{"plan", "--repo", "."}, common...)...)
+	stage := strings.Repeat(" ", 24) + "stage "
 	want := "plan for commit " + head + ": +2 create ~0 update -0 delete, 0 unchanged\n" +
 		"  + hello-sort  create  new file workflows/hello-sort.json\n" +
-		"  + text-chain  create  new file workflows/text-chain.json\n"
+		stage + "0 sort-lines: Fargate 0.25 vCPU/512 MiB\n" +
+		"  + text-chain  create  new file workflows/text-chain.json\n" +
+		stage + "0 sort-lines: Fargate 0.25 vCPU/512 MiB\n" +
+		stage + "1 uniq-lines: Fargate 0.25 vCPU/512 MiB\n" +
+		stage + "2 reverse-lines: Fargate 0.25 vCPU/512 MiB\n"
 	if code != exitOK || out != want {
 		t.Fatalf("plan: exit %d\n got:\n%s\nwant:\n%s\nstderr: %s", code, out, want, errOut)
 	}

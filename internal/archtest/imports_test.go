@@ -22,7 +22,7 @@ var allowedImports = map[string][]string{
 		"internal/localecs", "internal/awsrules", "internal/backoff", "internal/contract", "internal/secret"},
 	"sync":      {"workflow", "provision", "inventory", "gitsource", "status", "internal/backoff", "internal/contract"},
 	"inventory": {"provision", "internal/contract"},
-	"provision": {"internal/backoff", "internal/contract", "internal/stagetask"},
+	"provision": {"workflow", "internal/backoff", "internal/contract", "internal/stagetask"},
 	"workflow":  {},
 	"gitsource": {"internal/secret"},
 	"status":    {"internal/backoff", "internal/secret"},

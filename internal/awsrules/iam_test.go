@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
@@ -19,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go"
 
 	"github.com/cloudpipe/cloudpipe/internal/awsrules"
 	"github.com/cloudpipe/cloudpipe/internal/iamsim"
@@ -346,5 +349,29 @@ func TestIAMAbortingAnUploadIsAbortMultipartUpload(t *testing.T) {
 		if got := err == nil; got != tt.want {
 			t.Errorf("abort allowed by %s: %v (%v), want %v", tt.action, got, err, tt.want)
 		}
+	}
+}
+
+// TestIAMDescribeInstanceTypesIsAuthorizedOnStarOnly: the action has no
+// resource types, so IAM authorizes it on "*" and a statement naming an ARN
+// allows nothing; the agent's policy grants it on "*".
+// https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html
+func TestIAMDescribeInstanceTypesIsAuthorizedOnStarOnly(t *testing.T) {
+	ctx := t.Context()
+	in := &ec2.DescribeInstanceTypesInput{InstanceTypes: []ec2types.InstanceType{ec2types.InstanceTypeG5Xlarge}}
+	_, _, scoped := iamProxy(t, doc(`{"Effect":"Allow","Action":"ec2:DescribeInstanceTypes","Resource":"arn:aws:ec2:*:*:instance/*"}`))
+	_, err := ec2.NewFromConfig(scoped).DescribeInstanceTypes(ctx, in)
+	wantRefused(t, err, http.StatusForbidden, "UnauthorizedOperation", "")
+
+	p, _, star := iamProxy(t, doc(`{"Effect":"Allow","Action":"ec2:DescribeInstanceTypes","Resource":"*"}`))
+	_, err = ec2.NewFromConfig(star).DescribeInstanceTypes(ctx, in)
+	var api smithy.APIError
+	if errors.As(err, &api) && api.ErrorCode() == "UnauthorizedOperation" {
+		t.Errorf("with Resource \"*\": %v, want it authorized", err)
+	}
+	// kumo itself has no DescribeInstanceTypes (the local ECS answers it):
+	// what counts is that IAM allowed it.
+	if got := p.Report().Principals["tester"]; got.Authorized != 1 || len(got.Denied) > 0 {
+		t.Errorf("with Resource \"*\": report %+v, want 1 authorized", got)
 	}
 }

@@ -119,6 +119,9 @@ type Options struct {
 	// then stops before it starts, as ECS stops it. It must not hold locks
 	// the Proxy's calls need.
 	AssumeRole func(ctx context.Context, roleARN, service string, keys map[string]string) error
+	// InstanceTypes are the EC2 instance types DescribeInstanceTypes
+	// describes (ec2.go); kumo has none.
+	InstanceTypes []InstanceType
 }
 
 // Request is one API call the proxy saw.
@@ -306,6 +309,9 @@ func (p *Proxy) Requests(op string) []Request {
 // ServeHTTP answers ECS's task calls and Batch's, and forwards everything
 // else to kumo.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.serveEC2(w, r) {
+		return
+	}
 	if op, ok := strings.CutPrefix(faultproxy.Operation(r, nil), "Batch."); ok {
 		p.serveBatch(w, r, op)
 		return

@@ -99,6 +99,21 @@ func KumoWith(tb testing.TB, opts awsrules.Options) aws.Config {
 	return KumoConfig(p.URL())
 }
 
+// RulesInFrontOf starts an AWS-rules proxy of the test's own in front of
+// target, a proxy in front of the same kumo (such as a local ECS that
+// answers what kumo lacks), under the shared proxy's IAM and clock. Its
+// Report covers only the requests sent to it. It closes at the test's end.
+func RulesInFrontOf(tb testing.TB, target string) *awsrules.Proxy {
+	tb.Helper()
+	AWSRules(tb) // starts the IAM evaluator the proxies share
+	p, err := startAWSRules(target, rulesIAM, awsrules.Options{})
+	if err != nil {
+		tb.Fatalf("AWS rules layer: %v", err)
+	}
+	tb.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
 func emulatorIAM(ctx context.Context) (*awsrules.IAM, error) {
 	cache, err := CacheDir()
 	if err != nil {
