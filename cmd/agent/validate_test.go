@@ -108,7 +108,7 @@ func TestValidateSeed(t *testing.T) {
 	}
 	// What remains are notes: the fields the original runtime used and
 	// Fargate does not.
-	want := "algorithms/change123-s3.json:3:5: note: system: system and executable_path are ignored: the image runs unmodified on Fargate, started by run_command and sized from CPU and memory\n" +
+	want := "algorithms/change123-s3.json:3:5: note: system: system and executable_path are ignored: the image runs unmodified, started by run_command\n" +
 		"workflows/single-run.json:4:5: note: key_pair: key_pair is ignored: stages run on Fargate, there is no instance to log in to\n"
 	if stdout != want {
 		t.Errorf("stdout:\n%s\nwant:\n%s", stdout, want)
@@ -182,7 +182,7 @@ func TestValidateWrapped(t *testing.T) {
 	}
 	for _, want := range []string{
 		"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are dropped",
-		"executable_path, instance_type and system are ignored",
+		"executable_path and system are ignored",
 		"key_pair is ignored",
 	} {
 		if !strings.Contains(stdout, want) {

@@ -38,6 +38,7 @@ func TestPlanWrapped(t *testing.T) {
 	head := testenv.Git(t, repo, "rev-parse", "--short=7", "HEAD")
 	want := "plan for commit " + head + ": +1 create ~0 update -0 delete, 0 unchanged\n" +
 		"  + single-run  create  new file workflows/single-run.json\n" +
+		"                        stage 0 change123-s3: Fargate 1 vCPU/2 GiB (t2.micro)\n" +
 		"  single-run: algorithms/change123-s3_info.json:51:13: note: user_specified_environment_variables[7].name: " +
 		"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are dropped: cloudpipe passes no access keys; " +
 		"the algorithm's AWS calls use the stage's task role, or the keys of the workflow's task_credentials_secret\n"
