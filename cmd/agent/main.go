@@ -79,6 +79,7 @@ var commands = []*command{
 	runCommand,
 	runnerCommand,
 	wrapCommand,
+	importCommand,
 }
 
 func main() {
