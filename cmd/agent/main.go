@@ -75,6 +75,7 @@ var commands = []*command{
 	validateCommand,
 	planCommand,
 	syncCommand,
+	teardownCommand,
 	bootstrapCommand,
 	runCommand,
 	runnerCommand,
