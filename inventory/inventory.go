@@ -51,6 +51,12 @@ const (
 	StateReady State = "ready"
 	// StateFailed: the last apply failed; Error says why.
 	StateFailed State = "failed"
+	// StateTornDown: `agent teardown` removed the pipeline while its file
+	// may still be in the repository. The entry keeps the spec hash that was
+	// torn down, so a pass leaves the pipeline down until the file changes
+	// (or goes away, which drops the entry): a teardown sticks, and the
+	// repository still decides what runs next.
+	StateTornDown State = "torn-down"
 )
 
 // Index is the inventory's summary: one entry per workflow the agent owns.

@@ -244,7 +244,7 @@ func (l *Loop) observe(res PassResult) {
 			states["failed"]++
 		case r.Action == Skip:
 			states["held"]++
-		case r.Action != Delete:
+		case r.Action != Delete && r.Action != TornDown:
 			states["ready"]++
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	gosync "sync"
@@ -465,5 +466,82 @@ func TestMachineRepairReappliesDrift(t *testing.T) {
 	}
 	if got := m.prov.took(); !slices.Equal(got, []string{"ensure wf/0", "ensure wf/0"}) {
 		t.Errorf("calls = %v", got)
+	}
+}
+
+// TestMachineTeardown: a teardown plan writes nothing; a teardown of one
+// named workflow deletes only it, by the path of a removed file, and leaves
+// its entry torn down; passes then leave it down until its file changes,
+// and forget it once the file is gone.
+func TestMachineTeardown(t *testing.T) {
+	ctx := context.Background()
+	m := newMachine(t)
+	files := map[string]string{"one": singleRun("t-one-in", "t-one-out", "x"), "two": singleRun("t-two-in", "t-two-out", "x")}
+	m.pass(m.agent("a", nil), files, "c1")
+	idx, err := m.inv.ReadIndex(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := len(m.prov.took())
+
+	r := m.agent("a", nil)
+	plan, err := r.TeardownPlan(idx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, u, d := plan.Counts(); c != 0 || u != 0 || d != 2 {
+		t.Errorf("teardown plan %s, want -2 delete", plan.Summary())
+	}
+	if after, _ := m.inv.ReadIndex(ctx); after.ETag != idx.ETag || len(m.prov.took()) != calls {
+		t.Error("a teardown plan wrote to the inventory or called the provisioner")
+	}
+	if _, err := r.TeardownPlan(idx, []string{"three"}); err == nil || !strings.Contains(err.Error(), "three") {
+		t.Errorf("teardown of an unknown workflow: %v, want an error naming it", err)
+	}
+
+	rep, err := r.Teardown(ctx, []string{"one"})
+	if err != nil || rep.Failed() > 0 {
+		t.Fatalf("teardown one: %v %+v", err, rep)
+	}
+	if got := m.prov.took()[calls:]; !slices.Equal(got, []string{"delete one/0"}) {
+		t.Errorf("teardown of one called %v, want only delete one/0", got)
+	}
+	if e := m.entry("one"); e.State != inventory.StateTornDown || e.SpecHash == "" || e.Holder != "" {
+		t.Errorf("entry of one after teardown: %+v, want torn down with its spec hash", e)
+	}
+	if e := m.entry("two"); e.State != inventory.StateReady {
+		t.Errorf("entry of two after teardown of one: %+v, want ready", e)
+	}
+	if _, err := m.inv.ReadRecord(ctx, "one"); !errors.Is(err, inventory.ErrNotFound) {
+		t.Errorf("record of one after teardown: %v, want ErrNotFound", err)
+	}
+
+	calls = len(m.prov.took())
+	if got := resultOf(m.pass(m.agent("a", nil), files, "c2"), "one"); got.Action != pipesync.TornDown {
+		t.Errorf("pass with the file unchanged: %s, want it left torn down", got.Action)
+	}
+	if got := m.prov.took()[calls:]; len(got) != 0 {
+		t.Errorf("pass after teardown called %v, want nothing", got)
+	}
+
+	changed := maps.Clone(files)
+	changed["one"] = singleRun("t-one-in", "t-one-out", "y")
+	if got := resultOf(m.pass(m.agent("a", nil), changed, "c3"), "one"); got.Action != pipesync.Create || got.Err != nil {
+		t.Errorf("pass with the file changed: %s %v, want create", got.Action, got.Err)
+	}
+	if e := m.entry("one"); e.State != inventory.StateReady {
+		t.Errorf("entry of one after the re-create: %+v", e)
+	}
+
+	if rep, err := r.Teardown(ctx, nil); err != nil || rep.Failed() > 0 {
+		t.Fatalf("teardown all: %v %+v", err, rep)
+	}
+	delete(changed, "two")
+	m.pass(m.agent("a", nil), changed, "c4")
+	if e := m.entry("two"); e != (inventory.IndexEntry{}) {
+		t.Errorf("entry of two, torn down and then removed: %+v, want none", e)
+	}
+	if e := m.entry("one"); e.State != inventory.StateTornDown {
+		t.Errorf("entry of one, torn down and file kept: %+v", e)
 	}
 }

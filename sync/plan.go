@@ -24,6 +24,9 @@ const (
 	// Invalid: the workflow's file has problems. Nothing is changed; a
 	// deployed version keeps running until the file is fixed.
 	Invalid Action = "invalid"
+	// TornDown: `agent teardown` removed the pipeline and its file has not
+	// changed since; nothing is changed.
+	TornDown Action = "torn-down"
 )
 
 // writes reports whether the action changes AWS resources.
@@ -38,6 +41,9 @@ type Change struct {
 	Desired  *workflow.Workflow    // nil for Delete
 	Entry    *inventory.IndexEntry // nil if the inventory has none
 	Problems workflow.Problems     // for Invalid
+	// Teardown marks a Delete of `agent teardown`: the index keeps a
+	// torn-down entry (inventory.StateTornDown) instead of none.
+	Teardown bool
 }
 
 // Plan is what a pass would do at one commit.
@@ -45,6 +51,9 @@ type Plan struct {
 	Commit   string
 	Changes  []Change // sorted by workflow name
 	Problems workflow.Problems
+	// Label names what the plan is for in its header and summary, instead
+	// of the commit (e.g. "teardown").
+	Label string
 }
 
 // Counts returns how many workflows the plan creates, updates and deletes.
@@ -136,7 +145,7 @@ func ComputePlan(d *Desired, idx *inventory.Index, agentID, release string, now 
 	for name, problems := range d.Invalid {
 		seen[name] = true
 		c := Change{Workflow: name, File: "workflows/" + name + ".json", Action: Invalid, Problems: problems}
-		if e, ok := idx.Workflows[name]; ok {
+		if e, ok := idx.Workflows[name]; ok && e.State != inventory.StateTornDown {
 			c.Entry = &e
 			c.Reason = fmt.Sprintf("%s: deployed version kept until the file is fixed", firstProblem(problems))
 		} else {
@@ -149,9 +158,14 @@ func ComputePlan(d *Desired, idx *inventory.Index, agentID, release string, now 
 			continue
 		}
 		c := Change{Workflow: name, File: "workflows/" + name + ".json", Entry: &e}
-		if holder, held := e.HeldBy(agentID, now); held {
+		switch holder, held := e.HeldBy(agentID, now); {
+		case held:
 			c.Action, c.Reason = Skip, leaseReason(holder, e.LeaseExpires)
-		} else {
+		case e.State == inventory.StateTornDown:
+			// Nothing left in AWS: the delete only drops the entry, so
+			// that the file, if added again, deploys again.
+			c.Action, c.Reason = Delete, c.File+" removed after agent teardown: forgetting it"
+		default:
 			c.Action, c.Reason = Delete, c.File+" removed"
 		}
 		plan.Changes = append(plan.Changes, c)
@@ -166,6 +180,12 @@ func planDesired(w *workflow.Workflow, e *inventory.IndexEntry, agentID, release
 	}
 	if holder, held := e.HeldBy(agentID, now); held {
 		return Skip, leaseReason(holder, e.LeaseExpires)
+	}
+	if e.State == inventory.StateTornDown {
+		if e.SpecHash == w.SpecHash {
+			return TornDown, "torn down by agent teardown; deployed again when " + w.File + " changes"
+		}
+		return Create, w.File + " changed since agent teardown"
 	}
 	// Create until a first apply succeeded, so the plan says what the user
 	// will see; the apply itself is the same idempotent ensure either way.

@@ -18,6 +18,9 @@ func TestComputePlan(t *testing.T) {
 	ready := func(hash string) inventory.IndexEntry {
 		return inventory.IndexEntry{Region: "us-east-1", SpecHash: hash, Commit: "c0ffee0000", Release: "r1", State: inventory.StateReady}
 	}
+	tornDown := func(hash string) inventory.IndexEntry {
+		return inventory.IndexEntry{Region: "us-east-1", SpecHash: hash, Commit: "c0ffee0000", State: inventory.StateTornDown}
+	}
 	problem := workflow.Problem{File: "workflows/broken.json", Line: 3, Col: 5, Path: "region", Msg: "unknown region"}
 
 	tests := []struct {
@@ -132,6 +135,34 @@ func TestComputePlan(t *testing.T) {
 			index:      map[string]inventory.IndexEntry{"a": ready("h1")},
 			want:       map[string]pipesync.Action{"a": pipesync.Update},
 			wantReason: map[string]string{"a": "region changed from us-east-1 to eu-west-1"},
+		},
+		{
+			name:       "torn down, file unchanged: stays down",
+			desired:    &pipesync.Desired{Workflows: []*workflow.Workflow{wf("a", "h1")}},
+			index:      map[string]inventory.IndexEntry{"a": tornDown("h1")},
+			want:       map[string]pipesync.Action{"a": pipesync.TornDown},
+			wantReason: map[string]string{"a": "deployed again when workflows/a.json changes"},
+		},
+		{
+			name:       "torn down, file changed: created",
+			desired:    &pipesync.Desired{Workflows: []*workflow.Workflow{wf("a", "h2")}},
+			index:      map[string]inventory.IndexEntry{"a": tornDown("h1")},
+			want:       map[string]pipesync.Action{"a": pipesync.Create},
+			wantReason: map[string]string{"a": "changed since agent teardown"},
+		},
+		{
+			name:       "torn down, file removed: entry dropped",
+			desired:    &pipesync.Desired{},
+			index:      map[string]inventory.IndexEntry{"a": tornDown("h1")},
+			want:       map[string]pipesync.Action{"a": pipesync.Delete},
+			wantReason: map[string]string{"a": "removed after agent teardown"},
+		},
+		{
+			name:       "torn down, file broken: not deployed",
+			desired:    &pipesync.Desired{Invalid: map[string]workflow.Problems{"broken": {problem}}},
+			index:      map[string]inventory.IndexEntry{"broken": tornDown("h1")},
+			want:       map[string]pipesync.Action{"broken": pipesync.Invalid},
+			wantReason: map[string]string{"broken": "not deployed"},
 		},
 	}
 	for _, tt := range tests {

@@ -254,7 +254,7 @@ func newReport(plan *Plan) (*Report, []int) {
 	rep := &Report{Commit: plan.Commit, Plan: plan, Results: make([]Result, len(plan.Changes))}
 	var todo []int
 	for i, c := range plan.Changes {
-		rep.Results[i] = Result{Workflow: c.Workflow, File: c.File, Action: c.Action, Reason: c.Reason}
+		rep.Results[i] = Result{Workflow: c.Workflow, File: c.File, Action: c.Action, Reason: c.Reason, Teardown: c.Teardown}
 		if c.Action == Invalid {
 			rep.Results[i].Err = c.Problems
 		}
@@ -405,6 +405,13 @@ func (r *Reconciler) recordResults(ctx context.Context, idx *inventory.Index, co
 				continue
 			case res.Err != nil:
 				e.State, e.Error = inventory.StateFailed, res.Err.Error()
+			case res.Action == Delete && res.Teardown:
+				// Keep what was torn down, so a pass leaves it down until
+				// its file changes (see inventory.StateTornDown).
+				if e.SpecHash == "" {
+					e.SpecHash = e.PendingHash
+				}
+				e.State, e.Error, e.Stages, e.Release = inventory.StateTornDown, "", 0, ""
 			case res.Action == Delete:
 				delete(idx.Workflows, res.Workflow)
 				continue

@@ -23,6 +23,7 @@ type Result struct {
 	File     string
 	Action   Action
 	Reason   string
+	Teardown bool  // a Delete of `agent teardown` (see Change.Teardown)
 	Err      error // nil on success; for Invalid, the file's problems
 	// Where to upload and where results appear (set after a create or update).
 	InputBucket, OutputBucket string
@@ -62,6 +63,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 			detail = "torn down"
 		case res.Action == Skip:
 			outcome = "skipped"
+		case res.Action == TornDown:
+			outcome = "down"
 		}
 		for _, kb := range res.KeptBuckets {
 			detail += fmt.Sprintf("; kept s3://%s (%s)", kb.Name, kb.Reason)
@@ -71,7 +74,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "%s: %s, %d failed, in %s\n", commitLabel(r.Commit), r.Plan.Summary(), r.Failed(), r.Duration.Round(time.Millisecond))
+	_, err := fmt.Fprintf(w, "%s: %s, %d failed, in %s\n", r.Plan.label(), r.Plan.Summary(), r.Failed(), r.Duration.Round(time.Millisecond))
 	return err
 }
 
@@ -88,7 +91,7 @@ func (p *Plan) WritePlan(w io.Writer) error {
 			unchanged++
 		}
 	}
-	fmt.Fprintf(w, "plan for %s: %s, %d unchanged\n", commitLabel(p.Commit), p.Summary(), unchanged)
+	fmt.Fprintf(w, "plan for %s: %s, %d unchanged\n", p.label(), p.Summary(), unchanged)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, c := range p.Changes {
 		fmt.Fprintf(tw, "  %s %s\t%s\t%s\n", actionSign(c.Action), c.Workflow, c.Action, oneLine(c.Reason))
@@ -127,8 +130,17 @@ func actionSign(a Action) string {
 		return "!"
 	case Skip:
 		return "?"
+	case TornDown:
+		return "x"
 	}
 	return "="
+}
+
+func (p *Plan) label() string {
+	if p.Label != "" {
+		return p.Label
+	}
+	return commitLabel(p.Commit)
 }
 
 func commitLabel(commit string) string {

@@ -45,6 +45,9 @@ type Config struct {
 	RunnerImage    string   // --runner-image: image of the init container that installs the runner
 	CacheDir       string   // --cache-dir: where remote repositories are cloned; "" is the user cache dir
 	DriftInterval  string   // --drift-interval: how often a pass also checks deployed resources still exist
+	From           string   // --from: import: the original cloud_pipe's directory (~/.cloud_pipe)
+	Out            string   // --out: import: the config repository directory to write
+	Yes            bool     // --yes: teardown: do it, rather than print the plan
 }
 
 // DefaultConfig returns the defaults of docs/design.md's "Command line" table.
@@ -194,6 +197,12 @@ var options = []option{
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.DriftInterval) }},
 	{name: "cache-dir", usage: "where clones of remote repositories are kept", defText: "the user cache directory",
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.CacheDir) }},
+	{name: "from", usage: "the original cloud_pipe's directory to import, usually ~/.cloud_pipe",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.From) }},
+	{name: "out", usage: "directory to write the config repository into (created if missing; no file in it is overwritten)",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.Out) }},
+	{name: "yes", usage: "tear the pipelines down; without it only the plan is printed",
+		value: func(c *Config) flag.Value { return (*boolValue)(&c.Yes) }},
 }
 
 // envName is the environment variable of a flag: --state-bucket reads

@@ -75,10 +75,12 @@ var commands = []*command{
 	validateCommand,
 	planCommand,
 	syncCommand,
+	teardownCommand,
 	bootstrapCommand,
 	runCommand,
 	runnerCommand,
 	wrapCommand,
+	importCommand,
 }
 
 func main() {
