@@ -400,8 +400,9 @@ func BenchmarkDeploy100(b *testing.B) {
 // content, the same in every run.
 func benchCode(tb testing.TB) []byte {
 	tb.Helper()
-	data := make([]byte, 15<<19)                  // 7.5 MiB
-	_, _ = rand.NewChaCha8([32]byte{}).Read(data) // never fails
+	data := make([]byte, 15<<19) // 7.5 MiB
+	// ChaCha8's Read never fails.
+	_, _ = rand.NewChaCha8([32]byte{}).Read(data)
 	path := filepath.Join(tb.TempDir(), "agent")
 	if err := os.WriteFile(path, data, 0o755); err != nil {
 		tb.Fatal(err)
