@@ -53,6 +53,10 @@ after the workflows being applied finish and the inventory is saved.`,
 
 func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 	log := newLogger(out.stderr, cfg.LogFormat, cfg.LogLevel)
+	exe, err := findAgentExecutable()
+	if err != nil {
+		return err
+	}
 	sess, err := loadAWS(ctx, cfg)
 	if err != nil {
 		return err
@@ -63,7 +67,7 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 	if err != nil {
 		return err
 	}
-	loop, err := newDaemon(ctx, cfg, sess, sec.token, m, log)
+	loop, err := newDaemon(ctx, cfg, sess, exe, sec.token, m, log)
 	if err != nil {
 		return err
 	}
@@ -103,17 +107,13 @@ func readSecrets(ctx context.Context, awsCfg aws.Config) (runSecrets, error) {
 
 // newDaemon opens the repository and wires the reconcile loop: the
 // provisioner with the agent's own code, its release, and the status sink.
-func newDaemon(ctx context.Context, cfg Config, sess *awsSession, token secret.Value, m *metrics.Metrics,
-	log *slog.Logger) (*pipesync.Loop, error) {
+func newDaemon(ctx context.Context, cfg Config, sess *awsSession, exe agentExecutable, token secret.Value,
+	m *metrics.Metrics, log *slog.Logger) (*pipesync.Loop, error) {
 	repo, err := openRepoWithToken(ctx, cfg, token)
 	if err != nil {
 		return nil, err
 	}
-	prov, err := sess.provisioner(ctx, cfg, log, true)
-	if err != nil {
-		return nil, err
-	}
-	release, err := agentRelease(cfg)
+	prov, err := sess.provisioner(ctx, cfg, log, exe)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +126,7 @@ func newDaemon(ctx context.Context, cfg Config, sess *awsSession, token secret.V
 		Provisioner: prov,
 		Inventory:   newInventory(sess),
 		AgentID:     cfg.AgentID,
-		Release:     release,
+		Release:     exe.release(cfg),
 		Concurrency: cfg.Concurrency,
 		Logger:      log,
 	}, Loop: pipesync.LoopOptions{

@@ -28,6 +28,10 @@ or a file is invalid (its deployed version, if any, is kept).`,
 
 func runSync(ctx context.Context, cfg Config, _ []string, out streams) error {
 	log := newLogger(out.stderr, cfg.LogFormat, cfg.LogLevel)
+	exe, err := findAgentExecutable()
+	if err != nil {
+		return err
+	}
 	repo, err := openRepo(ctx, cfg)
 	if err != nil {
 		return err
@@ -40,11 +44,7 @@ func runSync(ctx context.Context, cfg Config, _ []string, out streams) error {
 	if err != nil {
 		return err
 	}
-	prov, err := sess.provisioner(ctx, cfg, log, true)
-	if err != nil {
-		return err
-	}
-	release, err := agentRelease(cfg)
+	prov, err := sess.provisioner(ctx, cfg, log, exe)
 	if err != nil {
 		return err
 	}
@@ -53,7 +53,7 @@ func runSync(ctx context.Context, cfg Config, _ []string, out streams) error {
 		Provisioner: prov,
 		Inventory:   newInventory(sess),
 		AgentID:     cfg.AgentID,
-		Release:     release,
+		Release:     exe.release(cfg),
 		Concurrency: cfg.Concurrency,
 		Logger:      log,
 		OnEvent: func(e pipesync.Event) {

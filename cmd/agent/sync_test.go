@@ -1,10 +1,15 @@
 package main
 
 import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -12,6 +17,7 @@ import (
 
 	"github.com/cloudpipe/cloudpipe/internal/awsrules"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
+	"github.com/cloudpipe/cloudpipe/provision"
 )
 
 // gitRepo makes a Git repository holding the checkout's own examples and
@@ -133,5 +139,57 @@ func TestBootstrapPlanSync(t *testing.T) {
 		"--subnets", strings.Join(otherSubnets, ","), "--security-groups", strings.Join(otherSGs, ",")}, common...)...)
 	if code != exitOK || !strings.Contains(errOut, "differ from the network bootstrap stored") || !strings.Contains(errOut, otherSubnets[0]) {
 		t.Errorf("sync with other --subnets: exit %d, want a warning naming them\n%s%s", code, out, errOut)
+	}
+}
+
+// TestRunAndSyncRefuseADynamicBuild: an agent built with cgo, as a laptop's
+// go run builds it, refuses to deploy itself as the stage functions' code,
+// names the build to run instead, and sends no AWS request at all.
+func TestRunAndSyncRefuseADynamicBuild(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the agent with cgo")
+	}
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("no C compiler for a cgo build")
+	}
+	bin := filepath.Join(t.TempDir(), "agent")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("cgo build: %v\n%s", err, out)
+	}
+	arch := provision.DefaultLambdaArchitecture()
+	if err := provision.CheckLambdaExecutable(bin, arch); !errors.Is(err, provision.ErrNotLambdaExecutable) {
+		t.Skipf("this toolchain's cgo build is static (%v): nothing to refuse", err)
+	}
+	var requests atomic.Int64
+	fakeAWS := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		http.Error(w, "no AWS call expected", http.StatusTeapot)
+	}))
+	t.Cleanup(fakeAWS.Close)
+	repo := gitRepo(t)
+	for _, args := range [][]string{
+		{"sync", "--once", "--repo", repo, "--state-bucket", "cloudpipe-state-x"},
+		{"run", "--repo", repo, "--state-bucket", "cloudpipe-state-x", "--listen", "127.0.0.1:0"},
+	} {
+		cmd := exec.CommandContext(t.Context(), bin, args...)
+		cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL="+fakeAWS.URL, "AWS_REGION="+testenv.Region,
+			"AWS_ACCESS_KEY_ID=x", "AWS_SECRET_ACCESS_KEY=x", "AWS_EC2_METADATA_DISABLED=true")
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != exitFailure {
+			t.Errorf("agent %s with a cgo build: %v, want exit %d", args[0], err, exitFailure)
+		}
+		for _, want := range []string{bin, "dynamically linked", provision.StaticBuildCommand(arch)} {
+			if !strings.Contains(stderr.String(), want) {
+				t.Errorf("agent %s: stderr does not say %q:\n%s", args[0], want, stderr.String())
+			}
+		}
+	}
+	if n := requests.Load(); n != 0 {
+		t.Errorf("a refused build sent %d AWS requests, want none", n)
 	}
 }
