@@ -61,11 +61,11 @@ func (s *awsSession) provisioner(ctx context.Context, cfg Config, log *slog.Logg
 	opts := provision.Options{
 		LambdaCode:         provision.LambdaCodeFromFile(exe.path, exe.sha256),
 		LambdaArchitecture: exe.arch,
-		Cluster:        cfg.Cluster,
-		StateBucket:    s.stateBucket,
-		RunnerImage:    cfg.RunnerImage,
-		S3UsePathStyle: s.pathStyle,
-		Logger:         log.With("component", "provision"),
+		Cluster:            cfg.Cluster,
+		StateBucket:        s.stateBucket,
+		RunnerImage:        cfg.RunnerImage,
+		S3UsePathStyle:     s.pathStyle,
+		Logger:             log.With("component", "provision"),
 	}
 	// Bootstrap stored its choice of network in the state bucket, so every
 	// pass and every stage function uses the same one.
