@@ -252,6 +252,11 @@ func TestDeploy100(t *testing.T) {
 			t.Errorf("%s: %s", op, d)
 		}
 	}
+	// The stage functions' code is stored once for the 120 functions,
+	// which are all made from it.
+	if got, want := lambdaCodeBytesSent(e.calls), int64(len(tinyZip(t))); got != want {
+		t.Errorf("first deploy sent %d bytes of stage-function code, want one package of %d", got, want)
+	}
 	// A first deploy on an empty account replaces and removes nothing.
 	for op, n := range e.calls.WriteOps() {
 		name := op[strings.LastIndexByte(op, '.')+1:]

@@ -136,15 +136,15 @@ func newDaemon(ctx context.Context, cfg Config, sess *awsSession, exe agentExecu
 	}})
 }
 
-// releaseCode runs after every pass. The zipped binary is needed again
-// only by a later pass that creates or updates a function (a drift repair
-// included), so it is dropped.
+// releaseCode runs after every pass. The zipped binary, if the pass built
+// it, is needed again only by a later pass that must store a new release or
+// update a function of another region than the state bucket's, so it is
+// dropped.
 func releaseCode(prov *provision.Provisioner, res pipesync.PassResult) {
 	prov.ReleaseCode()
-	// Creating functions sends that zip in every request, several at a
-	// time, so a pass that changed things peaks at hundreds of MiB: hand
-	// that memory back to the OS now instead of holding it while idle
-	// until the next change.
+	// A pass that changed things built requests, and maybe the zip and
+	// the inline code of other regions' functions: hand that memory back
+	// to the OS now instead of holding it while idle until the next change.
 	if res.Report != nil && res.Report.Plan.HasWrites() {
 		debug.FreeOSMemory()
 	}

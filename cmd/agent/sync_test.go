@@ -14,6 +14,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/cloudpipe/cloudpipe/internal/awsrules"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
@@ -108,13 +109,31 @@ func TestBootstrapPlanSync(t *testing.T) {
 	if !strings.Contains(errOut, "hello-sort: create...") || !strings.Contains(errOut, "hello-sort: create done") {
 		t.Errorf("sync shows no progress on stderr:\n%s", errOut)
 	}
-	// The stage functions hold the agent's own binary (docs/design.md, "One binary, three roles").
+	// The stage functions hold the agent's own binary (docs/design.md, "One
+	// binary, three roles"), stored once in the state bucket under its hash;
+	// kumo reports no size for code taken from S3, so the object is looked at.
 	fn, err := lambda.NewFromConfig(testenv.Kumo(t)).GetFunction(t.Context(), &lambda.GetFunctionInput{FunctionName: aws.String("cp-hello-sort-0")})
 	if err != nil {
 		t.Fatalf("stage function: %v", err)
 	}
-	if fn.Configuration.CodeSize < 1<<20 || fn.Configuration.Runtime != "provided.al2023" {
-		t.Errorf("stage function code is %d bytes, want the zipped agent", fn.Configuration.CodeSize)
+	if fn.Configuration.Runtime != "provided.al2023" {
+		t.Errorf("stage function runtime %s, want provided.al2023", fn.Configuration.Runtime)
+	}
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := provision.FileSHA256(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objects, err := s3.NewFromConfig(testenv.Kumo(t), testenv.S3PathStyle).ListObjectsV2(t.Context(),
+		&s3.ListObjectsV2Input{Bucket: aws.String(state), Prefix: aws.String("lambda/")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objects.Contents) != 1 || aws.ToString(objects.Contents[0].Key) != "lambda/"+sum+".zip" || aws.ToInt64(objects.Contents[0].Size) < 1<<20 {
+		t.Errorf("code objects in the state bucket: %+v, want one zipped agent, lambda/%s.zip", objects.Contents, sum)
 	}
 
 	code, out, _ = runAgent(t, repo, append([]string{"plan", "--repo", "."}, common...)...)
