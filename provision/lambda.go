@@ -118,7 +118,7 @@ func codeDiffers(have *lambdatypes.FunctionConfiguration, recorded, want, arch s
 // *NotOwnedError. It returns the function ARN and the CodeSha256 of the
 // package it now runs, for the record ("" when that is not known).
 func (p *Provisioner) ensureFunction(ctx context.Context, c *clients, name string, want functionConfig, tags map[string]string,
-	recordedCode string) (arn, codeSHA256 string, err error) {
+	recordedCode string) (arn, codeSum string, err error) {
 	cur, err := c.lambda.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: &name})
 	if isLambdaNotFound(err) {
 		arn, sum, cerr := p.createFunction(ctx, c, name, want, tags)
@@ -187,7 +187,7 @@ func (p *Provisioner) ensureFunction(ctx context.Context, c *clients, name strin
 	return arn, code.sha256, nil
 }
 
-func (p *Provisioner) createFunction(ctx context.Context, c *clients, name string, want functionConfig, tags map[string]string) (arn, codeSHA256 string, err error) {
+func (p *Provisioner) createFunction(ctx context.Context, c *clients, name string, want functionConfig, tags map[string]string) (arn, codeSum string, err error) {
 	code, err := p.functionCode(ctx, c)
 	if err != nil {
 		return "", "", fmt.Errorf("create function %s: %w", name, err)
