@@ -14,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
+
+	"github.com/cloudpipe/cloudpipe/provision"
 )
 
 // There is no Docker engine where the tests run, so these tests check the
@@ -137,6 +139,14 @@ func TestDeployBuildFlagsMatch(t *testing.T) {
 	}
 	if !strings.Contains(string(dockerfileData), "-o /out/agent ./cmd/agent") || !strings.Contains(string(script), `-o "$out" ./cmd/agent`) {
 		t.Error("both must build ./cmd/agent")
+	}
+	// The command run and sync tell a laptop's build to run instead
+	// (provision.CheckLambdaExecutable) builds the image's binary.
+	for _, arch := range []string{"x86_64", "arm64"} {
+		hint := provision.StaticBuildCommand(arch)
+		if got := goBuildRE.FindString(hint); got != inDockerfile[0] || !strings.HasSuffix(hint, " ./cmd/agent") {
+			t.Errorf("provision.StaticBuildCommand(%s) = %q, want the Dockerfile's %q ... ./cmd/agent", arch, hint, inDockerfile[0])
+		}
 	}
 }
 

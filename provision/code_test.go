@@ -2,6 +2,8 @@ package provision_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io/fs"
 	"os"
@@ -23,7 +25,7 @@ func TestLambdaCodeFromFile(t *testing.T) {
 		}
 	}
 	write("version 1")
-	code := provision.LambdaCodeFromFile(path)
+	code := provision.LambdaCodeFromFile(path, "")
 
 	sum1, err := code.SHA256()
 	if err != nil {
@@ -68,8 +70,37 @@ func TestLambdaCodeFromFile(t *testing.T) {
 	if _, err := code.Zip(); err == nil {
 		t.Error("Zip of a missing file succeeded")
 	}
-	if _, err := provision.LambdaCodeFromFile(path).SHA256(); err == nil {
+	if _, err := provision.LambdaCodeFromFile(path, "").SHA256(); err == nil {
 		t.Error("SHA256 of a missing file succeeded")
+	}
+	if _, err := provision.LambdaCodeFromFile(path, "").ObjectKey(); err == nil {
+		t.Error("ObjectKey of a missing file succeeded")
+	}
+}
+
+// TestLambdaCodeObjectKey: the object is named by what the package is made
+// from, known without building it.
+func TestLambdaCodeObjectKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent")
+	if err := os.WriteFile(path, []byte("abc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The SHA-256 of "abc" (FIPS 180-2, appendix B.1).
+	const abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+	zip := []byte("PK fixed package")
+	sum := sha256.Sum256(zip)
+	for _, tt := range []struct {
+		name string
+		code *provision.LambdaCode
+		want string
+	}{
+		{"file, hashed here", provision.LambdaCodeFromFile(path, ""), "lambda/" + abc + ".zip"},
+		{"file, hash given", provision.LambdaCodeFromFile(path, "given"), "lambda/given.zip"},
+		{"fixed bytes", provision.NewLambdaCode(zip), "lambda/" + hex.EncodeToString(sum[:]) + ".zip"},
+	} {
+		if got, err := tt.code.ObjectKey(); err != nil || got != tt.want {
+			t.Errorf("%s: ObjectKey = %q, %v; want %q", tt.name, got, err, tt.want)
+		}
 	}
 }
 

@@ -67,7 +67,7 @@ func newEnv(t *testing.T, mods ...func(*aws.Config)) *env {
 	e.opts = provision.Options{
 		Cluster:               "cloudpipe",
 		Network:               provision.Network{Subnets: e.subnets, SecurityGroups: e.sgs},
-		StateBucket:           "cloudpipe-state-" + e.name,
+		StateBucket:           "cloudpipe-state-" + e.name + "-env",
 		LambdaCode:            provision.NewLambdaCode(tinyZip(t)),
 		LambdaArchitecture:    "x86_64",
 		RunnerImage:           "ghcr.io/cloudpipe/agent:test",
@@ -76,6 +76,11 @@ func newEnv(t *testing.T, mods ...func(*aws.Config)) *env {
 	}
 	e.p = provision.New(pcfg, e.opts)
 	e.s3 = s3.NewFromConfig(cfg, testenv.S3PathStyle)
+	// The state bucket, as bootstrap makes it (the stage functions' code
+	// is stored there); bootstrap's own tests use another name.
+	if _, err := e.s3.CreateBucket(t.Context(), &s3.CreateBucketInput{Bucket: &e.opts.StateBucket}); err != nil {
+		t.Fatalf("create the state bucket: %v", err)
+	}
 	e.sqs = sqs.NewFromConfig(cfg)
 	e.iam = iam.NewFromConfig(cfg)
 	e.lambda = lambda.NewFromConfig(cfg)

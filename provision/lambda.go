@@ -88,29 +88,42 @@ func (p *Provisioner) configDiffers(have *lambdatypes.FunctionConfiguration, wan
 }
 
 // codeDiffers reports whether a function runs other code, or on another
-// architecture, than Options.LambdaCode.
-func (p *Provisioner) codeDiffers(have *lambdatypes.FunctionConfiguration) (bool, error) {
-	arch := lambdatypes.ArchitectureX8664
+// architecture, than the package whose CodeSha256 is want. recorded is the
+// CodeSha256 the inventory holds for the function: the hash of the package
+// cloudpipe last gave it. It decides when known, because emulators do not
+// compute CodeSha256 for code taken from S3 (kumo reports the previous
+// package's, or that of no bytes), while AWS computes it for either
+// source. Without a record (an inventory from before the hash was kept, a
+// record lost in a crash) the function's own CodeSha256 decides, so code
+// that differs, or an emulator's empty hash, means one update, after which
+// the hash is on record.
+func codeDiffers(have *lambdatypes.FunctionConfiguration, recorded, want, arch string) bool {
+	haveArch := lambdatypes.ArchitectureX8664
 	if len(have.Architectures) > 0 {
-		arch = have.Architectures[0]
+		haveArch = have.Architectures[0]
 	}
-	sum, err := p.opts.LambdaCode.SHA256()
-	if err != nil {
-		return false, err
+	if haveArch != lambdatypes.Architecture(arch) {
+		return true
 	}
-	return aws.ToString(have.CodeSha256) != sum || arch != lambdatypes.Architecture(p.opts.LambdaArchitecture), nil
+	if recorded != "" {
+		return recorded != want
+	}
+	return aws.ToString(have.CodeSha256) != want
 }
 
 // ensureFunction creates the stage function, or brings an existing one of
 // ours up to date: configuration and code are updated only when they
-// differ. A function without our tags gives a *NotOwnedError. It returns
-// the function ARN.
-func (p *Provisioner) ensureFunction(ctx context.Context, c *clients, name string, want functionConfig, tags map[string]string) (string, error) {
+// differ, the code judged by recordedCode, the CodeSha256 on record for it
+// (see codeDiffers). A function without our tags gives a
+// *NotOwnedError. It returns the function ARN and the CodeSha256 of the
+// package it now runs, for the record ("" when that is not known).
+func (p *Provisioner) ensureFunction(ctx context.Context, c *clients, name string, want functionConfig, tags map[string]string,
+	recordedCode string) (arn, codeSum string, err error) {
 	cur, err := c.lambda.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: &name})
 	if isLambdaNotFound(err) {
-		arn, cerr := p.createFunction(ctx, c, name, want, tags)
+		arn, sum, cerr := p.createFunction(ctx, c, name, want, tags)
 		if !isLambdaConflict(cerr) {
-			return arn, cerr
+			return arn, sum, cerr
 		}
 		// It exists after all: created by an attempt whose answer was lost
 		// (the SDK retried CreateFunction) or by another pass. Check and
@@ -118,13 +131,13 @@ func (p *Provisioner) ensureFunction(ctx context.Context, c *clients, name strin
 		cur, err = c.lambda.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: &name})
 	}
 	if err != nil {
-		return "", fmt.Errorf("get function %s: %w", name, err)
+		return "", "", fmt.Errorf("get function %s: %w", name, err)
 	}
 	if !ownedBy(cur.Tags, tags[TagWorkflow]) {
-		return "", &NotOwnedError{Kind: "lambda function", Name: name}
+		return "", "", &NotOwnedError{Kind: "lambda function", Name: name}
 	}
 	cfg := cur.Configuration
-	arn := aws.ToString(cfg.FunctionArn)
+	arn = aws.ToString(cfg.FunctionArn)
 	if p.configDiffers(cfg, want) {
 		in := &lambda.UpdateFunctionConfigurationInput{
 			FunctionName: &name,
@@ -140,48 +153,51 @@ func (p *Provisioner) ensureFunction(ctx context.Context, c *clients, name strin
 			return err
 		})
 		if err != nil {
-			return arn, fmt.Errorf("update function configuration %s: %w", name, err)
+			return arn, "", fmt.Errorf("update function configuration %s: %w", name, err)
 		}
 		// A function accepts one update at a time: wait before the next.
 		if err := p.waitFunctionUpdated(ctx, c, name); err != nil {
-			return arn, err
+			return arn, "", err
 		}
 	}
-	differs, err := p.codeDiffers(cfg)
+	sum, err := p.codeSHA256(ctx)
 	if err != nil {
-		return arn, fmt.Errorf("function %s: %w", name, err)
+		return arn, "", fmt.Errorf("function %s: %w", name, err)
 	}
-	if differs {
-		zip, err := p.opts.LambdaCode.Zip()
-		if err != nil {
-			return arn, fmt.Errorf("update function code %s: %w", name, err)
-		}
-		_, err = c.lambda.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{
-			FunctionName:  &name,
-			ZipFile:       zip,
-			Architectures: []lambdatypes.Architecture{lambdatypes.Architecture(p.opts.LambdaArchitecture)},
-		})
-		if err != nil {
-			return arn, fmt.Errorf("update function code %s: %w", name, err)
-		}
-		if err := p.waitFunctionUpdated(ctx, c, name); err != nil {
-			return arn, err
-		}
+	if !codeDiffers(cfg, recordedCode, sum, p.opts.LambdaArchitecture) {
+		return arn, sum, nil
 	}
-	return arn, nil
+	code, err := p.functionCode(ctx, c)
+	if err != nil {
+		return arn, "", fmt.Errorf("update function code %s: %w", name, err)
+	}
+	_, err = c.lambda.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{
+		FunctionName:  &name,
+		S3Bucket:      code.S3Bucket,
+		S3Key:         code.S3Key,
+		ZipFile:       code.ZipFile,
+		Architectures: []lambdatypes.Architecture{lambdatypes.Architecture(p.opts.LambdaArchitecture)},
+	})
+	if err != nil {
+		return arn, "", fmt.Errorf("update function code %s: %w", name, err)
+	}
+	if err := p.waitFunctionUpdated(ctx, c, name); err != nil {
+		return arn, "", err
+	}
+	return arn, code.sha256, nil
 }
 
-func (p *Provisioner) createFunction(ctx context.Context, c *clients, name string, want functionConfig, tags map[string]string) (string, error) {
-	zip, err := p.opts.LambdaCode.Zip()
+func (p *Provisioner) createFunction(ctx context.Context, c *clients, name string, want functionConfig, tags map[string]string) (arn, codeSum string, err error) {
+	code, err := p.functionCode(ctx, c)
 	if err != nil {
-		return "", fmt.Errorf("create function %s: %w", name, err)
+		return "", "", fmt.Errorf("create function %s: %w", name, err)
 	}
 	in := &lambda.CreateFunctionInput{
 		FunctionName:  &name,
 		Role:          aws.String(want.Role),
 		Runtime:       lambdatypes.Runtime(lambdaRuntime),
 		Handler:       aws.String(lambdaHandler),
-		Code:          &lambdatypes.FunctionCode{ZipFile: zip},
+		Code:          &code.FunctionCode,
 		Architectures: []lambdatypes.Architecture{lambdatypes.Architecture(p.opts.LambdaArchitecture)},
 		Timeout:       aws.Int32(lambdaTimeoutSec),
 		MemorySize:    aws.Int32(lambdaMemoryMiB),
@@ -189,7 +205,6 @@ func (p *Provisioner) createFunction(ctx context.Context, c *clients, name strin
 		Description:   aws.String("cloudpipe " + tags[TagWorkflow] + " stage " + tags[TagStage] + ": queue uploads and start tasks"),
 		Tags:          tags,
 	}
-	var arn string
 	err = p.retryPropagation(ctx, "create function", isLambdaRoleNotReady, func(ctx context.Context) error {
 		out, err := c.lambda.CreateFunction(ctx, in)
 		if err == nil {
@@ -198,9 +213,9 @@ func (p *Provisioner) createFunction(ctx context.Context, c *clients, name strin
 		return err
 	})
 	if err != nil {
-		return "", fmt.Errorf("create function %s: %w", name, err)
+		return "", "", fmt.Errorf("create function %s: %w", name, err)
 	}
-	return arn, p.waitFunctionUpdated(ctx, c, name)
+	return arn, code.sha256, p.waitFunctionUpdated(ctx, c, name)
 }
 
 // Bounds of waitFunctionUpdated.

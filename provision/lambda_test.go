@@ -29,8 +29,18 @@ func TestFunction(t *testing.T) {
 		cfg.Runtime != "provided.al2023" || aws.ToString(cfg.Handler) != "bootstrap" {
 		t.Errorf("function %s role %s runtime %s handler %s", aws.ToString(cfg.FunctionArn), aws.ToString(cfg.Role), cfg.Runtime, aws.ToString(cfg.Handler))
 	}
-	if aws.ToString(cfg.CodeSha256) != res.FunctionCodeSHA256 || res.FunctionCodeSHA256 == "" {
-		t.Errorf("CodeSha256 %s, recorded %s", aws.ToString(cfg.CodeSha256), res.FunctionCodeSHA256)
+	// The code is the state bucket's object (kumo computes no CodeSha256
+	// for it); its hash is on record.
+	key, err := e.opts.LambdaCode.ObjectKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	create, _ := e.calls.LastInput("Lambda.CreateFunction").(*lambda.CreateFunctionInput)
+	if create == nil || aws.ToString(create.Code.S3Bucket) != e.opts.StateBucket || aws.ToString(create.Code.S3Key) != key || create.Code.ZipFile != nil {
+		t.Errorf("CreateFunction code %+v, want s3://%s/%s", create, e.opts.StateBucket, key)
+	}
+	if want, _ := e.opts.LambdaCode.SHA256(); res.FunctionCodeSHA256 != want || want == "" {
+		t.Errorf("recorded CodeSha256 %q, want the package's %q", res.FunctionCodeSHA256, want)
 	}
 	if want := map[string]string{provision.TagManaged: "true", provision.TagWorkflow: spec.Workflow, provision.TagStage: "0"}; !maps.Equal(fn.Tags, want) {
 		t.Errorf("tags = %v, want %v", fn.Tags, want)
@@ -101,8 +111,8 @@ func TestFunctionCodeUpdatedOnlyWhenItChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := e.calls.WriteOps(), map[string]int{"Lambda.UpdateFunctionCode": 1}; !maps.Equal(got, want) {
-		t.Errorf("new agent binary: writes %v, want %v", got, want)
+	if got, want := e.calls.WriteOps(), map[string]int{"S3.PutObject": 1, "Lambda.UpdateFunctionCode": 1}; !maps.Equal(got, want) {
+		t.Errorf("new agent binary: writes %v, want %v (the new package stored, the function updated)", got, want)
 	}
 	if res2.FunctionCodeSHA256 == res.FunctionCodeSHA256 {
 		t.Error("FunctionCodeSHA256 did not change")

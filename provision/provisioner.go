@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -162,10 +161,7 @@ func New(cfg aws.Config, opts Options) *Provisioner {
 		opts.Sleep = backoff.Sleep
 	}
 	if opts.LambdaArchitecture == "" {
-		opts.LambdaArchitecture = "x86_64"
-		if runtime.GOARCH == "arm64" {
-			opts.LambdaArchitecture = "arm64"
-		}
+		opts.LambdaArchitecture = DefaultLambdaArchitecture()
 	}
 	log := opts.Logger
 	if log == nil {

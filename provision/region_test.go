@@ -160,6 +160,14 @@ func TestWorkflowInAnotherRegionDeploysThereAndKeepsTheStateBucketHome(t *testin
 		}
 	}
 
+	// Lambda takes code from S3 only in the function's region, and the
+	// state bucket is in us-east-1: the function of eu-west-1 got the
+	// package in its request.
+	create, _ := calls.LastInput("Lambda.CreateFunction").(*lambda.CreateFunctionInput)
+	if create == nil || len(create.Code.ZipFile) == 0 || create.Code.S3Bucket != nil {
+		t.Errorf("CreateFunction in %s: code %+v, want the zip in the request", otherRegion, create)
+	}
+
 	// The state bucket stays in us-east-1.
 	if _, err := homeS3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &e.opts.StateBucket}); err != nil {
 		t.Errorf("state bucket in %s: %v", testenv.Region, err)

@@ -429,8 +429,8 @@ func TestRunWithoutStateBucket(t *testing.T) {
 	if _, ok := s.get(s.out, "Result-copy-x.txt"); !ok {
 		t.Error("no result")
 	}
-	if n := len(s.objects(s.state)); n != 0 {
-		t.Errorf("%d objects in the state bucket, want 0", n)
+	if n := len(s.objectsUnder(s.state, contract.RunsPrefix)); n != 0 {
+		t.Errorf("%d run records in the state bucket, want 0", n)
 	}
 }
 

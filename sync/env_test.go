@@ -83,6 +83,11 @@ func newEnv(t testing.TB) *env {
 }
 
 func (e *env) newProvisioner(cfg aws.Config) *provision.Provisioner {
+	return e.newProvisionerWith(cfg, provision.NewLambdaCode(tinyZip(e.t)))
+}
+
+// newProvisionerWith is newProvisioner with code as the stage functions'.
+func (e *env) newProvisionerWith(cfg aws.Config, code *provision.LambdaCode) *provision.Provisioner {
 	return provision.New(cfg, provision.Options{
 		// A queue name SQS holds for a minute after DeleteQueue is waited
 		// out on the AWS rules' clock, not the test's.
@@ -90,7 +95,7 @@ func (e *env) newProvisioner(cfg aws.Config) *provision.Provisioner {
 		Cluster:               "cloudpipe",
 		Network:               e.network,
 		StateBucket:           e.state,
-		LambdaCode:            provision.NewLambdaCode(tinyZip(e.t)),
+		LambdaCode:            code,
 		RunnerImage:           "cloudpipe/agent:test",
 		S3UsePathStyle:        true,
 		IAMPropagationTimeout: 2 * time.Second,

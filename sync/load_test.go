@@ -2,6 +2,9 @@ package sync_test
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -254,6 +257,11 @@ func TestDeploy100(t *testing.T) {
 			t.Errorf("%s: %s", op, d)
 		}
 	}
+	// The stage functions' code is stored once for the 120 functions,
+	// which are all made from it.
+	if got, want := lambdaCodeBytesSent(e.calls), int64(len(tinyZip(t))); got != want {
+		t.Errorf("first deploy sent %d bytes of stage-function code, want one package of %d", got, want)
+	}
 	// A first deploy on an empty account replaces and removes nothing.
 	for op, n := range e.calls.WriteOps() {
 		name := op[strings.LastIndexByte(op, '.')+1:]
@@ -352,15 +360,22 @@ func callsByOp(ops map[string]int) string {
 // BenchmarkDeploy100: each op deploys the TestDeploy100 mix of 100 new
 // workflows in one pass, into an inventory of its own (a fresh state bucket
 // and names, since kumo's state is shared by the process and never reset).
+//
+// The stage functions' code is a package of the agent's size (benchCode):
+// lambda_code_bytes_uploaded/op counts what the pass sends of it, in S3
+// uploads and in requests that carry the package itself (ZipFile).
 func BenchmarkDeploy100(b *testing.B) {
 	var (
 		took         time.Duration
 		calls, write int
+		codeBytes    int64
 	)
+	code := benchCode(b)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		e := newEnv(&namedTB{TB: b, name: testenv.UniqueName(b)})
+		e.prov = e.newProvisionerWith(e.cfg, provision.NewLambdaCode(code))
 		r := mustReconciler(pipesync.Options{Provisioner: e.prov, Inventory: e.inv, AgentID: "bench"})
 		set := e.mixedWorkflows("w", mixWorkflows, mixSequences)
 		fsys := repo(set.files)
@@ -380,9 +395,58 @@ func BenchmarkDeploy100(b *testing.B) {
 		}
 		calls += e.calls.Total()
 		write += e.calls.Writes()
+		codeBytes += lambdaCodeBytesSent(e.calls)
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(calls)/float64(b.N), "aws_calls/op")
 	b.ReportMetric(float64(write)/float64(b.N), "aws_writes/op")
+	b.ReportMetric(float64(codeBytes)/float64(b.N), "lambda_code_bytes_uploaded/op")
+	b.ReportMetric(float64(len(code)), "lambda_code_package_bytes")
 	b.ReportMetric(float64(mixWorkflows*b.N)/took.Seconds(), "workflows/s")
+}
+
+// benchCode is a stage-function package the size of the agent's own (about
+// 7.5 MiB zipped): incompressible bytes, so the zip is as large as its
+// content, the same in every run.
+func benchCode(tb testing.TB) []byte {
+	tb.Helper()
+	data := make([]byte, 15<<19) // 7.5 MiB
+	// ChaCha8's Read never fails.
+	_, _ = rand.NewChaCha8([32]byte{}).Read(data)
+	path := filepath.Join(tb.TempDir(), "agent")
+	if err := os.WriteFile(path, data, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	zip, err := provision.LambdaZipFromFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return zip
+}
+
+// lambdaCodeBytesSent is how many bytes of stage-function code the recorded
+// calls sent: S3 uploads under the code prefix, and packages sent inline
+// (ZipFile) to CreateFunction and UpdateFunctionCode.
+func lambdaCodeBytesSent(c *testenv.CallCounter) int64 {
+	var n int64
+	for _, in := range c.Inputs("S3.PutObject") {
+		put := in.(*s3.PutObjectInput)
+		if !strings.HasPrefix(aws.ToString(put.Key), "lambda/") {
+			continue
+		}
+		if put.ContentLength != nil {
+			n += *put.ContentLength
+		} else if sized, ok := put.Body.(interface{ Size() int64 }); ok {
+			n += sized.Size()
+		}
+	}
+	for _, in := range c.Inputs("Lambda.CreateFunction") {
+		if code := in.(*lambda.CreateFunctionInput).Code; code != nil {
+			n += int64(len(code.ZipFile))
+		}
+	}
+	for _, in := range c.Inputs("Lambda.UpdateFunctionCode") {
+		n += int64(len(in.(*lambda.UpdateFunctionCodeInput).ZipFile))
+	}
+	return n
 }

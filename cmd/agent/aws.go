@@ -54,17 +54,18 @@ func loadAWS(ctx context.Context, cfg Config) (*awsSession, error) {
 	return s, nil
 }
 
-// provisioner returns a Provisioner for the agent. withCode makes the agent's
-// own executable, zipped when a pass first needs it, the stage functions'
-// code (docs/design.md, "One binary, three roles"); commands that never create a function
-// go without.
-func (s *awsSession) provisioner(ctx context.Context, cfg Config, log *slog.Logger, withCode bool) (*provision.Provisioner, error) {
+// provisioner returns a Provisioner for the agent, with exe, the agent's
+// own executable, as the stage functions' code (docs/design.md, "One
+// binary, three roles").
+func (s *awsSession) provisioner(ctx context.Context, cfg Config, log *slog.Logger, exe agentExecutable) (*provision.Provisioner, error) {
 	opts := provision.Options{
-		Cluster:        cfg.Cluster,
-		StateBucket:    s.stateBucket,
-		RunnerImage:    cfg.RunnerImage,
-		S3UsePathStyle: s.pathStyle,
-		Logger:         log.With("component", "provision"),
+		LambdaCode:         provision.LambdaCodeFromFile(exe.path, exe.sha256),
+		LambdaArchitecture: exe.arch,
+		Cluster:            cfg.Cluster,
+		StateBucket:        s.stateBucket,
+		RunnerImage:        cfg.RunnerImage,
+		S3UsePathStyle:     s.pathStyle,
+		Logger:             log.With("component", "provision"),
 	}
 	// Bootstrap stored its choice of network in the state bucket, so every
 	// pass and every stage function uses the same one.
@@ -92,32 +93,46 @@ func (s *awsSession) provisioner(ctx context.Context, cfg Config, log *slog.Logg
 	default:
 		opts.Network = stored
 	}
-	if withCode {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("find the agent's executable for the Lambda code: %w", err)
-		}
-		opts.LambdaCode = provision.LambdaCodeFromFile(exe)
-	}
 	return provision.New(s.cfg, opts), nil
 }
 
-// agentRelease names what this agent deploys besides the workflow files:
-// the stage functions' code, which is this executable, and the runner
-// image. sync compares it with the release each workflow was deployed
-// under, so an upgraded agent (or another --runner-image) brings every
-// pipeline to itself on its first pass (sync.Options.Release).
-func agentRelease(cfg Config) (string, error) {
+// agentExecutable is the running agent's executable, which the stage
+// functions run as their code.
+type agentExecutable struct {
+	path   string
+	sha256 string // hex SHA-256 of the file: it names the release and the code's S3 object
+	arch   string // the Lambda architecture the functions run on
+}
+
+// findAgentExecutable finds the agent's executable and checks that Lambda
+// can run it, before run or sync changes anything: a laptop's `go run`
+// build (macOS, or dynamically linked by cgo) would deploy stage functions
+// that cannot start, so the agent refuses it and says what to build
+// instead.
+func findAgentExecutable() (agentExecutable, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return "", fmt.Errorf("find the agent's executable: %w", err)
+		return agentExecutable{}, fmt.Errorf("find the agent's executable for the Lambda code: %w", err)
 	}
-	code, err := provision.FileSHA256(exe)
+	arch := provision.DefaultLambdaArchitecture()
+	if err := provision.CheckLambdaExecutable(exe, arch); err != nil {
+		return agentExecutable{}, err
+	}
+	sum, err := provision.FileSHA256(exe)
 	if err != nil {
-		return "", fmt.Errorf("read the agent's executable: %w", err)
+		return agentExecutable{}, fmt.Errorf("read the agent's executable: %w", err)
 	}
-	sum := sha256.Sum256([]byte(code + "\x00runner-image=" + cfg.RunnerImage))
-	return hex.EncodeToString(sum[:])[:16], nil
+	return agentExecutable{path: exe, sha256: sum, arch: arch}, nil
+}
+
+// release names what this agent deploys besides the workflow files: the
+// stage functions' code, which is this executable, and the runner image.
+// sync compares it with the release each workflow was deployed under, so
+// an upgraded agent (or another --runner-image) brings every pipeline to
+// itself on its first pass (sync.Options.Release).
+func (e agentExecutable) release(cfg Config) string {
+	sum := sha256.Sum256([]byte(e.sha256 + "\x00runner-image=" + cfg.RunnerImage))
+	return hex.EncodeToString(sum[:])[:16]
 }
 
 // openRepo opens --repo: a local directory (a Git repository or a plain

@@ -23,12 +23,17 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 
 // binDir holds the agent built for tests of what only a real process shows:
 // exit codes and the split of stdout and stderr. It is built once, on first
-// use, so fuzz workers (which run TestMain too) do not each build it.
+// use, so fuzz workers (which run TestMain too) do not each build it, and
+// as it ships (the Dockerfile's flags, scripts/build-binary's build): run
+// and sync refuse to deploy anything but a static executable as the stage
+// functions' code.
 var (
 	binDir    string
 	buildOnce = sync.OnceValues(func() (string, error) {
 		bin := filepath.Join(binDir, "agent")
-		out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+		cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w", "-o", bin, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return "", fmt.Errorf("build agent: %v\n%s", err, out)
 		}

@@ -53,6 +53,10 @@ after the workflows being applied finish and the inventory is saved.`,
 
 func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 	log := newLogger(out.stderr, cfg.LogFormat, cfg.LogLevel)
+	exe, err := findAgentExecutable()
+	if err != nil {
+		return err
+	}
 	sess, err := loadAWS(ctx, cfg)
 	if err != nil {
 		return err
@@ -63,7 +67,7 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 	if err != nil {
 		return err
 	}
-	loop, err := newDaemon(ctx, cfg, sess, sec.token, m, log)
+	loop, err := newDaemon(ctx, cfg, sess, exe, sec.token, m, log)
 	if err != nil {
 		return err
 	}
@@ -103,22 +107,18 @@ func readSecrets(ctx context.Context, awsCfg aws.Config) (runSecrets, error) {
 
 // newDaemon opens the repository and wires the reconcile loop: the
 // provisioner with the agent's own code, its release, and the status sink.
-func newDaemon(ctx context.Context, cfg Config, sess *awsSession, token secret.Value, m *metrics.Metrics,
-	log *slog.Logger) (*pipesync.Loop, error) {
+func newDaemon(ctx context.Context, cfg Config, sess *awsSession, exe agentExecutable, token secret.Value,
+	m *metrics.Metrics, log *slog.Logger) (*pipesync.Loop, error) {
 	repo, err := openRepoWithToken(ctx, cfg, token)
 	if err != nil {
 		return nil, err
 	}
-	prov, err := sess.provisioner(ctx, cfg, log, true)
+	prov, err := sess.provisioner(ctx, cfg, log, exe)
 	if err != nil {
 		return nil, err
 	}
 	// An instance type missing from cloudpipe's table is asked of EC2.
 	repo.UseInstanceTypes(prov)
-	release, err := agentRelease(cfg)
-	if err != nil {
-		return nil, err
-	}
 	statuses, prs, err := newStatusSink(cfg, token, log)
 	if err != nil {
 		return nil, err
@@ -128,7 +128,7 @@ func newDaemon(ctx context.Context, cfg Config, sess *awsSession, token secret.V
 		Provisioner: prov,
 		Inventory:   newInventory(sess),
 		AgentID:     cfg.AgentID,
-		Release:     release,
+		Release:     exe.release(cfg),
 		Concurrency: cfg.Concurrency,
 		Logger:      log,
 	}, Loop: pipesync.LoopOptions{
@@ -138,15 +138,15 @@ func newDaemon(ctx context.Context, cfg Config, sess *awsSession, token secret.V
 	}})
 }
 
-// releaseCode runs after every pass. The zipped binary is needed again
-// only by a later pass that creates or updates a function (a drift repair
-// included), so it is dropped.
+// releaseCode runs after every pass. The zipped binary, if the pass built
+// it, is needed again only by a later pass that must store a new release or
+// update a function of another region than the state bucket's, so it is
+// dropped.
 func releaseCode(prov *provision.Provisioner, res pipesync.PassResult) {
 	prov.ReleaseCode()
-	// Creating functions sends that zip in every request, several at a
-	// time, so a pass that changed things peaks at hundreds of MiB: hand
-	// that memory back to the OS now instead of holding it while idle
-	// until the next change.
+	// A pass that changed things built requests, and maybe the zip and
+	// the inline code of other regions' functions: hand that memory back
+	// to the OS now instead of holding it while idle until the next change.
 	if res.Report != nil && res.Report.Plan.HasWrites() {
 		debug.FreeOSMemory()
 	}

@@ -28,6 +28,10 @@ or a file is invalid (its deployed version, if any, is kept).`,
 
 func runSync(ctx context.Context, cfg Config, _ []string, out streams) error {
 	log := newLogger(out.stderr, cfg.LogFormat, cfg.LogLevel)
+	exe, err := findAgentExecutable()
+	if err != nil {
+		return err
+	}
 	repo, err := openRepo(ctx, cfg)
 	if err != nil {
 		return err
@@ -36,7 +40,7 @@ func runSync(ctx context.Context, cfg Config, _ []string, out streams) error {
 	if err != nil {
 		return err
 	}
-	prov, err := sess.provisioner(ctx, cfg, log, true)
+	prov, err := sess.provisioner(ctx, cfg, log, exe)
 	if err != nil {
 		return err
 	}
@@ -46,16 +50,12 @@ func runSync(ctx context.Context, cfg Config, _ []string, out streams) error {
 	if err != nil {
 		return err
 	}
-	release, err := agentRelease(cfg)
-	if err != nil {
-		return err
-	}
 	var mu sync.Mutex // progress lines come from the applying goroutines
 	r, err := pipesync.New(pipesync.Options{
 		Provisioner: prov,
 		Inventory:   newInventory(sess),
 		AgentID:     cfg.AgentID,
-		Release:     release,
+		Release:     exe.release(cfg),
 		Concurrency: cfg.Concurrency,
 		Logger:      log,
 		OnEvent: func(e pipesync.Event) {

@@ -1,17 +1,24 @@
 package main
 
 import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/cloudpipe/cloudpipe/internal/awsrules"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
+	"github.com/cloudpipe/cloudpipe/provision"
 )
 
 // gitRepo makes a Git repository holding the checkout's own examples and
@@ -107,13 +114,31 @@ func TestBootstrapPlanSync(t *testing.T) {
 	if !strings.Contains(errOut, "hello-sort: create...") || !strings.Contains(errOut, "hello-sort: create done") {
 		t.Errorf("sync shows no progress on stderr:\n%s", errOut)
 	}
-	// The stage functions hold the agent's own binary (docs/design.md, "One binary, three roles").
+	// The stage functions hold the agent's own binary (docs/design.md, "One
+	// binary, three roles"), stored once in the state bucket under its hash;
+	// kumo reports no size for code taken from S3, so the object is looked at.
 	fn, err := lambda.NewFromConfig(testenv.Kumo(t)).GetFunction(t.Context(), &lambda.GetFunctionInput{FunctionName: aws.String("cp-hello-sort-0")})
 	if err != nil {
 		t.Fatalf("stage function: %v", err)
 	}
-	if fn.Configuration.CodeSize < 1<<20 || fn.Configuration.Runtime != "provided.al2023" {
-		t.Errorf("stage function code is %d bytes, want the zipped agent", fn.Configuration.CodeSize)
+	if fn.Configuration.Runtime != "provided.al2023" {
+		t.Errorf("stage function runtime %s, want provided.al2023", fn.Configuration.Runtime)
+	}
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := provision.FileSHA256(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objects, err := s3.NewFromConfig(testenv.Kumo(t), testenv.S3PathStyle).ListObjectsV2(t.Context(),
+		&s3.ListObjectsV2Input{Bucket: aws.String(state), Prefix: aws.String("lambda/")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objects.Contents) != 1 || aws.ToString(objects.Contents[0].Key) != "lambda/"+sum+".zip" || aws.ToInt64(objects.Contents[0].Size) < 1<<20 {
+		t.Errorf("code objects in the state bucket: %+v, want one zipped agent, lambda/%s.zip", objects.Contents, sum)
 	}
 
 	code, out, _ = runAgent(t, repo, append([]string{"plan", "--repo", "."}, common...)...)
@@ -138,5 +163,57 @@ func TestBootstrapPlanSync(t *testing.T) {
 		"--subnets", strings.Join(otherSubnets, ","), "--security-groups", strings.Join(otherSGs, ",")}, common...)...)
 	if code != exitOK || !strings.Contains(errOut, "differ from the network bootstrap stored") || !strings.Contains(errOut, otherSubnets[0]) {
 		t.Errorf("sync with other --subnets: exit %d, want a warning naming them\n%s%s", code, out, errOut)
+	}
+}
+
+// TestRunAndSyncRefuseADynamicBuild: an agent built with cgo, as a laptop's
+// go run builds it, refuses to deploy itself as the stage functions' code,
+// names the build to run instead, and sends no AWS request at all.
+func TestRunAndSyncRefuseADynamicBuild(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the agent with cgo")
+	}
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("no C compiler for a cgo build")
+	}
+	bin := filepath.Join(t.TempDir(), "agent")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("cgo build: %v\n%s", err, out)
+	}
+	arch := provision.DefaultLambdaArchitecture()
+	if err := provision.CheckLambdaExecutable(bin, arch); !errors.Is(err, provision.ErrNotLambdaExecutable) {
+		t.Skipf("this toolchain's cgo build is static (%v): nothing to refuse", err)
+	}
+	var requests atomic.Int64
+	fakeAWS := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		http.Error(w, "no AWS call expected", http.StatusTeapot)
+	}))
+	t.Cleanup(fakeAWS.Close)
+	repo := gitRepo(t)
+	for _, args := range [][]string{
+		{"sync", "--once", "--repo", repo, "--state-bucket", "cloudpipe-state-x"},
+		{"run", "--repo", repo, "--state-bucket", "cloudpipe-state-x", "--listen", "127.0.0.1:0"},
+	} {
+		cmd := exec.CommandContext(t.Context(), bin, args...)
+		cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL="+fakeAWS.URL, "AWS_REGION="+testenv.Region,
+			"AWS_ACCESS_KEY_ID=x", "AWS_SECRET_ACCESS_KEY=x", "AWS_EC2_METADATA_DISABLED=true")
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != exitFailure {
+			t.Errorf("agent %s with a cgo build: %v, want exit %d", args[0], err, exitFailure)
+		}
+		for _, want := range []string{bin, "dynamically linked", provision.StaticBuildCommand(arch)} {
+			if !strings.Contains(stderr.String(), want) {
+				t.Errorf("agent %s: stderr does not say %q:\n%s", args[0], want, stderr.String())
+			}
+		}
+	}
+	if n := requests.Load(); n != 0 {
+		t.Errorf("a refused build sent %d AWS requests, want none", n)
 	}
 }

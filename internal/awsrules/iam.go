@@ -301,6 +301,12 @@ func accessDenied(c call, principal string, q authz, d iamsim.Decision) faultpro
 	case "EC2":
 		return faultproxy.APIError{Status: http.StatusForbidden, Code: "UnauthorizedOperation", Message: msg}
 	case "Lambda", "Batch":
+		if object, ok := strings.CutPrefix(q.resource, "arn:aws:s3:::"); ok && q.action == "s3:GetObject" {
+			// Lambda reading a function's code from S3 as the caller
+			// relays S3's refusal in its own words.
+			msg = "Your access has been denied by S3, please make sure your request credentials have permission to GetObject for " +
+				object + ". S3 Error Code: AccessDenied. S3 Error Message: Access Denied"
+		}
 		return faultproxy.APIError{Status: http.StatusForbidden, Code: "AccessDeniedException", Message: msg}
 	}
 	return faultproxy.APIError{Status: http.StatusBadRequest, Code: "AccessDeniedException", Message: msg}

@@ -736,6 +736,14 @@ func (a *authority) dependent(c call, p params, region string, resources []strin
 		}
 		add("iam:PassRole", role, map[string]any{"iam:PassedToService": service})
 	}
+	// Code taken from S3 is read by Lambda with the caller's permissions,
+	// which must allow s3:GetObject on the object; Lambda answers
+	// AccessDeniedException "Your access has been denied by S3" otherwise
+	// (see accessDenied).
+	// https://repost.aws/knowledge-center/granular-access-lambda
+	if bucket, key := functionCodeObject(c.op, p); bucket != "" {
+		add("s3:GetObject", "arn:aws:s3:::"+bucket+"/"+key, map[string]any{})
+	}
 	switch c.op {
 	case "IAM.AddRoleToInstanceProfile":
 		// "The caller of this operation must be granted the PassRole
@@ -817,4 +825,20 @@ func publicParameterView(policies []json.RawMessage, resource, account string) (
 		out[i] = accountlessSSM.ReplaceAll(p, []byte("${1}:"+account+"${2}"))
 	}
 	return out, accountlessSSM.ReplaceAllString(resource, "${1}:"+account+"${2}")
+}
+
+// functionCodeObject is the S3 object a CreateFunction or UpdateFunctionCode
+// request takes the function's code from ("" when it sends the zip itself).
+func functionCodeObject(op string, p params) (bucket, key string) {
+	code := p.json
+	switch op {
+	case "Lambda.CreateFunction":
+		code, _ = p.json["Code"].(map[string]any)
+	case "Lambda.UpdateFunctionCode":
+	default:
+		return "", ""
+	}
+	bucket, _ = code["S3Bucket"].(string)
+	key, _ = code["S3Key"].(string)
+	return bucket, key
 }

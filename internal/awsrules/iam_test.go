@@ -167,6 +167,53 @@ func TestIAMAuthorizesTheDependentActions(t *testing.T) {
 	}
 }
 
+// TestIAMLambdaCodeFromS3NeedsGetObject: Lambda reads code from S3 with
+// the caller's permissions, so creating or updating a function from an
+// object needs s3:GetObject on it, and Lambda relays S3's refusal.
+func TestIAMLambdaCodeFromS3NeedsGetObject(t *testing.T) {
+	ctx := t.Context()
+	name := testenv.UniqueName(t)
+	bucket := name + "-code"
+	fnARN := "arn:aws:lambda:us-east-1:" + kumoAccount + ":function:" + name
+	_, operator, tester := iamProxy(t, doc(
+		`{"Effect":"Allow","Action":["lambda:CreateFunction","lambda:UpdateFunctionCode"],"Resource":"`+fnARN+`*"}`,
+		`{"Effect":"Allow","Action":"iam:PassRole","Resource":"*"}`,
+		`{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::`+bucket+`/allowed/*"}`))
+	admin := s3.NewFromConfig(operator, testenv.S3PathStyle)
+	if _, err := admin.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: &bucket}); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"allowed/a.zip", "other/a.zip"} {
+		if _, err := admin.PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: aws.String(key), Body: strings.NewReader("PK")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fns := lambda.NewFromConfig(tester)
+	create := func(fn, key string) error {
+		_, err := fns.CreateFunction(ctx, &lambda.CreateFunctionInput{
+			FunctionName: aws.String(fn), Role: aws.String("arn:aws:iam::" + kumoAccount + ":role/" + fn),
+			Runtime: lambdatypes.RuntimeProvidedal2023, Handler: aws.String("bootstrap"),
+			Code: &lambdatypes.FunctionCode{S3Bucket: &bucket, S3Key: aws.String(key)},
+		})
+		return err
+	}
+	denied := "Your access has been denied by S3, please make sure your request credentials have permission to GetObject for " +
+		bucket + "/other/a.zip. S3 Error Code: AccessDenied. S3 Error Message: Access Denied"
+	wantRefused(t, create(name+"-x", "other/a.zip"), http.StatusForbidden, "AccessDeniedException", denied)
+	if err := create(name, "allowed/a.zip"); err != nil {
+		t.Fatalf("create from an object the policy lets it read: %v", err)
+	}
+	_, err := fns.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{FunctionName: aws.String(name), S3Bucket: &bucket, S3Key: aws.String("other/a.zip")})
+	wantRefused(t, err, http.StatusForbidden, "AccessDeniedException", denied)
+	if _, err := fns.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{FunctionName: aws.String(name), S3Bucket: &bucket, S3Key: aws.String("allowed/a.zip")}); err != nil {
+		t.Errorf("update from an object the policy lets it read: %v", err)
+	}
+	// Code sent in the request needs no S3 permission.
+	if _, err := fns.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{FunctionName: aws.String(name), ZipFile: []byte("PK")}); err != nil {
+		t.Errorf("update with the zip in the request: %v", err)
+	}
+}
+
 // TestIAMReadsACreatedRolesPolicies: a role made in the emulator is
 // authorized by the inline policies it holds there, and a new policy takes
 // effect at once.

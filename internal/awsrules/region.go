@@ -117,9 +117,24 @@ func (p *Proxy) known(k resKey) bool {
 // bucket the proxy did not see created is in us-east-1 if it exists at
 // all.
 func (p *Proxy) bucketExists(c call, bucket string) bool {
-	u := *p.target
-	u.Path = strings.TrimSuffix(u.Path, "/") + "/" + url.PathEscape(bucket)
-	req, err := http.NewRequestWithContext(c.r.Context(), http.MethodHead, u.String(), nil)
+	return p.s3Exists(c, url.PathEscape(bucket))
+}
+
+// objectExists asks the target whether the object exists (HEAD
+// /bucket/key).
+func (p *Proxy) objectExists(c call, bucket, key string) bool {
+	path := url.PathEscape(bucket)
+	for _, seg := range strings.Split(key, "/") {
+		path += "/" + url.PathEscape(seg)
+	}
+	return p.s3Exists(c, path)
+}
+
+// s3Exists asks the target whether the bucket or object at path (escaped)
+// exists, with the call's credentials; when it cannot tell, it says yes.
+func (p *Proxy) s3Exists(c call, path string) bool {
+	base := strings.TrimSuffix(p.target.String(), "/")
+	req, err := http.NewRequestWithContext(c.r.Context(), http.MethodHead, base+"/"+path, nil)
 	if err != nil {
 		return true
 	}
@@ -206,6 +221,7 @@ func regionChecks() map[string][]check {
 		"Lambda.UpdateFunctionCode", "Lambda.DeleteFunction", "Lambda.AddPermission", "Lambda.GetPolicy",
 		"Lambda.RemovePermission", "Lambda.Invoke", "Lambda.PutFunctionEventInvokeConfig", "Lambda.UpdateFunctionEventInvokeConfig",
 		"Lambda.GetFunctionEventInvokeConfig", "Lambda.DeleteFunctionEventInvokeConfig", "Lambda.ListFunctionEventInvokeConfigs")
+	add(checkFunctionCodeObject, "Lambda.CreateFunction", "Lambda.UpdateFunctionCode")
 	return m
 }
 
@@ -725,6 +741,35 @@ func checkFunctionRegion(p *Proxy, c call) *faultproxy.APIError {
 	}
 	return &faultproxy.APIError{Status: http.StatusNotFound, Code: "ResourceNotFoundException",
 		Message: "Function not found: arn:aws:lambda:" + region + ":" + kumoAccount + ":function:" + name}
+}
+
+// checkFunctionCodeObject refuses code taken from an S3 object Lambda
+// cannot read: a bucket of another region than the function's ("An Amazon
+// S3 bucket in the same AWS Region as your function"), or a bucket or key
+// that does not exist. kumo stores any S3Bucket and S3Key without looking.
+// Lambda answers 400 InvalidParameterValueException with S3's error in
+// its message.
+// https://docs.aws.amazon.com/lambda/latest/api/API_FunctionCode.html
+// https://docs.aws.amazon.com/lambda/latest/api/API_CreateFunction.html#API_CreateFunction_Errors
+func checkFunctionCodeObject(p *Proxy, c call) *faultproxy.APIError {
+	bucket, key := functionCodeObject(c.op, readParams(c))
+	if bucket == "" {
+		return nil
+	}
+	refuse := func(code, message string) *faultproxy.APIError {
+		return &faultproxy.APIError{Status: http.StatusBadRequest, Code: "InvalidParameterValueException",
+			Message: "Error occurred while GetObject. S3 Error Code: " + code + ". S3 Error Message: " + message}
+	}
+	k := resKey{kindBucket, bucket}
+	switch {
+	case !p.bucketExists(c, bucket):
+		return refuse("NoSuchBucket", "The specified bucket does not exist")
+	case !p.inRegion(k, regionOf(c)):
+		return refuse("PermanentRedirect", "The bucket is in this region: "+p.homeOf(k)+". Please use this region to retry the request")
+	case !p.objectExists(c, bucket, key):
+		return refuse("NoSuchKey", "The specified key does not exist.")
+	}
+	return nil
 }
 
 func noteFunctionRegion(p *Proxy, c call, a *answer) {

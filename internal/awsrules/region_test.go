@@ -344,3 +344,48 @@ func TestClusterMadeBeforeTheProxyStaysInUSEast1(t *testing.T) {
 		}
 	}
 }
+
+// TestLambdaCodeFromS3MustBeAnObjectOfTheFunctionsRegion: Lambda reads a
+// function's code from a bucket of the function's region only, and refuses
+// a bucket or key that does not exist; kumo takes any S3Bucket and S3Key.
+func TestLambdaCodeFromS3MustBeAnObjectOfTheFunctionsRegion(t *testing.T) {
+	ctx := context.Background()
+	name := testenv.UniqueName(t)
+	bucket := name + "-code"
+	_, cfg := newProxy(t, awsrules.Options{})
+	createBucket(ctx, t, s3.NewFromConfig(cfg, testenv.S3PathStyle), bucket)
+	if _, err := s3.NewFromConfig(cfg, testenv.S3PathStyle).PutObject(ctx, &s3.PutObjectInput{
+		Bucket: &bucket, Key: aws.String("lambda/a.zip"), Body: bytes.NewReader(zipOf(t, "bootstrap", "#!/bin/sh\n")),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	create := func(c *lambda.Client, fn, bucket, key string) error {
+		_, err := c.CreateFunction(ctx, &lambda.CreateFunctionInput{
+			FunctionName: aws.String(fn), Runtime: lambdatypes.RuntimeProvidedal2023, Handler: aws.String("bootstrap"),
+			Role: aws.String("arn:aws:iam::000000000000:role/" + fn),
+			Code: &lambdatypes.FunctionCode{S3Bucket: &bucket, S3Key: &key},
+		})
+		return err
+	}
+	eu, us := lambda.NewFromConfig(inRegion(cfg, otherRegion)), lambda.NewFromConfig(cfg)
+
+	err := create(eu, name+"-eu", bucket, "lambda/a.zip")
+	wantRefused(t, err, 400, "InvalidParameterValueException",
+		"Error occurred while GetObject. S3 Error Code: PermanentRedirect. S3 Error Message: The bucket is in this region: us-east-1. Please use this region to retry the request")
+	err = create(us, name+"-nokey", bucket, "lambda/missing.zip")
+	wantRefused(t, err, 400, "InvalidParameterValueException",
+		"Error occurred while GetObject. S3 Error Code: NoSuchKey. S3 Error Message: The specified key does not exist.")
+	err = create(us, name+"-nobucket", name+"-nowhere", "lambda/a.zip")
+	wantRefused(t, err, 400, "InvalidParameterValueException",
+		"Error occurred while GetObject. S3 Error Code: NoSuchBucket. S3 Error Message: The specified bucket does not exist")
+
+	if err := create(us, name, bucket, "lambda/a.zip"); err != nil {
+		t.Fatalf("code from an object of the function's region: %v", err)
+	}
+	_, err = us.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{FunctionName: &name, S3Bucket: &bucket, S3Key: aws.String("lambda/b.zip")})
+	wantRefused(t, err, 400, "InvalidParameterValueException",
+		"Error occurred while GetObject. S3 Error Code: NoSuchKey. S3 Error Message: The specified key does not exist.")
+	if _, err := us.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{FunctionName: &name, S3Bucket: &bucket, S3Key: aws.String("lambda/a.zip")}); err != nil {
+		t.Errorf("update from an object of the function's region: %v", err)
+	}
+}
