@@ -75,6 +75,17 @@ func runSync(ctx context.Context, cfg Config, _ []string, out streams) error {
 		return err
 	}
 	rep, err := r.Reconcile(ctx, desired)
+	return writeReport(rep, err, out)
+}
+
+func newInventory(s *awsSession) *inventory.Store {
+	return inventory.NewStore(s.cfg, s.stateBucket, s.pathStyle)
+}
+
+// writeReport prints a pass's report table, if it got that far, and turns
+// its outcome into the command's: err, or errReported when a workflow
+// failed.
+func writeReport(rep *pipesync.Report, err error, out streams) error {
 	if rep != nil {
 		if werr := rep.WriteTable(out.stdout); werr != nil {
 			return werr
@@ -87,8 +98,4 @@ func runSync(ctx context.Context, cfg Config, _ []string, out streams) error {
 		return errReported
 	}
 	return nil
-}
-
-func newInventory(s *awsSession) *inventory.Store {
-	return inventory.NewStore(s.cfg, s.stateBucket, s.pathStyle)
 }

@@ -88,16 +88,5 @@ func runTeardown(ctx context.Context, cfg Config, args []string, out streams) er
 		return nil
 	}
 	rep, err := r.Teardown(ctx, args)
-	if rep != nil {
-		if werr := rep.WriteTable(out.stdout); werr != nil {
-			return werr
-		}
-	}
-	if err != nil {
-		return err
-	}
-	if rep.Failed() > 0 {
-		return errReported
-	}
-	return nil
+	return writeReport(rep, err, out)
 }
