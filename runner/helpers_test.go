@@ -104,6 +104,13 @@ func newStage(tb testing.TB, o stageOptions) *stage {
 		tb.Fatal(err)
 	}
 	agent := testenv.AsRole(base, testenv.AgentRole)
+	if o.kumoURL != "" {
+		// The provisioner makes calls kumo lacks and the AWS rules serve
+		// (Lambda's event invoke configuration), so the stage is set up
+		// through rules of its own; the runner still talks to the emulator
+		// direct.
+		agent = testenv.AsRole(testenv.KumoConfig(testenv.RulesInFrontOf(tb, o.kumoURL).URL()), testenv.AgentRole)
+	}
 	if o.agentEndpoint != "" {
 		agent.BaseEndpoint = aws.String(o.agentEndpoint)
 	}
