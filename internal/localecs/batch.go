@@ -183,18 +183,7 @@ func (p *Proxy) batchUpstream(ctx context.Context, r *http.Request, method, uri 
 		req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=localecs/20260101/us-east-1/batch/aws4_request, SignedHeaders=host, Signature=0")
 	}
 	req.Header.Del("Accept-Encoding")
-	req.Header.Del("Content-Length")
-	req.ContentLength = int64(len(body))
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, nil, err
-	}
-	return resp, b, nil
+	return p.send(req, body)
 }
 
 // batchCall is batchUpstream for a JSON request of op (POST

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -13,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -434,17 +432,7 @@ func (p *Proxy) runJob(j *job) {
 	}
 	spec := p.jobTaskSpecLocked(j, run, envName, secrets)
 	cmd, err := p.opts.Start(j.ctx, spec)
-	if err == nil && cmd.Cancel == nil {
-		err = errors.New("the job's command was not made with exec.CommandContext")
-	}
-	if err == nil {
-		// As ECS stops a container: SIGTERM, then SIGKILL after the stop
-		// timeout.
-		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-		cmd.WaitDelay = p.opts.StopTimeout
-		err = cmd.Start()
-	}
-	if err != nil {
+	if err = p.startContainer(cmd, err, "job"); err != nil {
 		snap := p.failUnstartedLocked(j, "CannotStartContainerError: "+err.Error())
 		p.mu.Unlock()
 		p.notifyJob(snap)

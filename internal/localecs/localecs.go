@@ -412,6 +412,11 @@ func (p *Proxy) callUpstream(ctx context.Context, r *http.Request, target string
 	// Let the transport negotiate compression and undo it: the proxy reads
 	// these answers itself.
 	req.Header.Del("Accept-Encoding")
+	return p.send(req, body)
+}
+
+// send sends req, whose body is body, to kumo and reads the whole answer.
+func (p *Proxy) send(req *http.Request, body []byte) (*http.Response, []byte, error) {
 	req.Header.Del("Content-Length")
 	req.ContentLength = int64(len(body))
 	resp, err := p.client.Do(req)

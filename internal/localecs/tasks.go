@@ -363,17 +363,7 @@ func (p *Proxy) startLocked(ctx context.Context, t *task, initFailure string) {
 		return
 	}
 	cmd, err := p.opts.Start(ctx, t.snapshot().TaskSpec)
-	if err == nil && cmd.Cancel == nil {
-		err = errors.New("the task's command was not made with exec.CommandContext")
-	}
-	if err == nil {
-		// As ECS stops a container: SIGTERM, then SIGKILL after the
-		// stop timeout.
-		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-		cmd.WaitDelay = p.opts.StopTimeout
-		err = cmd.Start()
-	}
-	if err != nil {
+	if err = p.startContainer(cmd, err, "task"); err != nil {
 		cancel()
 		p.stopBeforeStartLocked(t, "CannotStartContainerError: "+err.Error())
 		return
@@ -696,4 +686,19 @@ func taskARN(clusterARN, id string) string {
 		return "arn:aws:ecs:us-east-1:000000000000:task/" + clusterARN + "/" + id
 	}
 	return prefix + ":task/" + name + "/" + id
+}
+
+// startContainer starts the command Options.Start built for a task or job
+// (what), given with Start's error, so that stopping it is as ECS stops a
+// container: SIGTERM, then SIGKILL after the stop timeout.
+func (p *Proxy) startContainer(cmd *exec.Cmd, err error, what string) error {
+	if err == nil && cmd.Cancel == nil {
+		err = fmt.Errorf("the %s's command was not made with exec.CommandContext", what)
+	}
+	if err != nil {
+		return err
+	}
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = p.opts.StopTimeout
+	return cmd.Start()
 }
