@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/cloudpipe/cloudpipe/internal/contract"
@@ -213,12 +214,41 @@ var transferMiB = flag.Int64("transfer-mib", 256, "object size of BenchmarkRunne
 // writeback: when the runner always went first it was charged for flushing
 // the object the benchmark had just written, and measured at half of its
 // peer for the same download.
+//
+// It runs on two servers, each a process of its own (in the test binary's
+// heap, a server's garbage collection of the big bodies is charged to
+// whichever side happens to run then):
+//   - kumo, behind the stage's task role as the runner runs. kumo reads
+//     every UploadPart body under its one storage lock, so it receives one
+//     part at a time whatever either client's concurrency: uploads measure
+//     the emulator more than the clients.
+//   - gofakes3, which reads part bodies in parallel as S3 does, with
+//     static credentials (it checks no signature): the clients' own speed.
 func BenchmarkRunnerTransfer(b *testing.B) {
 	size := *transferMiB << 20
-	// kumo runs as a process of its own: in the test binary's heap, the
-	// emulator's garbage collection of the benchmark's big bodies is
-	// charged to whichever side happens to run then.
-	s := newStage(b, stageOptions{kumoURL: testenv.KumoProcess(b, testenv.KumoProcessOptions{})})
+	b.Run("kumo", func(b *testing.B) {
+		raceCLI(b, newStage(b, stageOptions{kumoURL: testenv.KumoProcess(b, testenv.KumoProcessOptions{})}), size)
+	})
+	b.Run("gofakes3", func(b *testing.B) {
+		cfg := aws.Config{
+			Region:       testenv.Region,
+			BaseEndpoint: aws.String(testenv.FakeS3Process(b)),
+			Credentials:  credentials.NewStaticCredentialsProvider("AKIDBENCHMARK", "benchmark-secret", ""),
+		}
+		s := &stage{t: b, aws: cfg, s3: s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }),
+			in: "bench-in", out: "bench-out", cfg: runner.Config{S3UsePathStyle: true}}
+		for _, bucket := range []string{s.in, s.out} {
+			if _, err := s.s3.CreateBucket(b.Context(), &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		raceCLI(b, s, size)
+	})
+}
+
+// raceCLI is BenchmarkRunnerTransfer's loop on the stage s: its task
+// role's credentials, its input and output buckets, its runner settings.
+func raceCLI(b *testing.B, s *stage, size int64) {
 	cli := startCLI(b, s)
 	dir := b.TempDir()
 	data, _ := writeData(b, dir, size)
