@@ -14,6 +14,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -133,11 +134,19 @@ var transientCodes = map[string]struct{}{
 }
 
 // NewRetryer returns the SDK standard retryer allowing 10 attempts, which
-// also retries the transient conflicts in transientCodes.
+// also retries the transient conflicts in transientCodes, without the
+// client-side retry quota. That quota (a token bucket each client shares
+// across all its calls) is spent by a burst of throttling or timeouts, and
+// then refuses every retry, "retry quota exceeded": one pass's calls for
+// many workflows share a client, so a storm on some of them failed the
+// others' calls that their next attempt would have carried, for passes on
+// end. Backoff with jitter already spaces the retries out.
+// https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html
 func NewRetryer() aws.Retryer {
 	return retry.NewStandard(func(o *retry.StandardOptions) {
 		o.MaxAttempts = 10
 		o.MaxBackoff = 20 * time.Second
+		o.RateLimiter = ratelimit.None
 		o.Retryables = append(slices.Clip(o.Retryables), retry.RetryableErrorCode{Codes: transientCodes})
 	})
 }

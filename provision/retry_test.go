@@ -110,3 +110,30 @@ func TestRetryPropagation(t *testing.T) {
 		}
 	})
 }
+
+// TestRetryerHasNoQuota: the agent's retryer grants a retry for every
+// throttled or timed-out call, however many came before, where the SDK's
+// default quota of 500 tokens (5 a retry, 14 a timeout) refuses the 27th
+// pair.
+func TestRetryerHasNoQuota(t *testing.T) {
+	r := NewRetryer()
+	throttled := &smithy.GenericAPIError{Code: "ThrottlingException"}
+	timeout := retryTimeout{}
+	for i := range 1000 {
+		for _, err := range []error{throttled, timeout} {
+			if !r.IsErrorRetryable(err) {
+				t.Fatalf("%T not retryable", err)
+			}
+			if _, err := r.GetRetryToken(t.Context(), err); err != nil {
+				t.Fatalf("retry %d refused: %v", i, err)
+			}
+		}
+	}
+}
+
+// retryTimeout is a client-side timeout as net/http reports one.
+type retryTimeout struct{}
+
+func (retryTimeout) Error() string   { return "Client.Timeout exceeded while awaiting headers" }
+func (retryTimeout) Timeout() bool   { return true }
+func (retryTimeout) Temporary() bool { return true }
