@@ -341,6 +341,7 @@ func errorClass(err error) string {
 // nothing to do, and the audit must find every resource on record and
 // nothing else: no orphan, no duplicate.
 func TestReconcileThroughFaults(t *testing.T) {
+	t.Parallel() // one of the long tests run side by side (see TestDeploy100)
 	if testing.Short() {
 		t.Skip("hundreds of AWS calls with injected faults")
 	}
@@ -481,6 +482,7 @@ func TestReconcileThroughFaults(t *testing.T) {
 // that commit, so a fault never leaves the cache half-updated or a pass
 // working from an older commit it takes for the new one.
 func TestGitFetchThroughFaults(t *testing.T) {
+	t.Parallel() // one of the long tests run side by side (see TestDeploy100)
 	if testing.Short() {
 		t.Skip("needs Gitea")
 	}

@@ -113,6 +113,7 @@ func (o *gitops) pass() pipesync.PassResult {
 }
 
 func TestGitOpsPullRequestsMergeDriftDelete(t *testing.T) {
+	t.Parallel() // one of the long tests run side by side (see TestDeploy100)
 	o := newGitOps(t, nil)
 	o.pass()
 
