@@ -291,8 +291,10 @@ func replaceAll(s, old, repl string) string {
 	return string(bytes.ReplaceAll([]byte(s), []byte(old), []byte(repl)))
 }
 
-// retryAfter reads a Retry-After header in seconds (the form Slack sends);
-// 0 when absent or in the date form.
+// retryAfter reads a Retry-After header in seconds (the form Slack sends
+// with its 429: incoming webhooks allow about one message per second, with
+// short bursts); 0 when absent or in the date form.
+// https://api.slack.com/docs/rate-limits
 // https://www.rfc-editor.org/rfc/rfc9110#field.retry-after
 func retryAfter(v string) time.Duration {
 	s, err := strconv.Atoi(v)

@@ -90,7 +90,9 @@ func configDrift(name string, have *lambdatypes.FunctionConfiguration, want func
 	if have.Environment != nil {
 		env = have.Environment.Variables
 	}
-	d := func(setting, w, h string) Drift { return Drift{Kind: kindFunction, Name: name, Setting: setting, Want: w, Have: h} }
+	d := func(setting, w, h string) Drift {
+		return Drift{Kind: kindFunction, Name: name, Setting: setting, Want: w, Have: h}
+	}
 	var out []Drift
 	for _, f := range []struct{ setting, want, have string }{
 		{"Role", want.Role, aws.ToString(have.Role)},

@@ -416,48 +416,55 @@ func (l *Loop) apply(ctx context.Context, head string, drift bool, next time.Dur
 	return rep, err
 }
 
-// notifyResults tells the Notifier what the pass did to each workflow: an
-// apply, a drift repair, a teardown, or a failure (once per error: a
-// failure retried, or still there at a later commit, is not told again
-// until the workflow applied or its error changed).
+// notifyResults tells the Notifier what the pass did to each workflow
+// (ReportEvents); a failure is told once per error: retried, or still
+// there at a later commit, it is not told again until the workflow
+// applied or its error changed.
 func (l *Loop) notifyResults(rep *Report) {
 	if l.opts.Notifier == nil {
 		return
 	}
-	now := l.opts.Now().UTC()
+	for _, e := range ReportEvents(rep, l.opts.Now()) {
+		l.mu.Lock()
+		told := false
+		if e.Event == notify.EventFailure {
+			told = l.notified[e.Workflow] == e.Error
+			l.notified[e.Workflow] = e.Error
+		} else {
+			delete(l.notified, e.Workflow)
+		}
+		l.mu.Unlock()
+		if !told {
+			l.opts.Notifier.Notify(e)
+		}
+	}
+}
+
+// ReportEvents are the notifications of a pass's report: per workflow an
+// apply, a drift repair, a teardown (its file removed) or a failure; none
+// for workflows left as they were, or torn down by `agent teardown`, which
+// says so itself.
+func ReportEvents(rep *Report, now time.Time) []notify.Event {
+	var out []notify.Event
 	for _, r := range rep.Results {
-		e := notify.Event{Workflow: r.Workflow, Commit: rep.Commit, State: "success", Time: now,
+		e := notify.Event{Workflow: r.Workflow, Commit: rep.Commit, State: "success", Time: now.UTC(),
 			Buckets: notify.Buckets{Input: r.InputBucket, Output: r.OutputBucket}}
 		switch {
 		case r.Err != nil:
-			key := r.Err.Error()
-			l.mu.Lock()
-			told := l.notified[r.Workflow] == key
-			l.notified[r.Workflow] = key
-			l.mu.Unlock()
-			if told {
-				continue
-			}
 			e.Event, e.State, e.Error = notify.EventFailure, "failure", status.ErrorDescription(r.Err.Error())
 		case (r.Action == Create || r.Action == Update) && len(r.Drift) > 0:
 			e.Event, e.Detail = notify.EventDrift, r.Repaired()
 			e.Counts = map[string]int{"repaired": len(r.Drift)}
 		case r.Action == Create || r.Action == Update:
 			e.Event, e.Counts = notify.EventApply, map[string]int{"stages": r.Stages}
-		case r.Action == Delete && r.Teardown:
-			continue // `agent teardown` says so itself; no loop pass makes these
-		case r.Action == Delete:
+		case r.Action == Delete && !r.Teardown:
 			e.Event = notify.EventTeardown
 		default:
 			continue
 		}
-		if r.Err == nil {
-			l.mu.Lock()
-			delete(l.notified, r.Workflow)
-			l.mu.Unlock()
-		}
-		l.opts.Notifier.Notify(e)
+		out = append(out, e)
 	}
+	return out
 }
 
 // postResults posts each workflow's outcome on the commit it was applied at.
