@@ -126,8 +126,9 @@ type Notifier struct {
 	stop  chan struct{} // closed by Close: the sender stops retrying
 	done  chan struct{} // closed when the sender has returned
 
-	mu     sync.Mutex // guards closed
-	closed bool
+	mu       sync.Mutex // guards closed
+	closed   bool
+	stopOnce sync.Once
 }
 
 // New checks opts and starts the sender.
@@ -196,7 +197,7 @@ func (n *Notifier) Close(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
-	close(n.stop)
+	n.stopOnce.Do(func() { close(n.stop) })
 	<-n.done
 	return fmt.Errorf("notifications not all sent: %w", ctx.Err())
 }
