@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
@@ -29,6 +30,8 @@ type Metrics struct {
 	gitPolls     *prometheus.CounterVec   // outcome: unchanged, moved, error
 	statuses     *prometheus.CounterVec   // outcome: posted, unchanged, error
 	webhooks     *prometheus.CounterVec   // outcome
+	drift        *prometheus.CounterVec   // kind
+	notify       *prometheus.CounterVec   // outcome: sent, dropped_full, dropped_failed
 }
 
 // New creates the collectors on a new registry, with the Go runtime and
@@ -58,8 +61,14 @@ func New() *Metrics {
 		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cloudpipe_webhook_deliveries_total", Help: "Webhook deliveries by outcome.",
 		}, []string{"outcome"}),
+		drift: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cloudpipe_drift_repairs_total", Help: "Resources and settings changed or deleted outside cloudpipe that a drift repair put back, by kind (sqs_queue, lambda_function, ...).",
+		}, []string{"kind"}),
+		notify: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cloudpipe_notifications_total", Help: "Notifications by outcome (sent, dropped_full: queue full, dropped_failed: retries ran out or refused).",
+		}, []string{"outcome"}),
 	}
-	m.reg.MustRegister(m.passes, m.passDuration, m.workflows, m.awsCalls, m.gitPolls, m.statuses, m.webhooks,
+	m.reg.MustRegister(m.passes, m.passDuration, m.workflows, m.awsCalls, m.gitPolls, m.statuses, m.webhooks, m.drift, m.notify,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -92,6 +101,14 @@ func (m *Metrics) Status(outcome string) { m.statuses.WithLabelValues(outcome).I
 
 // Webhook records one webhook delivery.
 func (m *Metrics) Webhook(outcome string) { m.webhooks.WithLabelValues(outcome).Inc() }
+
+// DriftRepaired records one resource or setting a drift repair put back.
+func (m *Metrics) DriftRepaired(kind string) {
+	m.drift.WithLabelValues(strings.ReplaceAll(kind, " ", "_")).Inc()
+}
+
+// Notification records one notification's outcome.
+func (m *Metrics) Notification(outcome string) { m.notify.WithLabelValues(outcome).Inc() }
 
 // AWSMiddleware is an aws.Config APIOptions entry that counts every call by
 // service, operation and outcome.

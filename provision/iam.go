@@ -145,3 +145,31 @@ func deleteRole(ctx context.Context, c *clients, name, workflow string) (outcome
 	}
 	return outcomeDeleted, nil
 }
+
+// roleDrift compares role name's trust policy and inline policy with the
+// ones ensureRole writes, reading only; a missing role is no drift here
+// (MissingResources reports it). Policy documents are not shown: only that
+// they differ.
+func roleDrift(ctx context.Context, c *clients, name string, trust, policy policyDocument) ([]Drift, error) {
+	role, err := findRole(ctx, c, name)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Drift
+	if !policiesEqual(aws.ToString(role.AssumeRolePolicyDocument), trust) {
+		out = append(out, Drift{Kind: kindRole, Name: name, Setting: "trust policy"})
+	}
+	have, err := c.iam.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: &name, PolicyName: aws.String(inlinePolicyName)})
+	switch {
+	case isIAMNotFound(err):
+		out = append(out, Drift{Kind: kindRole, Name: name, Setting: "inline policy " + inlinePolicyName, Want: "present", Have: "deleted"})
+	case err != nil:
+		return out, fmt.Errorf("get role policy %s: %w", name, err)
+	case !policiesEqual(aws.ToString(have.PolicyDocument), policy):
+		out = append(out, Drift{Kind: kindRole, Name: name, Setting: "inline policy " + inlinePolicyName})
+	}
+	return out, nil
+}

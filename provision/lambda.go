@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -75,16 +78,67 @@ func (p *Provisioner) functionEnv(spec StageSpec, ids StageResources, net Networ
 // configDiffers reports whether a function's configuration differs from what
 // cloudpipe sets.
 func (p *Provisioner) configDiffers(have *lambdatypes.FunctionConfiguration, want functionConfig) bool {
+	return len(configDrift("", have, want)) > 0
+}
+
+// configDrift lists the settings of the function name's configuration that
+// differ from what cloudpipe sets: what ensureFunction updates, and what a
+// drift check reports. Environment values are not shown (a report is read
+// in chat): only the names of the variables that differ.
+func configDrift(name string, have *lambdatypes.FunctionConfiguration, want functionConfig) []Drift {
 	var env map[string]string
 	if have.Environment != nil {
 		env = have.Environment.Variables
 	}
-	return aws.ToString(have.Role) != want.Role ||
-		have.Runtime != lambdatypes.Runtime(lambdaRuntime) ||
-		aws.ToString(have.Handler) != lambdaHandler ||
-		aws.ToInt32(have.Timeout) != lambdaTimeoutSec ||
-		aws.ToInt32(have.MemorySize) != lambdaMemoryMiB ||
-		!maps.Equal(env, want.Environment)
+	d := func(setting, w, h string) Drift {
+		return Drift{Kind: kindFunction, Name: name, Setting: setting, Want: w, Have: h}
+	}
+	var out []Drift
+	for _, f := range []struct{ setting, want, have string }{
+		{"Role", want.Role, aws.ToString(have.Role)},
+		{"Runtime", lambdaRuntime, string(have.Runtime)},
+		{"Handler", lambdaHandler, aws.ToString(have.Handler)},
+		{"Timeout", strconv.Itoa(lambdaTimeoutSec), strconv.Itoa(int(aws.ToInt32(have.Timeout)))},
+		{"MemorySize", strconv.Itoa(lambdaMemoryMiB), strconv.Itoa(int(aws.ToInt32(have.MemorySize)))},
+	} {
+		if f.want != f.have {
+			out = append(out, d(f.setting, f.want, f.have))
+		}
+	}
+	if !maps.Equal(env, want.Environment) {
+		union := maps.Clone(want.Environment)
+		if union == nil {
+			union = map[string]string{}
+		}
+		maps.Copy(union, env)
+		var keys []string
+		for _, k := range slices.Sorted(maps.Keys(union)) {
+			hv, inHave := env[k]
+			wv, inWant := want.Environment[k]
+			if inHave != inWant || hv != wv {
+				keys = append(keys, k)
+			}
+		}
+		out = append(out, d("Environment ("+strings.Join(keys, ", ")+")", "", ""))
+	}
+	return out
+}
+
+// functionDrift compares the function name's configuration with want,
+// reading only; a missing function is no drift here (MissingResources
+// reports it).
+func functionDrift(ctx context.Context, c *clients, name string, want functionConfig) ([]Drift, error) {
+	have, err := c.lambda.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: &name})
+	if isLambdaNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get function %s: %w", name, err)
+	}
+	return configDrift(name, &lambdatypes.FunctionConfiguration{
+		Role: have.Role, Runtime: have.Runtime, Handler: have.Handler, Timeout: have.Timeout,
+		MemorySize: have.MemorySize, Environment: have.Environment,
+	}, want), nil
 }
 
 // codeDiffers reports whether a function runs other code, or on another

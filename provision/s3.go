@@ -444,3 +444,38 @@ func sortedKept(k []KeptBucket) []KeptBucket {
 	sort.Slice(k, func(i, j int) bool { return k[i].Name < k[j].Name })
 	return k
 }
+
+// notificationDrift reports our entry id in bucket's notification
+// configuration when it no longer invokes functionARN on object creation
+// with no filter (ensureNotification's test), reading only; a missing entry
+// is no drift here (MissingResources reports it).
+func notificationDrift(ctx context.Context, c *clients, bucket, id, functionARN string) ([]Drift, error) {
+	cur, err := c.s3.GetBucketNotificationConfiguration(ctx, &s3.GetBucketNotificationConfigurationInput{Bucket: &bucket})
+	if isBucketNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get bucket notification %s: %w", bucket, err)
+	}
+	for _, lc := range cur.LambdaFunctionConfigurations {
+		if aws.ToString(lc.Id) != id || isOurNotification(lc, functionARN) {
+			continue
+		}
+		var events []string
+		for _, e := range lc.Events {
+			events = append(events, string(e))
+		}
+		return []Drift{{Kind: kindNotification, Name: id + " on " + bucket, Setting: "rule",
+			Want: string(objectCreatedEvent) + " to " + functionARN,
+			Have: strings.Join(events, ",") + " to " + aws.ToString(lc.LambdaFunctionArn) + filtered(lc)}}, nil
+	}
+	return nil, nil
+}
+
+// filtered notes a key filter on a notification entry, which ours has not.
+func filtered(lc s3types.LambdaFunctionConfiguration) string {
+	if lc.Filter != nil && lc.Filter.Key != nil && len(lc.Filter.Key.FilterRules) > 0 {
+		return " with a key filter"
+	}
+	return ""
+}

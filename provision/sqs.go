@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -93,6 +95,43 @@ func queueAttributeEqual(name, have, want string) bool {
 		return ok1 && ok2 && h == w
 	}
 	return have == want
+}
+
+// queueAttributeDiff returns the attributes of want that cur does not have
+// as SQS means them: what ensureQueue sets, and what a drift check reports.
+func queueAttributeDiff(cur, want map[string]string) map[string]string {
+	diff := map[string]string{}
+	for k, v := range want {
+		if !queueAttributeEqual(k, cur[k], v) {
+			diff[k] = v
+		}
+	}
+	return diff
+}
+
+// queueDrift compares the attributes of the queue name with want, reading
+// only; a missing queue is no drift here (MissingResources reports it).
+func queueDrift(ctx context.Context, c *clients, name string, want map[string]string) ([]Drift, error) {
+	url, err := findQueueURL(ctx, c, name)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	cur, err := queueAttributes(ctx, c, name, url, string(sqstypes.QueueAttributeNameAll))
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	diff := queueAttributeDiff(cur, want)
+	var out []Drift
+	for _, k := range slices.Sorted(maps.Keys(diff)) {
+		out = append(out, Drift{Kind: kindQueue, Name: name, Setting: k, Want: want[k], Have: cur[k]})
+	}
+	return out, nil
 }
 
 // isQueueNotFound reports a missing queue: the typed QueueDoesNotExist, or
@@ -218,12 +257,7 @@ func ensureQueue(ctx context.Context, c *clients, name string, attrs, tags map[s
 		return queueIDs{}, err
 	}
 	ids := queueIDs{URL: url, ARN: cur[attrQueueArn]}
-	diff := map[string]string{}
-	for k, v := range attrs {
-		if !queueAttributeEqual(k, cur[k], v) {
-			diff[k] = v
-		}
-	}
+	diff := queueAttributeDiff(cur, attrs)
 	if len(diff) == 0 {
 		return ids, nil
 	}

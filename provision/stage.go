@@ -195,7 +195,7 @@ func (d *deletion) note(r stageResource, o outcome, keptBecause string, err erro
 // error, joined.
 func (p *Provisioner) DeleteStage(ctx context.Context, spec StageSpec, res StageResources) (DeleteResult, error) {
 	var d deletion
-	for _, r := range slices.Backward(p.stageTable(p.clients(spec.Region), spec, res)) {
+	for _, r := range slices.Backward(p.stageTable(p.clients(spec.Region), spec, res, nil)) {
 		o, keptBecause, err := r.delete(ctx)
 		d.note(r, o, keptBecause, err)
 	}
@@ -213,7 +213,7 @@ func (p *Provisioner) DeleteStage(ctx context.Context, spec StageSpec, res Stage
 // by its owner, stage 0, only.
 func (p *Provisioner) MissingResources(ctx context.Context, spec StageSpec, res StageResources) ([]string, error) {
 	var missing []string
-	for _, r := range inReportOrder(p.stageTable(p.clients(spec.Region), spec, res)) {
+	for _, r := range inReportOrder(p.stageTable(p.clients(spec.Region), spec, res, nil)) {
 		if r.exists == nil {
 			continue
 		}

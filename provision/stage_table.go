@@ -60,6 +60,11 @@ type stageResource struct {
 	// delete removes the resource unless it is not ours or the rules keep
 	// it; for a kept bucket it returns outcomeKept and the reason.
 	delete func(context.Context) (o outcome, keptBecause string, err error)
+	// differs lists the settings of the resource that differ from what
+	// EnsureStage sets (changed outside cloudpipe), reading only; nil when
+	// drift checks compare no setting of it, and in tables built without
+	// the stage's wanted state (DeleteStage, MissingResources).
+	differs func(context.Context) ([]Drift, error)
 }
 
 // String is the resource as reports name it: "<kind> <name>".
@@ -76,7 +81,11 @@ func (r stageResource) String() string { return r.kind + " " + r.name }
 // always deleted in. Names come from res where recorded and from spec
 // otherwise, so a stage whose record was lost or left partial by a crash is
 // still found whole.
-func (p *Provisioner) stageTable(c *clients, spec StageSpec, res StageResources) []stageResource {
+//
+// want, when not nil, is the stage as EnsureStage would build it now (its
+// network and keys found): the rows it has settings for then compare them
+// (the differs column).
+func (p *Provisioner) stageTable(c *clients, spec StageSpec, res StageResources, want *stageBuild) []stageResource {
 	wf, n := spec.Workflow, namesOf(spec)
 	in, out := firstNonEmpty(res.InputBucket, spec.InputBucket), firstNonEmpty(res.OutputBucket, spec.OutputBucket)
 	var t []stageResource
@@ -91,22 +100,47 @@ func (p *Provisioner) stageTable(c *clients, spec StageSpec, res StageResources)
 		t = append(t, logGroupResource(c, wf, n.workflowLogGroup))
 	}
 	for _, role := range []string{n.taskRole, n.execRole, n.lambdaRole} {
-		t = append(t, roleResource(c, wf, role))
+		r := roleResource(c, wf, role)
+		if want != nil {
+			trust, policy := want.rolePolicies(role, res)
+			r.differs = func(ctx context.Context) ([]Drift, error) { return roleDrift(ctx, c, role, trust, policy) }
+		}
+		t = append(t, r)
 	}
 	for _, q := range []string{n.dlq, n.queue} {
-		t = append(t, queueResource(c, wf, q))
+		r := queueResource(c, wf, q)
+		if want != nil {
+			attrs := dlqAttributes()
+			if q == n.queue {
+				attrs = workQueueAttributes(spec, res.DLQARN)
+			}
+			r.differs = func(ctx context.Context) ([]Drift, error) { return queueDrift(ctx, c, q, attrs) }
+		}
+		t = append(t, r)
 	}
 	revisions := compactNonEmpty(append(slices.Clone(res.TaskDefinitionARNs), res.TaskDefinitionARN)...)
 	for _, arn := range slices.Backward(revisions) {
 		t = append(t, taskDefinitionResource(c, arn))
 	}
-	t = append(t, functionResource(c, wf, n.function))
+	fn := functionResource(c, wf, n.function)
+	if want != nil {
+		cfg := functionConfig{Role: res.LambdaRoleARN, Environment: p.functionEnvironment(spec, res, want.net)}
+		fn.differs = func(ctx context.Context) ([]Drift, error) { return functionDrift(ctx, c, n.function, cfg) }
+	}
+	t = append(t, fn)
 	t = append(t, invokeConfigResource(c, n.function, res.DLQARN))
 	// Our entry is removed from the recorded input bucket and from spec's,
 	// should they differ; drift checks the recorded one only, and only while
 	// the stage is not suspended (a suspended stage has no entry).
 	for _, b := range slices.Backward(compactNonEmpty(res.InputBucket, spec.InputBucket)) {
-		t = append(t, p.notificationResource(c, b, n.notification, b == in && !spec.Suspend))
+		checked := b == in && !spec.Suspend
+		r := p.notificationResource(c, b, n.notification, checked)
+		if want != nil && checked && res.FunctionARN != "" {
+			r.differs = func(ctx context.Context) ([]Drift, error) {
+				return notificationDrift(ctx, c, b, n.notification, res.FunctionARN)
+			}
+		}
+		t = append(t, r)
 	}
 	return t
 }

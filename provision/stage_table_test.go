@@ -121,7 +121,7 @@ func TestStageTable(t *testing.T) {
 	p := &Provisioner{}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			table := p.stageTable(nil, tt.spec, tt.res)
+			table := p.stageTable(nil, tt.spec, tt.res, nil)
 			var got, report []string
 			for _, r := range table {
 				got = append(got, r.String())

@@ -26,6 +26,9 @@ type Provisioner interface {
 	DeleteStage(ctx context.Context, spec provision.StageSpec, res provision.StageResources) (provision.DeleteResult, error)
 	// MissingResources lists the stage's resources that no longer exist.
 	MissingResources(ctx context.Context, spec provision.StageSpec, res provision.StageResources) ([]string, error)
+	// ChangedSettings lists the settings of the stage's resources changed
+	// outside cloudpipe; asked only of a stage with nothing missing.
+	ChangedSettings(ctx context.Context, spec provision.StageSpec, res provision.StageResources) ([]provision.Drift, error)
 }
 
 // Inventory is the agent's record of what it owns, with conditional writes:

@@ -13,6 +13,7 @@ import (
 	"github.com/cloudpipe/cloudpipe/gitsource"
 	"github.com/cloudpipe/cloudpipe/internal/backoff"
 	"github.com/cloudpipe/cloudpipe/inventory"
+	"github.com/cloudpipe/cloudpipe/notify"
 	"github.com/cloudpipe/cloudpipe/status"
 )
 
@@ -34,6 +35,14 @@ type Observer interface {
 	Workflows(byState map[string]int)
 	GitPoll(outcome string)
 	Status(outcome string)
+	// DriftRepaired counts one resource or setting a drift repair put
+	// back, by its kind ("sqs queue").
+	DriftRepaired(kind string)
+}
+
+// Notifier takes notifications; notify.Notifier is one.
+type Notifier interface {
+	Notify(notify.Event)
 }
 
 // LoopOptions configure the daemon loop. Repo and Reconciler are required.
@@ -74,6 +83,13 @@ type LoopOptions struct {
 	StartBackoff time.Duration
 	// Observer, if set, is told about passes, polls and statuses.
 	Observer Observer
+	// Notifier, if set, is told of applies, failures, teardowns, drift
+	// repairs and run failures (notify.Notifier). Notify must not block:
+	// a pass never waits on a delivery.
+	Notifier Notifier
+	// RunFailuresEvery is the least time between two notifications of run
+	// failures of one workflow; default 5 minutes.
+	RunFailuresEvery time.Duration
 	// OnPass, if set, is called after every pass with what it did.
 	OnPass func(PassResult)
 	Logger *slog.Logger
@@ -104,6 +120,10 @@ type Loop struct {
 	prHeads   map[int]string // PR number -> head planned last
 	runs      map[string]*runTally
 	last      PassResult
+	// notified is the last failure notified per workflow (its error), so
+	// a failure retried unchanged is told once.
+	notified    map[string]string
+	runFailures *notify.RunFailures
 }
 
 // NewLoop checks opts and returns a Loop.
@@ -144,6 +164,9 @@ func NewLoop(opts LoopOptions) (*Loop, error) {
 		trigger: make(chan struct{}, 1),
 		prHeads: map[int]string{},
 		runs:    map[string]*runTally{},
+
+		notified:    map[string]string{},
+		runFailures: &notify.RunFailures{Every: opts.RunFailuresEvery, Now: opts.Now},
 	}, nil
 }
 
@@ -235,6 +258,13 @@ func (l *Loop) observe(res PassResult) {
 		return
 	}
 	o.Pass("applied", res.Took)
+	for _, r := range res.Report.Results {
+		if r.Err == nil {
+			for _, d := range r.Drift {
+				o.DriftRepaired(d.Kind)
+			}
+		}
+	}
 	states := map[string]int{"ready": 0, "failed": 0, "invalid": 0, "held": 0}
 	for _, r := range res.Report.Results {
 		switch {
@@ -381,8 +411,60 @@ func (l *Loop) apply(ctx context.Context, head string, drift bool, next time.Dur
 	rep, err := l.opts.Reconciler.reconcile(ctx, d, drift, pending)
 	if rep != nil {
 		l.postResults(context.WithoutCancel(ctx), rep, next)
+		l.notifyResults(rep)
 	}
 	return rep, err
+}
+
+// notifyResults tells the Notifier what the pass did to each workflow
+// (ReportEvents); a failure is told once per error: retried, or still
+// there at a later commit, it is not told again until the workflow
+// applied or its error changed.
+func (l *Loop) notifyResults(rep *Report) {
+	if l.opts.Notifier == nil {
+		return
+	}
+	for _, e := range ReportEvents(rep, l.opts.Now()) {
+		l.mu.Lock()
+		told := false
+		if e.Event == notify.EventFailure {
+			told = l.notified[e.Workflow] == e.Error
+			l.notified[e.Workflow] = e.Error
+		} else {
+			delete(l.notified, e.Workflow)
+		}
+		l.mu.Unlock()
+		if !told {
+			l.opts.Notifier.Notify(e)
+		}
+	}
+}
+
+// ReportEvents are the notifications of a pass's report: per workflow an
+// apply, a drift repair, a teardown (its file removed) or a failure; none
+// for workflows left as they were, or torn down by `agent teardown`, which
+// says so itself.
+func ReportEvents(rep *Report, now time.Time) []notify.Event {
+	var out []notify.Event
+	for _, r := range rep.Results {
+		e := notify.Event{Workflow: r.Workflow, Commit: rep.Commit, State: "success", Time: now.UTC(),
+			Buckets: notify.Buckets{Input: r.InputBucket, Output: r.OutputBucket}}
+		switch {
+		case r.Err != nil:
+			e.Event, e.State, e.Error = notify.EventFailure, "failure", status.ErrorDescription(r.Err.Error())
+		case (r.Action == Create || r.Action == Update) && len(r.Drift) > 0:
+			e.Event, e.Detail = notify.EventDrift, r.Repaired()
+			e.Counts = map[string]int{"repaired": len(r.Drift)}
+		case r.Action == Create || r.Action == Update:
+			e.Event, e.Counts = notify.EventApply, map[string]int{"stages": r.Stages}
+		case r.Action == Delete && !r.Teardown:
+			e.Event = notify.EventTeardown
+		default:
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 // postResults posts each workflow's outcome on the commit it was applied at.
@@ -411,6 +493,9 @@ func resultStatus(commit string, r Result, next time.Duration) (status.Status, b
 	case r.Action == Create || r.Action == Update:
 		s.State = status.Success
 		s.Description = status.DeployedDescription(r.InputBucket, r.OutputBucket)
+		if len(r.Drift) > 0 {
+			s.Description = status.ErrorDescription(r.Repaired())
+		}
 		s.TargetURL = status.ConsoleURL(r.Region, r.OutputBucket)
 	case r.Action == Delete:
 		s.State, s.Description = status.Success, "torn down"

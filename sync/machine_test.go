@@ -75,6 +75,10 @@ func (p *recordingProvisioner) MissingResources(_ context.Context, spec provisio
 	return p.missing[spec.Workflow], nil
 }
 
+func (p *recordingProvisioner) ChangedSettings(context.Context, provision.StageSpec, provision.StageResources) ([]provision.Drift, error) {
+	return nil, nil
+}
+
 func (p *recordingProvisioner) took() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -44,6 +44,17 @@ type Change struct {
 	// Teardown marks a Delete of `agent teardown`: the index keeps a
 	// torn-down entry (inventory.StateTornDown) instead of none.
 	Teardown bool
+	// Drift is what a drift check found changed or deleted outside
+	// cloudpipe; the change (an Update) repairs it.
+	Drift []Drift
+}
+
+// Drift is one resource or setting of a deployed workflow that a drift
+// check found changed or deleted outside cloudpipe.
+type Drift struct {
+	Kind   string // the resource's kind, as provision names it: "sqs queue"
+	What   string // "sqs queue cp-x-0 VisibilityTimeout 1200 → 30 (changed outside cloudpipe)"
+	Repair string // what the repair does: "sqs queue cp-x-0 attributes reset"
 }
 
 // Plan is what a pass would do at one commit.

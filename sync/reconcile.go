@@ -181,8 +181,9 @@ func (r *Reconciler) reconcile(ctx context.Context, d *Desired, drift bool, onPl
 	}
 }
 
-// findDrift turns each unchanged workflow whose resources are missing into an
-// update that re-creates them.
+// findDrift turns each unchanged workflow whose resources are missing, or
+// whose settings were changed outside cloudpipe, into an update that
+// re-creates or resets them, with what it found in the change's Drift.
 func (r *Reconciler) findDrift(ctx context.Context, plan *Plan) error {
 	for i, c := range plan.Changes {
 		if c.Action != Unchanged {
@@ -191,26 +192,56 @@ func (r *Reconciler) findDrift(ctx context.Context, plan *Plan) error {
 		rec, err := r.opts.Inventory.ReadRecord(ctx, c.Workflow)
 		if errors.Is(err, inventory.ErrNotFound) {
 			plan.Changes[i].Action, plan.Changes[i].Reason = Update, "drift: inventory record missing, re-applying"
+			plan.Changes[i].Drift = []Drift{{Kind: "inventory record", What: "inventory record of " + c.Workflow + " (deleted outside cloudpipe)",
+				Repair: "inventory record re-written"}}
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		var missing []string
+		var missing, changed []string
+		var drift []Drift
 		for _, st := range rec.Stages {
 			m, err := r.opts.Provisioner.MissingResources(ctx, st.Spec, st.Resources)
 			if err != nil {
 				return fmt.Errorf("drift check of %s: %w", c.Workflow, err)
 			}
 			missing = append(missing, m...)
+			for _, res := range m {
+				drift = append(drift, Drift{Kind: provision.ResourceKind(res), What: res + " (deleted outside cloudpipe)", Repair: res + " re-created"})
+			}
+			if len(m) > 0 {
+				// Settings are compared once the stage is whole again.
+				continue
+			}
+			ds, err := r.opts.Provisioner.ChangedSettings(ctx, st.Spec, st.Resources)
+			if err != nil {
+				return fmt.Errorf("drift check of %s: %w", c.Workflow, err)
+			}
+			for _, d := range ds {
+				changed = append(changed, d.String())
+				drift = append(drift, Drift{Kind: d.Kind, What: d.String() + " (changed outside cloudpipe)", Repair: d.Repair()})
+			}
 		}
+		var why []string
 		if len(missing) > 0 {
+			why = append(why, "re-creating "+strings.Join(missing, ", ")+" (deleted outside cloudpipe)")
+		}
+		if len(changed) > 0 {
+			why = append(why, "resetting "+strings.Join(changed, ", ")+" (changed outside cloudpipe)")
+		}
+		if len(why) > 0 {
 			plan.Changes[i].Action = Update
-			plan.Changes[i].Reason = "drift: re-creating " + strings.Join(missing, ", ") + " (deleted outside cloudpipe)"
+			plan.Changes[i].Reason = "drift: " + strings.Join(why, "; ")
+			plan.Changes[i].Drift = drift
 		}
 	}
 	return nil
 }
+
+// CheckDrift adds to plan what a drift check finds (see Repair), for
+// `agent plan --drift`. It only reads.
+func (r *Reconciler) CheckDrift(ctx context.Context, plan *Plan) error { return r.findDrift(ctx, plan) }
 
 // apply carries out plan, whose index idx was read at the start of the pass:
 // build the stage specs, record the intent (or re-plan if another agent
@@ -254,7 +285,7 @@ func newReport(plan *Plan) (*Report, []int) {
 	rep := &Report{Commit: plan.Commit, Plan: plan, Results: make([]Result, len(plan.Changes))}
 	var todo []int
 	for i, c := range plan.Changes {
-		rep.Results[i] = Result{Workflow: c.Workflow, File: c.File, Action: c.Action, Reason: c.Reason, Teardown: c.Teardown}
+		rep.Results[i] = Result{Workflow: c.Workflow, File: c.File, Action: c.Action, Reason: c.Reason, Teardown: c.Teardown, Drift: c.Drift}
 		if c.Action == Invalid {
 			rep.Results[i].Err = c.Problems
 		}

@@ -3,6 +3,8 @@ package sync
 import (
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -23,8 +25,10 @@ type Result struct {
 	File     string
 	Action   Action
 	Reason   string
-	Teardown bool  // a Delete of `agent teardown` (see Change.Teardown)
-	Err      error // nil on success; for Invalid, the file's problems
+	Teardown bool // a Delete of `agent teardown` (see Change.Teardown)
+	// Drift is what the change repairs (see Change.Drift).
+	Drift []Drift
+	Err   error // nil on success; for Invalid, the file's problems
 	// Where to upload and where results appear (set after a create or update).
 	InputBucket, OutputBucket string
 	// SpecHash, Region and Stages describe the spec that was applied.
@@ -106,8 +110,16 @@ func (p *Plan) WritePlan(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	// After the table, which a line without its columns would break: the
-	// notes that change what the created and updated pipelines do.
+	// After the table, which a line without its columns would break: what
+	// a drift check found, then the notes that change what the created and
+	// updated pipelines do.
+	for _, c := range p.Changes {
+		for _, d := range c.Drift {
+			if _, err := fmt.Fprintf(w, "  ~ drift  %s: %s\n", c.Workflow, oneLine(d.What)); err != nil {
+				return err
+			}
+		}
+	}
 	for _, c := range p.Changes {
 		for _, n := range c.Notes() {
 			if _, err := fmt.Fprintf(w, "  %s: %s\n", c.Workflow, oneLine(n.String())); err != nil {
@@ -160,4 +172,17 @@ func oneLine(s string) string {
 		out = append(out, r)
 	}
 	return string(out)
+}
+
+// Repaired is the description of a drift repair's status: "repaired: sqs
+// queue cp-x-0 attributes reset; lambda function cp-x-0 configuration
+// restored", each repair once.
+func (r Result) Repaired() string {
+	var parts []string
+	for _, d := range r.Drift {
+		if !slices.Contains(parts, d.Repair) {
+			parts = append(parts, d.Repair)
+		}
+	}
+	return "repaired: " + strings.Join(parts, "; ")
 }

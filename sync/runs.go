@@ -7,6 +7,7 @@ import (
 
 	"github.com/cloudpipe/cloudpipe/internal/contract"
 	"github.com/cloudpipe/cloudpipe/inventory"
+	"github.com/cloudpipe/cloudpipe/notify"
 	"github.com/cloudpipe/cloudpipe/status"
 )
 
@@ -63,9 +64,11 @@ func (l *Loop) UpdateRunStatuses(ctx context.Context) error {
 		l.mu.Unlock()
 		fresh := map[int]bool{}
 		if l.opts.Runs != nil {
+			failedBefore := t.failed
 			if fresh, err = l.tally(ctx, l.opts.Runs, name, e.Stages, t); err != nil {
 				return err
 			}
+			l.notifyRunFailures(name, t.commit, t.failed-failedBefore)
 		}
 		if l.opts.Tasks != nil {
 			if err := l.loadStages(ctx, name, t); err != nil {
@@ -91,7 +94,24 @@ func (l *Loop) UpdateRunStatuses(ctx context.Context) error {
 			Description: desc, TargetURL: target})
 		t.posted = desc
 	}
+	// Failures held back by the interval whose interval has passed.
+	if l.opts.Notifier != nil {
+		for _, ev := range l.runFailures.Flush() {
+			l.opts.Notifier.Notify(ev)
+		}
+	}
 	return nil
+}
+
+// notifyRunFailures tells the Notifier of n new failed runs of workflow,
+// at most once per workflow per RunFailuresEvery (notify.RunFailures).
+func (l *Loop) notifyRunFailures(workflow, commit string, n int) {
+	if l.opts.Notifier == nil || n <= 0 {
+		return
+	}
+	if ev, ok := l.runFailures.Add(workflow, commit, notify.Buckets{}, n, ""); ok {
+		l.opts.Notifier.Notify(ev)
+	}
 }
 
 // describe is the run status t calls for: files stranded now (pending,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 
+	"github.com/cloudpipe/cloudpipe/internal/secret"
 	"github.com/cloudpipe/cloudpipe/workflow"
 )
 
@@ -48,6 +49,12 @@ type Config struct {
 	From           string   // --from: import: the original cloud_pipe's directory (~/.cloud_pipe)
 	Out            string   // --out: import: the config repository directory to write
 	Yes            bool     // --yes: teardown: do it, rather than print the plan
+	Drift          bool     // --drift: plan: also check deployed pipelines for drift (reads AWS)
+	// --notify-url: chat webhook that notifications are POSTed to; it
+	// carries a secret, so it is never printed.
+	NotifyURL secret.Value
+	// --notify-url-secret-arn: Secrets Manager ARN holding the notify URL.
+	NotifyURLSecretARN string
 }
 
 // DefaultConfig returns the defaults of docs/design.md's "Command line" table.
@@ -112,6 +119,18 @@ func (c Config) Validate() error {
 	case "", "text", "json":
 	default:
 		bad("log-format", "%q is neither text nor json", c.LogFormat)
+	}
+	if !c.NotifyURL.IsZero() {
+		// Not the value in the message: the URL is a credential.
+		if u, err := url.Parse(c.NotifyURL.Reveal()); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("notify-url", "not an http(s) URL (value not shown: it holds a secret)")
+		}
+		if c.NotifyURLSecretARN != "" {
+			bad("notify-url-secret-arn", "set either --notify-url or --notify-url-secret-arn, not both")
+		}
+	}
+	if c.NotifyURLSecretARN != "" && !strings.HasPrefix(c.NotifyURLSecretARN, "arn:") {
+		bad("notify-url-secret-arn", "%q is not a Secrets Manager ARN", c.NotifyURLSecretARN)
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		bad("log-level", "%v", err)
@@ -201,6 +220,12 @@ var options = []option{
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.From) }},
 	{name: "out", usage: "directory to write the config repository into (created if missing; no file in it is overwritten)",
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.Out) }},
+	{name: "drift", usage: "also compare deployed pipelines with AWS and show what was changed or deleted outside cloudpipe",
+		value: func(c *Config) flag.Value { return (*boolValue)(&c.Drift) }},
+	{name: "notify-url", usage: "chat webhook (Slack incoming webhook) notified of applies, failures, teardowns, drift and run failures; a secret: prefer the variable", defText: "none",
+		value: func(c *Config) flag.Value { return (*secretFlag)(&c.NotifyURL) }},
+	{name: "notify-url-secret-arn", usage: "Secrets Manager ARN (cloudpipe/*) holding the notify URL, instead of --notify-url", defText: "none",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.NotifyURLSecretARN) }},
 	{name: "yes", usage: "tear the pipelines down; without it only the plan is printed",
 		value: func(c *Config) flag.Value { return (*boolValue)(&c.Yes) }},
 }
@@ -369,3 +394,18 @@ func (l *listValue) Set(v string) error {
 	return nil
 }
 func (l *listValue) String() string { return strings.Join(*l, ",") }
+
+// secretFlag is a flag holding a secret: String never shows it (help,
+// errors and logs print "[redacted]" or nothing).
+type secretFlag secret.Value
+
+func (s *secretFlag) Set(v string) error {
+	*s = secretFlag(secret.New(strings.TrimSpace(v)))
+	return nil
+}
+func (s *secretFlag) String() string {
+	if secret.Value(*s).IsZero() {
+		return ""
+	}
+	return secret.Redacted
+}

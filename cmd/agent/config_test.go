@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -276,4 +277,37 @@ func FuzzParseFlags(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestNotifyURLNeverPrinted: the notify URL is a credential; a bad one is
+// refused without being echoed, and a good one prints as [redacted] however
+// the Config is printed.
+func TestNotifyURLNeverPrinted(t *testing.T) {
+	const secretPart = "T0/B0/s3cr3tw3bh00k"
+	for _, tt := range []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string
+	}{
+		{"bad scheme", []string{"--notify-url", "ftp://hooks.example/" + secretPart}, nil, "--notify-url: not an http(s) URL"},
+		{"bad from env", nil, map[string]string{"CLOUDPIPE_NOTIFY_URL": "hooks.example/" + secretPart}, "--notify-url: not an http(s) URL"},
+		{"both", []string{"--notify-url", "https://hooks.example/" + secretPart, "--notify-url-secret-arn", "arn:aws:secretsmanager:us-east-1:1:secret:cloudpipe/n"}, nil, "not both"},
+		{"good", []string{"--notify-url", "https://hooks.example/" + secretPart}, nil, ""},
+	} {
+		cfg, _, err := parseFlags(allFlags(), append([]string{"--repo", "."}, tt.args...), envOf(tt.env))
+		switch {
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("%s: error %v, want %q", tt.name, err, tt.wantErr)
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("%s: %v", tt.name, err)
+		case tt.wantErr == "" && cfg.NotifyURL.Reveal() != "https://hooks.example/"+secretPart:
+			t.Errorf("%s: NotifyURL = %q", tt.name, cfg.NotifyURL.Reveal())
+		}
+		for _, printed := range []string{fmt.Sprint(err), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg)} {
+			if strings.Contains(printed, secretPart) {
+				t.Errorf("%s: the URL is printed: %s", tt.name, printed)
+			}
+		}
+	}
 }

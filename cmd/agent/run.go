@@ -19,6 +19,7 @@ import (
 
 	"github.com/cloudpipe/cloudpipe/internal/secret"
 	"github.com/cloudpipe/cloudpipe/metrics"
+	"github.com/cloudpipe/cloudpipe/notify"
 	"github.com/cloudpipe/cloudpipe/provision"
 	"github.com/cloudpipe/cloudpipe/status"
 	pipesync "github.com/cloudpipe/cloudpipe/sync"
@@ -33,21 +34,27 @@ var runCommand = &command{
 --schedule tick and on every verified push to the tracked branch received at
 /hooks/github. A pass whose branch has not moved costs one ref listing and no
 AWS call; every --drift-interval a pass also re-creates resources deleted
-behind the agent's back. Open pull requests are validated and planned (never
-applied) and get a cloudpipe/plan status; applied workflows get
-cloudpipe/<workflow> on the commit that deployed them.
+behind the agent's back and resets settings changed outside cloudpipe. Open
+pull requests are validated and planned (never applied) and get a
+cloudpipe/plan status; applied workflows get cloudpipe/<workflow> on the
+commit that deployed them.
 
-Secrets come from the environment only, never from flags:
+Secrets come from the environment (the notify URL alone may be a flag):
   CLOUDPIPE_GITHUB_TOKEN, or CLOUDPIPE_GITHUB_TOKEN_SECRET (a Secrets Manager
   ARN): statuses and HTTPS Git access; without one, statuses are skipped.
   CLOUDPIPE_WEBHOOK_SECRET, or CLOUDPIPE_WEBHOOK_SECRET_ARN: without one,
   /hooks/github is off.
+The chat webhook of --notify-url (or --notify-url-secret-arn) is a secret too:
+prefer CLOUDPIPE_NOTIFY_URL or the ARN to the flag, which shows in ps. It is
+POSTed a JSON message on every apply, failure, teardown, drift repair and,
+at most once per workflow per 5 minutes, run failures; a slow or down
+receiver never holds up a pass.
 
 --listen serves /healthz, /readyz, /metrics and /hooks/github. SIGTERM stops the agent
 after the workflows being applied finish and the inventory is saved.`,
 	flags: []string{"repo", "branch", "schedule", "drift-interval", "state-bucket", "cluster", "subnets",
 		"security-groups", "concurrency", "github-api", "github-repo", "listen", "agent-id",
-		"runner-image", "cache-dir", "log-format", "log-level"},
+		"runner-image", "cache-dir", "notify-url", "notify-url-secret-arn", "log-format", "log-level"},
 	run: runRun,
 }
 
@@ -67,7 +74,12 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 	if err != nil {
 		return err
 	}
-	loop, err := newDaemon(ctx, cfg, sess, exe, sec.token, m, log)
+	notifier, err := newNotifier(ctx, cfg, sess.cfg, m, log)
+	if err != nil {
+		return err
+	}
+	defer closeNotifier(ctx, notifier, log)
+	loop, err := newDaemon(ctx, cfg, sess, exe, sec.token, m, log, notifier)
 	if err != nil {
 		return err
 	}
@@ -80,7 +92,7 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	log.Info("agent started", "repo", redactURL(cfg.Repo), "branch", cfg.Branch, "listen", ln.Addr().String(),
-		"schedule", cfg.Schedule, "webhook", !sec.webhook.IsZero(), "statuses", !sec.token.IsZero())
+		"schedule", cfg.Schedule, "webhook", !sec.webhook.IsZero(), "statuses", !sec.token.IsZero(), "notifications", notifier != nil)
 	return serve(ctx, loop, srv, ln, log)
 }
 
@@ -108,7 +120,7 @@ func readSecrets(ctx context.Context, awsCfg aws.Config) (runSecrets, error) {
 // newDaemon opens the repository and wires the reconcile loop: the
 // provisioner with the agent's own code, its release, and the status sink.
 func newDaemon(ctx context.Context, cfg Config, sess *awsSession, exe agentExecutable, token secret.Value,
-	m *metrics.Metrics, log *slog.Logger) (*pipesync.Loop, error) {
+	m *metrics.Metrics, log *slog.Logger, notifier *notify.Notifier) (*pipesync.Loop, error) {
 	repo, err := openRepoWithToken(ctx, cfg, token)
 	if err != nil {
 		return nil, err
@@ -124,6 +136,10 @@ func newDaemon(ctx context.Context, cfg Config, sess *awsSession, exe agentExecu
 		return nil, err
 	}
 	drift, _ := time.ParseDuration(cfg.DriftInterval) // checked by Config.Validate
+	var notifications pipesync.Notifier               // a nil *notify.Notifier must stay a nil interface
+	if notifier != nil {
+		notifications = notifier
+	}
 	return pipesync.NewDaemon(pipesync.DaemonOptions{Reconciler: pipesync.Options{
 		Provisioner: prov,
 		Inventory:   newInventory(sess),
@@ -133,7 +149,7 @@ func newDaemon(ctx context.Context, cfg Config, sess *awsSession, exe agentExecu
 		Logger:      log,
 	}, Loop: pipesync.LoopOptions{
 		Repo: repo, Statuses: statuses, PRs: prs,
-		Schedule: cfg.Schedule, DriftEvery: drift, Logger: log, Observer: m,
+		Schedule: cfg.Schedule, DriftEvery: drift, Logger: log, Observer: m, Notifier: notifications,
 		OnPass: func(res pipesync.PassResult) { releaseCode(prov, res) },
 	}})
 }
@@ -240,6 +256,49 @@ func ready(last pipesync.PassResult, cfg Config) (bool, string) {
 	return true, ""
 }
 
+// newNotifier starts the sender of notifications to --notify-url, or to
+// the URL in Secrets Manager at --notify-url-secret-arn; nil when neither
+// is set. m counts what it sends and drops.
+func newNotifier(ctx context.Context, cfg Config, awsCfg aws.Config, m *metrics.Metrics, log *slog.Logger) (*notify.Notifier, error) {
+	u := cfg.NotifyURL
+	if u.IsZero() && cfg.NotifyURLSecretARN != "" {
+		var err error
+		if u, err = readSecretARN(ctx, awsCfg, cfg.NotifyURLSecretARN); err != nil {
+			return nil, fmt.Errorf("--notify-url-secret-arn: %w", err)
+		}
+	}
+	if u.IsZero() {
+		return nil, nil
+	}
+	opts := notify.Options{URL: u.Reveal(), Logger: log}
+	if m != nil {
+		opts.OnOutcome = m.Notification
+	}
+	n, err := notify.New(opts)
+	if err != nil {
+		return nil, fmt.Errorf("--notify-url: %w", err)
+	}
+	return n, nil
+}
+
+// closeNotifier sends what is queued, for at most notifyDrain, as the
+// agent stops.
+func closeNotifier(ctx context.Context, n *notify.Notifier, log *slog.Logger) {
+	if n == nil {
+		return
+	}
+	drain, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyDrain)
+	defer cancel()
+	if err := n.Close(drain); err != nil {
+		log.Warn("notifications dropped at shutdown", "err", err)
+	}
+}
+
+// notifyDrain bounds the wait for queued notifications at shutdown: ECS
+// gives a task 30 s between SIGTERM and SIGKILL by default, and the pass
+// being applied has first claim on them.
+const notifyDrain = 10 * time.Second
+
 // envSecrets reads a secret from NAME, or from Secrets Manager at the ARN in
 // NAME_ARN (CLOUDPIPE_GITHUB_TOKEN_SECRET for the token, as docs/design.md names it).
 type envSecrets struct{ cfg aws.Config }
@@ -258,9 +317,18 @@ func (s envSecrets) read(ctx context.Context, name string) (secret.Value, error)
 	if arn == "" {
 		return secret.Value{}, nil
 	}
-	out, err := secretsmanager.NewFromConfig(s.cfg).GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(arn)})
+	v, err := readSecretARN(ctx, s.cfg, arn)
 	if err != nil {
-		return secret.Value{}, fmt.Errorf("read %s from Secrets Manager: %w", arnVar, err)
+		return secret.Value{}, fmt.Errorf("read %s: %w", arnVar, err)
+	}
+	return v, nil
+}
+
+// readSecretARN reads the secret at arn from Secrets Manager.
+func readSecretARN(ctx context.Context, cfg aws.Config, arn string) (secret.Value, error) {
+	out, err := secretsmanager.NewFromConfig(cfg).GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(arn)})
+	if err != nil {
+		return secret.Value{}, fmt.Errorf("from Secrets Manager: %w", err)
 	}
 	return secret.New(strings.TrimSpace(aws.ToString(out.SecretString))), nil
 }

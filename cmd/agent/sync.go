@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/cloudpipe/cloudpipe/inventory"
 	pipesync "github.com/cloudpipe/cloudpipe/sync"
@@ -22,7 +23,7 @@ stderr as each workflow starts and finishes. The continuous daemon is
 Exit status: 0 every workflow is as the repository says, 1 a workflow failed
 or a file is invalid (its deployed version, if any, is kept).`,
 	flags: []string{"once", "repo", "branch", "state-bucket", "cluster", "subnets", "security-groups",
-		"concurrency", "agent-id", "runner-image", "cache-dir", "log-format", "log-level"},
+		"concurrency", "agent-id", "runner-image", "cache-dir", "notify-url", "notify-url-secret-arn", "log-format", "log-level"},
 	run: runSync,
 }
 
@@ -74,7 +75,17 @@ func runSync(ctx context.Context, cfg Config, _ []string, out streams) error {
 	if err != nil {
 		return err
 	}
+	notifier, err := newNotifier(ctx, cfg, sess.cfg, nil, log)
+	if err != nil {
+		return err
+	}
 	rep, err := r.Reconcile(ctx, desired)
+	if notifier != nil && rep != nil {
+		for _, e := range pipesync.ReportEvents(rep, time.Now()) {
+			notifier.Notify(e)
+		}
+	}
+	closeNotifier(ctx, notifier, log)
 	return writeReport(rep, err, out)
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/cloudpipe/cloudpipe/internal/awsrules"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
@@ -144,6 +145,32 @@ func TestBootstrapPlanSync(t *testing.T) {
 	code, out, _ = runAgent(t, repo, append([]string{"plan", "--repo", "."}, common...)...)
 	if code != exitOK || !strings.Contains(out, "+0 create ~0 update -0 delete, 2 unchanged") {
 		t.Fatalf("plan after sync: exit %d\n%s", code, out)
+	}
+
+	// A setting changed in the console: plan --drift shows it as a line of
+	// its own and the workflow as an update; a plan without it reads no
+	// deployed resource and shows nothing.
+	sqsc := sqs.NewFromConfig(testenv.Kumo(t))
+	q, err := sqsc.GetQueueUrl(t.Context(), &sqs.GetQueueUrlInput{QueueName: aws.String("cp-hello-sort-0")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sqsc.SetQueueAttributes(t.Context(), &sqs.SetQueueAttributesInput{QueueUrl: q.QueueUrl,
+		Attributes: map[string]string{"VisibilityTimeout": "30"}}); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = runAgent(t, repo, append([]string{"plan", "--repo", ".", "--drift"}, common...)...)
+	for _, line := range []string{
+		"+0 create ~1 update -0 delete, 1 unchanged",
+		"  ~ drift  hello-sort: sqs queue cp-hello-sort-0 VisibilityTimeout 1200 → 30 (changed outside cloudpipe)\n",
+	} {
+		if code != exitOK || !strings.Contains(out, line) {
+			t.Errorf("plan --drift: exit %d, want %q\n%s%s", code, line, out, errOut)
+		}
+	}
+	code, out, _ = runAgent(t, repo, append([]string{"plan", "--repo", "."}, common...)...)
+	if code != exitOK || strings.Contains(out, "drift") {
+		t.Errorf("plan without --drift: exit %d, want no drift\n%s", code, out)
 	}
 
 	testenv.Git(t, repo, "rm", "-q", "workflows/hello-sort.json")

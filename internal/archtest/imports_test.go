@@ -16,11 +16,11 @@ const module = "github.com/cloudpipe/cloudpipe/"
 // formats of internal/contract. A new package, or a new arrow, is a line
 // here, and a reason in docs/design.md.
 var allowedImports = map[string][]string{
-	"cmd/agent": {"sync", "workflow", "provision", "inventory", "gitsource", "status", "webhook", "metrics",
+	"cmd/agent": {"sync", "workflow", "provision", "inventory", "gitsource", "status", "webhook", "metrics", "notify",
 		"lambda", "runner", "internal/backoff", "internal/contract", "internal/secret"},
 	"cmd/demo": {"sync", "workflow", "provision", "inventory", "gitsource", "status", "lambda", "runner",
 		"internal/localecs", "internal/awsrules", "internal/backoff", "internal/contract", "internal/secret"},
-	"sync":      {"workflow", "provision", "inventory", "gitsource", "status", "internal/backoff", "internal/contract"},
+	"sync":      {"workflow", "provision", "inventory", "gitsource", "status", "notify", "internal/backoff", "internal/contract"},
 	"inventory": {"provision", "internal/contract"},
 	"provision": {"workflow", "internal/backoff", "internal/contract", "internal/stagetask"},
 	"workflow":  {},
@@ -28,6 +28,7 @@ var allowedImports = map[string][]string{
 	"status":    {"internal/backoff", "internal/secret"},
 	"webhook":   {"internal/secret"},
 	"metrics":   {},
+	"notify":    {"internal/backoff"},
 	"lambda":    {"internal/backoff", "internal/contract", "internal/stagetask"},
 	"runner":    {"internal/backoff", "internal/contract"},
 
