@@ -232,7 +232,10 @@ func (g *GitHub) findPlanComment(ctx context.Context, pr int) (planComment, erro
 				return planComment{id: c.GetID(), body: c.GetBody()}, nil
 			}
 		}
-		if next == 0 || len(page) == 0 {
+		// Gitea does not page this listing (it answers every comment,
+		// with no Link header); a server that named the page it just sent
+		// as the next must not loop either.
+		if next <= opts.Page || len(page) == 0 {
 			return planComment{}, nil
 		}
 		opts.Page = next
