@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/cloudpipe/cloudpipe/provision"
+	"github.com/cloudpipe/cloudpipe/status"
 	"github.com/cloudpipe/cloudpipe/workflow"
 )
 
@@ -141,11 +142,15 @@ func codeFence(body string) string {
 }
 
 // mdEscape escapes the characters that would make text Markdown or HTML
-// (emphasis, links, code, tables, tags), so a reason reads as written.
+// (emphasis, links, code, tables, tags), so a reason reads as written. It
+// removes credentials first (status.RedactText): escaping would hide their
+// shape from it. Underscores are left alone: inside a word, as in names,
+// they are not emphasis.
 func mdEscape(s string) string {
+	s = status.RedactText(s)
 	var b strings.Builder
 	for _, r := range s {
-		if strings.ContainsRune("\\`*_[]<>|#~", r) {
+		if strings.ContainsRune("\\`*[]<>|#", r) {
 			b.WriteByte('\\')
 		}
 		b.WriteRune(r)
