@@ -41,19 +41,19 @@ type Config struct {
 	GitHubInstallationID  int    // --github-installation-id: the App's installation on the repository
 	GitHubAppKeyFile      string // --github-app-key-file: the App's private key, a PEM file (local runs)
 	GitHubAppKeySecretARN string // --github-app-key-secret-arn: the App's private key, a Secrets Manager secret
-	Listen         string   // --listen: address of the health, metrics and webhook server
-	LogFormat      string   // --log-format: "text", "json", or "" for text on a terminal and json otherwise
-	LogLevel       string   // --log-level: debug, info, warn or error
-	JSON           bool     // --json: machine-readable output (validate)
-	Strict         bool     // --strict: validate counts notes as problems
-	Once           bool     // --once: one pass, then exit (sync)
-	AgentID        string   // --agent-id: this agent's name in inventory leases; "" is the host name
-	RunnerImage    string   // --runner-image: image of the init container that installs the runner
-	CacheDir       string   // --cache-dir: where remote repositories are cloned; "" is the user cache dir
-	DriftInterval  string   // --drift-interval: how often a pass also checks deployed resources still exist
-	From           string   // --from: import: the original cloud_pipe's directory (~/.cloud_pipe)
-	Out            string   // --out: import: the config repository directory to write
-	Yes            bool     // --yes: teardown: do it, rather than print the plan
+	Listen                string // --listen: address of the health, metrics and webhook server
+	LogFormat             string // --log-format: "text", "json", or "" for text on a terminal and json otherwise
+	LogLevel              string // --log-level: debug, info, warn or error
+	JSON                  bool   // --json: machine-readable output (validate)
+	Strict                bool   // --strict: validate counts notes as problems
+	Once                  bool   // --once: one pass, then exit (sync)
+	AgentID               string // --agent-id: this agent's name in inventory leases; "" is the host name
+	RunnerImage           string // --runner-image: image of the init container that installs the runner
+	CacheDir              string // --cache-dir: where remote repositories are cloned; "" is the user cache dir
+	DriftInterval         string // --drift-interval: how often a pass also checks deployed resources still exist
+	From                  string // --from: import: the original cloud_pipe's directory (~/.cloud_pipe)
+	Out                   string // --out: import: the config repository directory to write
+	Yes                   bool   // --yes: teardown: do it, rather than print the plan
 }
 
 // DefaultConfig returns the defaults of docs/design.md's "Command line" table.
