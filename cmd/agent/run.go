@@ -42,12 +42,12 @@ Secrets come from the environment only, never from flags:
   CLOUDPIPE_GITHUB_TOKEN, or CLOUDPIPE_GITHUB_TOKEN_SECRET (a Secrets Manager
   ARN): statuses, plan comments and HTTPS Git access; without one (and
   without a GitHub App), statuses are skipped.
+  CLOUDPIPE_WEBHOOK_SECRET, or CLOUDPIPE_WEBHOOK_SECRET_ARN: without one,
+  /hooks/github is off.
 A GitHub App instead of a token: --github-app-id, --github-installation-id
 and the App's private key from --github-app-key-secret-arn (or, for local
 runs, --github-app-key-file); installation tokens are renewed before they
 expire. An App and a token exclude each other.
-  CLOUDPIPE_WEBHOOK_SECRET, or CLOUDPIPE_WEBHOOK_SECRET_ARN: without one,
-  /hooks/github is off.
 
 --listen serves /healthz, /readyz, /metrics and /hooks/github. SIGTERM stops the agent
 after the workflows being applied finish and the inventory is saved.`,
