@@ -55,8 +55,7 @@ func (a *App) clients(hc *http.Client, base *url.URL) (*github.Client, *github.C
 		return nil, nil, ErrBadAppKey
 	}
 	apps.BaseURL = strings.TrimSuffix(base.String(), "/")
-	inst := ghinstallation.NewFromAppsTransport(apps, a.InstallationID)
-	inst.BaseURL = apps.BaseURL
+	inst := ghinstallation.NewFromAppsTransport(apps, a.InstallationID) // takes apps.BaseURL
 	// The exchange honours the calling request's context (and so
 	// requestTimeout); the client's own timeout is a backstop.
 	inst.Client = &http.Client{Transport: tr, Timeout: requestTimeout}

@@ -169,6 +169,18 @@ func TestPlanCommentOnGitea(t *testing.T) {
 		t.Errorf("an unchanged plan after a restart wrote %v (%d requests)", w, rec3.count())
 	}
 
+	// On another pull request the other user quotes the marker before the
+	// agent ever comments: the agent adds its own comment.
+	pr2 := f.pullRequest(t, "add-bar")
+	f.srv.API(t, http.MethodPost, fmt.Sprintf("repos/%s/%s/issues/%d/comments?sudo=%s", f.srv.User, f.repo, pr2, other),
+		map[string]string{"body": quoted}, nil)
+	if posted, err := f.client(t, "", nil).PostPlanComment(t.Context(), pr2, "plan of bar"); err != nil || !posted {
+		t.Fatalf("PostPlanComment after a quoted marker = %v, %v", posted, err)
+	}
+	if all := f.prComments(t, pr2); len(all) != 2 || all[0].Body != quoted || all[1].User.Login != f.srv.User {
+		t.Errorf("comments on a pull request where a user quoted the marker first: %+v", all)
+	}
+
 	// Closing the pull request leaves the comment.
 	f.srv.API(t, http.MethodPatch, fmt.Sprintf("repos/%s/%s/pulls/%d", f.srv.User, f.repo, pr), map[string]string{"state": "closed"}, nil)
 	if mine := f.agentComments(t, pr); len(mine) != 1 || mine[0].ID != first {
