@@ -20,8 +20,8 @@ import (
 const PlanMarker = "<!-- cloudpipe:plan -->"
 
 // MaxCommentBody is the longest comment body GitHub accepts, 65,536
-// characters: GitHub's API answers 422 "body is too long (maximum is 65536
-// characters)" beyond it. CommentBody cuts to it counting bytes, which are
+// characters, GitHub's documented API limit: beyond it the API answers 422
+// "body is too long (maximum is 65536 characters)". CommentBody cuts to it counting bytes, which are
 // never fewer than characters however GitHub counts them (code points or
 // UTF-16 units), so a cut body is never refused.
 const MaxCommentBody = 65536
