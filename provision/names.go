@@ -147,3 +147,26 @@ func clusterARN(region, account, cluster string) string {
 func taskFamilyARN(region, account, family string) string {
 	return ecsARN(region, account, "task-definition/"+family+":*")
 }
+
+// StageResourceNames lists the resources of one stage of workflow whose
+// names cloudpipe derives, as "<kind> <name>" like DeleteResult names them,
+// for plans that show what a create or a delete touches before anything
+// exists. Buckets are left out: the workflow names its own, and an
+// intermediate bucket's name needs the account (IntermediateBucketName).
+func StageResourceNames(workflow string, stage int) []string {
+	n := namesOf(StageSpec{Workflow: workflow, Stage: stage})
+	out := []string{
+		kindQueue + " " + n.queue,
+		kindQueue + " " + n.dlq,
+		kindFunction + " " + n.function,
+		kindTaskDefinition + " " + n.family,
+		kindRole + " " + n.lambdaRole,
+		kindRole + " " + n.execRole,
+		kindRole + " " + n.taskRole,
+		kindLogGroup + " " + n.lambdaLogGroup,
+	}
+	if stage == workflowLogGroupOwner {
+		out = append(out, kindLogGroup+" "+n.workflowLogGroup)
+	}
+	return out
+}

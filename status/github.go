@@ -84,9 +84,12 @@ type Options struct {
 	APIURL string
 	// Repo is the repository, owner/name.
 	Repo string
-	// Token authenticates every request; it is required (without a token
-	// use Discard).
+	// Token authenticates every request. Exactly one of Token and App is
+	// required (without either use Discard).
 	Token secret.Value
+	// App authenticates as an installation of a GitHub App instead of
+	// Token: see App.
+	App *App
 	// HTTPClient sends the requests; nil means a client with a 30-second
 	// timeout. Its Transport sees each request before the token is added.
 	HTTPClient *http.Client
@@ -118,6 +121,11 @@ type GitHub struct {
 	owner, repo string
 	token       secret.Value
 	log         *slog.Logger
+
+	// appClient reads the App itself with the App's own token (JWT);
+	// nil unless Options.App is set.
+	appClient *github.Client
+	comments  comments // the plan comments
 
 	mu      sync.Mutex                 // guards commits and order
 	commits map[string]*commitStatuses // by commit ID
@@ -190,8 +198,11 @@ func New(o Options) (*GitHub, error) {
 	if !ok || owner == "" || name == "" || strings.Contains(name, "/") {
 		return nil, fmt.Errorf("new github client: repo %q is not owner/name", o.Repo)
 	}
-	if o.Token.IsZero() {
-		return nil, errors.New("new github client: no token (use status.Discard to skip statuses)")
+	switch {
+	case o.Token.IsZero() && o.App == nil:
+		return nil, errors.New("new github client: no token and no app (use status.Discard to skip statuses)")
+	case !o.Token.IsZero() && o.App != nil:
+		return nil, errors.New("new github client: both a token and an app: pass one")
 	}
 	base, err := parseAPIURL(o.APIURL)
 	if err != nil {
@@ -205,17 +216,27 @@ func New(o Options) (*GitHub, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	client := github.NewClient(hc).WithAuthToken(o.Token.Reveal())
-	client.BaseURL = base // set directly: WithEnterpriseURLs would append /api/v3/
-	client.UserAgent = "cloudpipe"
-	return &GitHub{
-		client:  client,
+	g := &GitHub{
 		owner:   owner,
 		repo:    name,
 		token:   o.Token,
 		log:     log.With("component", "status", "repo", o.Repo),
 		commits: map[string]*commitStatuses{},
-	}, nil
+	}
+	if o.App != nil {
+		if g.client, g.appClient, err = o.App.clients(hc, base); err != nil {
+			return nil, fmt.Errorf("new github client: %w", err)
+		}
+	} else {
+		g.client = github.NewClient(hc).WithAuthToken(o.Token.Reveal())
+	}
+	for _, c := range []*github.Client{g.client, g.appClient} {
+		if c != nil {
+			c.BaseURL = base // set directly: WithEnterpriseURLs would append /api/v3/
+			c.UserAgent = "cloudpipe"
+		}
+	}
+	return g, nil
 }
 
 // parseAPIURL checks an API base URL without echoing it in errors: a

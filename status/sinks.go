@@ -16,7 +16,7 @@ type Discard struct {
 	// Logger receives the one warning; nil drops it.
 	Logger *slog.Logger
 
-	once sync.Once
+	once, commentOnce sync.Once
 }
 
 // Post drops s and returns false and no error; the first call logs a
@@ -40,8 +40,9 @@ type Console struct {
 	// W receives the lines; nil drops them.
 	W io.Writer
 
-	mu     sync.Mutex           // guards latest and serialises writes to W
-	latest map[[2]string]Status // by commit and context
+	mu       sync.Mutex           // guards latest and comments and serialises writes to W
+	latest   map[[2]string]Status // by commit and context
+	comments map[int]string       // plan comment bodies by pull request
 }
 
 // Post prints s unless it repeats the latest status of its context on its

@@ -130,7 +130,11 @@ func ObjectConsoleURL(region, bucket, key string) string {
 // token and a webhook secret look just like a commit ID; name commits in
 // the status's commit, not in its description.
 func ErrorDescription(msg string) string {
-	msg = oneLine(msg)
+	return cut(redactLine(oneLine(msg)))
+}
+
+// redactLine is ErrorDescription's scrubbing of one line, without the cut.
+func redactLine(msg string) string {
 	msg = urlPattern.ReplaceAllStringFunc(msg, scrubURL)
 	for _, p := range secretPatterns {
 		msg = p.re.ReplaceAllString(msg, p.repl)
@@ -141,7 +145,7 @@ func ErrorDescription(msg string) string {
 		}
 		return w
 	})
-	return cut(msg)
+	return msg
 }
 
 // urlPattern finds URLs with a scheme; the closing punctuation of a

@@ -40,6 +40,8 @@ type gitops struct {
 	g     *testenv.GiteaServer
 	repo  string // repository name on Gitea
 	loop  *pipesync.Loop
+	src   *pipesync.Repo
+	rec   *pipesync.Reconciler
 	clock *fakeClock
 }
 
@@ -71,12 +73,21 @@ func newGitOps(t testing.TB, httpClient *http.Client) *gitops {
 	}
 	clock := &fakeClock{now: time.Now()}
 	rec := mustReconciler(pipesync.Options{Provisioner: e.prov, Inventory: e.inv, AgentID: "agent-a"})
-	loop, err := pipesync.NewLoop(pipesync.LoopOptions{Repo: src, Reconciler: rec, Statuses: gh, PRs: gh, Runs: e.inv,
-		DriftEvery: time.Hour, Now: clock.Now})
+	o := &gitops{env: e, g: g, repo: name, src: src, rec: rec, clock: clock}
+	o.loop = o.newLoop(gh)
+	return o
+}
+
+// newLoop returns a loop on the repository that reports through gh, as a
+// (re)started agent.
+func (o *gitops) newLoop(gh *status.GitHub) *pipesync.Loop {
+	o.t.Helper()
+	loop, err := pipesync.NewLoop(pipesync.LoopOptions{Repo: o.src, Reconciler: o.rec, Statuses: gh, PRs: gh, Comments: gh,
+		Runs: o.inv, DriftEvery: time.Hour, Now: o.clock.Now})
 	if err != nil {
-		t.Fatal(err)
+		o.t.Fatal(err)
 	}
-	return &gitops{env: e, g: g, repo: name, loop: loop, clock: clock}
+	return loop
 }
 
 // commitStatus is a status as Gitea returns it: Gitea names the state

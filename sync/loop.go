@@ -29,6 +29,13 @@ type PullRequestLister interface {
 	OpenPullRequests(ctx context.Context) ([]status.PullRequest, error)
 }
 
+// PlanCommenter writes the plan of a pull request as one comment on it,
+// edited as the pull request moves: status.GitHub, or status.Discard when
+// there is no token, or status.Console in the demo.
+type PlanCommenter interface {
+	PostPlanComment(ctx context.Context, pr int, body string) (bool, error)
+}
+
 // Observer is told what the loop does, for metrics; metrics.Metrics is one.
 type Observer interface {
 	Pass(outcome string, took time.Duration)
@@ -51,6 +58,9 @@ type LoopOptions struct {
 	Reconciler *Reconciler
 	Statuses   StatusPoster      // nil: no statuses
 	PRs        PullRequestLister // nil: pull requests are not planned
+	// Comments gets the full plan of each planned pull request (Plan.Comment)
+	// besides its cloudpipe/plan status; nil: no comment.
+	Comments PlanCommenter
 	// Runs is where runners record their runs (the state bucket); nil: no
 	// cloudpipe/run/<workflow> statuses.
 	Runs RunRecords
@@ -531,8 +541,8 @@ func (l *Loop) gitPoll(outcome string) {
 }
 
 // planPullRequests plans the head of every open pull request whose head
-// moved since it was last planned, and posts cloudpipe/plan on it. Nothing
-// is applied.
+// moved since it was last planned, posts cloudpipe/plan on it and makes the
+// full plan the pull request's plan comment. Nothing is applied.
 func (l *Loop) planPullRequests(ctx context.Context, advertised []gitsource.PullRequest) error {
 	src := l.opts.Repo.Git()
 	if l.opts.PRs == nil || l.opts.Statuses == nil || src == nil || len(advertised) == 0 {
@@ -596,6 +606,14 @@ func (l *Loop) planPullRequests(ctx context.Context, advertised []gitsource.Pull
 			s.Description = status.ErrorDescription(fmt.Sprintf("%s:%s: %s", p.File, p.Path, p.Msg))
 		}
 		l.post(ctx, s)
+		if l.opts.Comments != nil {
+			if _, err := l.opts.Comments.PostPlanComment(ctx, pr.Number, plan.Comment()); err != nil {
+				// Not marked as planned: the next pass tries again, and the
+				// status, already posted, is not posted twice.
+				l.log.Warn("plan comment not posted", "pull_request", pr.Number, "commit", head, "err", err)
+				continue
+			}
+		}
 		l.mu.Lock()
 		l.prHeads[pr.Number] = head
 		l.mu.Unlock()

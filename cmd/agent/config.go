@@ -36,20 +36,26 @@ type Config struct {
 	Concurrency    int      // --concurrency: workflows applied at once
 	GitHubAPI      string   // --github-api: GitHub (or compatible) API base URL
 	GitHubRepo     string   // --github-repo: owner/name for statuses; "" derives it from Repo
-	Listen         string   // --listen: address of the health, metrics and webhook server
-	LogFormat      string   // --log-format: "text", "json", or "" for text on a terminal and json otherwise
-	LogLevel       string   // --log-level: debug, info, warn or error
-	JSON           bool     // --json: machine-readable output (validate)
-	Strict         bool     // --strict: validate counts notes as problems
-	Once           bool     // --once: one pass, then exit (sync)
-	AgentID        string   // --agent-id: this agent's name in inventory leases; "" is the host name
-	RunnerImage    string   // --runner-image: image of the init container that installs the runner
-	CacheDir       string   // --cache-dir: where remote repositories are cloned; "" is the user cache dir
-	DriftInterval  string   // --drift-interval: how often a pass also checks deployed resources still exist
-	From           string   // --from: import: the original cloud_pipe's directory (~/.cloud_pipe)
-	Out            string   // --out: import: the config repository directory to write
-	Yes            bool     // --yes: teardown: do it, rather than print the plan
-	Drift          bool     // --drift: plan: also check deployed pipelines for drift (reads AWS)
+	// GitHub App authentication, instead of CLOUDPIPE_GITHUB_TOKEN: all of
+	// the App and installation IDs and one source of the App's key.
+	GitHubAppID           int    // --github-app-id: the App's ID; 0 is no App
+	GitHubInstallationID  int    // --github-installation-id: the App's installation on the repository
+	GitHubAppKeyFile      string // --github-app-key-file: the App's private key, a PEM file (local runs)
+	GitHubAppKeySecretARN string // --github-app-key-secret-arn: the App's private key, a Secrets Manager secret
+	Listen                string // --listen: address of the health, metrics and webhook server
+	LogFormat             string // --log-format: "text", "json", or "" for text on a terminal and json otherwise
+	LogLevel              string // --log-level: debug, info, warn or error
+	JSON                  bool   // --json: machine-readable output (validate)
+	Strict                bool   // --strict: validate counts notes as problems
+	Once                  bool   // --once: one pass, then exit (sync)
+	AgentID               string // --agent-id: this agent's name in inventory leases; "" is the host name
+	RunnerImage           string // --runner-image: image of the init container that installs the runner
+	CacheDir              string // --cache-dir: where remote repositories are cloned; "" is the user cache dir
+	DriftInterval         string // --drift-interval: how often a pass also checks deployed resources still exist
+	From                  string // --from: import: the original cloud_pipe's directory (~/.cloud_pipe)
+	Out                   string // --out: import: the config repository directory to write
+	Yes                   bool   // --yes: teardown: do it, rather than print the plan
+	Drift                 bool   // --drift: plan: also check deployed pipelines for drift (reads AWS)
 	// --notify-url: chat webhook that notifications are POSTed to; it
 	// carries a secret, so it is never printed.
 	NotifyURL secret.Value
@@ -112,6 +118,7 @@ func (c Config) Validate() error {
 			bad("github-repo", "%q is not owner/name", c.GitHubRepo)
 		}
 	}
+	c.validateApp(bad)
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", "%q is not host:port: %v", c.Listen, err)
 	}
@@ -136,6 +143,37 @@ func (c Config) Validate() error {
 		bad("log-level", "%v", err)
 	}
 	return errors.Join(errs...)
+}
+
+// validateApp checks the GitHub App settings: none, or an App ID, an
+// installation ID and exactly one source of the key.
+func (c Config) validateApp(bad func(flag, format string, args ...any)) {
+	if c.GitHubAppID < 0 {
+		bad("github-app-id", "must be a positive number, got %d", c.GitHubAppID)
+	}
+	if c.GitHubInstallationID < 0 {
+		bad("github-installation-id", "must be a positive number, got %d", c.GitHubInstallationID)
+	}
+	if c.GitHubAppKeyFile != "" && c.GitHubAppKeySecretARN != "" {
+		bad("github-app-key-file", "and --github-app-key-secret-arn both name the key: pass one")
+	}
+	if !c.usesApp() {
+		return
+	}
+	if c.GitHubAppID == 0 {
+		bad("github-app-id", "is required with --github-installation-id or an app key")
+	}
+	if c.GitHubInstallationID == 0 {
+		bad("github-installation-id", "is required with --github-app-id")
+	}
+	if c.GitHubAppKeyFile == "" && c.GitHubAppKeySecretARN == "" {
+		bad("github-app-key-file", "(or --github-app-key-secret-arn) is required with --github-app-id")
+	}
+}
+
+// usesApp reports whether any GitHub App setting is given.
+func (c Config) usesApp() bool {
+	return c.GitHubAppID != 0 || c.GitHubInstallationID != 0 || c.GitHubAppKeyFile != "" || c.GitHubAppKeySecretARN != ""
 }
 
 // isBucketName is a coarse check of S3's naming rules; the workflow package
@@ -196,6 +234,14 @@ var options = []option{
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.GitHubAPI) }},
 	{name: "github-repo", usage: "owner/name that commit statuses go to", defText: "derived from --repo",
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.GitHubRepo) }},
+	{name: "github-app-id", usage: "authenticate to GitHub as this GitHub App (with --github-installation-id and a key) instead of a token", defText: "none",
+		value: func(c *Config) flag.Value { return (*intValue)(&c.GitHubAppID) }},
+	{name: "github-installation-id", usage: "the GitHub App's installation on the repository", defText: "none",
+		value: func(c *Config) flag.Value { return (*intValue)(&c.GitHubInstallationID) }},
+	{name: "github-app-key-file", usage: "PEM file of the GitHub App's private key (local runs)",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.GitHubAppKeyFile) }},
+	{name: "github-app-key-secret-arn", usage: "Secrets Manager secret holding the GitHub App's private key (PEM)",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.GitHubAppKeySecretARN) }},
 	{name: "listen", usage: "address of /healthz, /readyz, /metrics and /hooks/github",
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.Listen) }},
 	{name: "log-format", usage: "log format: text or json", defText: "text on a terminal, else json",

@@ -203,6 +203,19 @@ func TestConfigValidate(t *testing.T) {
 		{"bad listen", func(c *Config) { c.Listen = "8080" }, []string{"--listen"}},
 		{"bad format", func(c *Config) { c.LogFormat = "xml" }, []string{"--log-format"}},
 		{"bad level", func(c *Config) { c.LogLevel = "loud" }, []string{"--log-level"}},
+		{"github app", func(c *Config) {
+			c.GitHubAppID, c.GitHubInstallationID, c.GitHubAppKeySecretARN = 1, 2, "arn:aws:secretsmanager:us-east-1:1:secret:k"
+		}, nil},
+		{"github app without installation or key", func(c *Config) { c.GitHubAppID = 1 },
+			[]string{"--github-installation-id", "--github-app-key-file"}},
+		{"github app key without app", func(c *Config) { c.GitHubAppKeyFile = "k.pem" },
+			[]string{"--github-app-id", "--github-installation-id"}},
+		{"github app key twice", func(c *Config) {
+			c.GitHubAppID, c.GitHubInstallationID, c.GitHubAppKeyFile, c.GitHubAppKeySecretARN = 1, 2, "k.pem", "arn"
+		}, []string{"--github-app-key-secret-arn"}},
+		{"negative app id", func(c *Config) {
+			c.GitHubAppID, c.GitHubInstallationID, c.GitHubAppKeyFile = -1, 2, "k.pem"
+		}, []string{"--github-app-id"}},
 		{"every problem at once", func(c *Config) { c.Concurrency = -1; c.LogFormat = "xml"; c.Cluster = "" },
 			[]string{"--concurrency", "--log-format", "--cluster"}},
 	}

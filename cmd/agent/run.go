@@ -36,12 +36,14 @@ var runCommand = &command{
 AWS call; every --drift-interval a pass also re-creates resources deleted
 behind the agent's back and resets settings changed outside cloudpipe. Open
 pull requests are validated and planned (never applied) and get a
-cloudpipe/plan status; applied workflows get cloudpipe/<workflow> on the
-commit that deployed them.
+cloudpipe/plan status and the full plan as one comment, edited as the pull
+request moves; applied workflows get cloudpipe/<workflow> on the commit that
+deployed them.
 
 Secrets come from the environment (the notify URL alone may be a flag):
   CLOUDPIPE_GITHUB_TOKEN, or CLOUDPIPE_GITHUB_TOKEN_SECRET (a Secrets Manager
-  ARN): statuses and HTTPS Git access; without one, statuses are skipped.
+  ARN): statuses, plan comments and HTTPS Git access; without one (and
+  without a GitHub App), statuses are skipped.
   CLOUDPIPE_WEBHOOK_SECRET, or CLOUDPIPE_WEBHOOK_SECRET_ARN: without one,
   /hooks/github is off.
 The chat webhook of --notify-url (or --notify-url-secret-arn) is a secret too:
@@ -49,11 +51,16 @@ prefer CLOUDPIPE_NOTIFY_URL or the ARN to the flag, which shows in ps. It is
 POSTed a JSON message on every apply, failure, teardown, drift repair and,
 at most once per workflow per 5 minutes, run failures; a slow or down
 receiver never holds up a pass.
+A GitHub App instead of a token: --github-app-id, --github-installation-id
+and the App's private key from --github-app-key-secret-arn (or, for local
+runs, --github-app-key-file); installation tokens are renewed before they
+expire. An App and a token exclude each other.
 
 --listen serves /healthz, /readyz, /metrics and /hooks/github. SIGTERM stops the agent
 after the workflows being applied finish and the inventory is saved.`,
 	flags: []string{"repo", "branch", "schedule", "drift-interval", "state-bucket", "cluster", "subnets",
-		"security-groups", "concurrency", "github-api", "github-repo", "listen", "agent-id",
+		"security-groups", "concurrency", "github-api", "github-repo", "github-app-id", "github-installation-id",
+		"github-app-key-file", "github-app-key-secret-arn", "listen", "agent-id",
 		"runner-image", "cache-dir", "notify-url", "notify-url-secret-arn", "log-format", "log-level"},
 	run: runRun,
 }
@@ -79,7 +86,11 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 		return err
 	}
 	defer closeNotifier(ctx, notifier, log)
-	loop, err := newDaemon(ctx, cfg, sess, exe, sec.token, m, log, notifier)
+	app, err := readApp(ctx, cfg, sess.cfg, sec.token)
+	if err != nil {
+		return err
+	}
+	loop, err := newDaemon(ctx, cfg, sess, exe, sec.token, app, m, log, notifier)
 	if err != nil {
 		return err
 	}
@@ -92,7 +103,8 @@ func runRun(ctx context.Context, cfg Config, _ []string, out streams) error {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	log.Info("agent started", "repo", redactURL(cfg.Repo), "branch", cfg.Branch, "listen", ln.Addr().String(),
-		"schedule", cfg.Schedule, "webhook", !sec.webhook.IsZero(), "statuses", !sec.token.IsZero(), "notifications", notifier != nil)
+		"schedule", cfg.Schedule, "webhook", !sec.webhook.IsZero(), "statuses", !sec.token.IsZero() || app != nil,
+		"github_app", app != nil, "notifications", notifier != nil)
 	return serve(ctx, loop, srv, ln, log)
 }
 
@@ -119,7 +131,7 @@ func readSecrets(ctx context.Context, awsCfg aws.Config) (runSecrets, error) {
 
 // newDaemon opens the repository and wires the reconcile loop: the
 // provisioner with the agent's own code, its release, and the status sink.
-func newDaemon(ctx context.Context, cfg Config, sess *awsSession, exe agentExecutable, token secret.Value,
+func newDaemon(ctx context.Context, cfg Config, sess *awsSession, exe agentExecutable, token secret.Value, app *status.App,
 	m *metrics.Metrics, log *slog.Logger, notifier *notify.Notifier) (*pipesync.Loop, error) {
 	repo, err := openRepoWithToken(ctx, cfg, token)
 	if err != nil {
@@ -131,7 +143,7 @@ func newDaemon(ctx context.Context, cfg Config, sess *awsSession, exe agentExecu
 	}
 	// An instance type missing from cloudpipe's table is asked of EC2.
 	repo.UseInstanceTypes(prov)
-	statuses, prs, err := newStatusSink(cfg, token, log)
+	sink, err := newStatusSink(cfg, token, app, log)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +160,7 @@ func newDaemon(ctx context.Context, cfg Config, sess *awsSession, exe agentExecu
 		Concurrency: cfg.Concurrency,
 		Logger:      log,
 	}, Loop: pipesync.LoopOptions{
-		Repo: repo, Statuses: statuses, PRs: prs,
+		Repo: repo, Statuses: sink.statuses, PRs: sink.prs, Comments: sink.comments,
 		Schedule: cfg.Schedule, DriftEvery: drift, Logger: log, Observer: m, Notifier: notifications,
 		OnPass: func(res pipesync.PassResult) { releaseCode(prov, res) },
 	}})
@@ -168,26 +180,79 @@ func releaseCode(prov *provision.Provisioner, res pipesync.PassResult) {
 	}
 }
 
-// newStatusSink returns where commit statuses go and which pull requests
-// are planned: GitHub with a token; without one, statuses are logged and
-// dropped and pull requests are not planned.
-func newStatusSink(cfg Config, token secret.Value, log *slog.Logger) (pipesync.StatusPoster, pipesync.PullRequestLister, error) {
-	if token.IsZero() {
-		return &status.Discard{Logger: log}, nil, nil
+// statusSink is where the agent reports: commit statuses, the pull
+// requests it plans, and their plan comments.
+type statusSink struct {
+	statuses pipesync.StatusPoster
+	prs      pipesync.PullRequestLister // nil: pull requests are not planned
+	comments pipesync.PlanCommenter
+}
+
+// newStatusSink returns where commit statuses and plan comments go and
+// which pull requests are planned: GitHub with a token or an App; without
+// either, statuses are logged and dropped and pull requests are not
+// planned.
+func newStatusSink(cfg Config, token secret.Value, app *status.App, log *slog.Logger) (statusSink, error) {
+	if token.IsZero() && app == nil {
+		d := &status.Discard{Logger: log}
+		return statusSink{statuses: d, comments: d}, nil
 	}
 	ghRepo := cfg.GitHubRepo
 	if ghRepo == "" {
 		var err error
 		if ghRepo, err = repoFromURL(cfg.Repo); err != nil {
-			return nil, nil, usagef("--github-repo: %v", err)
+			return statusSink{}, usagef("--github-repo: %v", err)
 		}
 	}
-	gh, err := status.New(status.Options{APIURL: cfg.GitHubAPI, Repo: ghRepo, Token: token,
+	gh, err := status.New(status.Options{APIURL: cfg.GitHubAPI, Repo: ghRepo, Token: token, App: app,
 		Logger: log.With("component", "status")})
-	if err != nil {
-		return nil, nil, err
+	if errors.Is(err, status.ErrBadAppKey) {
+		return statusSink{}, fmt.Errorf("%s: %w", appKeyFlag(cfg), err)
 	}
-	return gh, gh, nil
+	if err != nil {
+		return statusSink{}, err
+	}
+	return statusSink{statuses: gh, prs: gh, comments: gh}, nil
+}
+
+// readApp returns the GitHub App the agent authenticates as, with its key
+// read from --github-app-key-file or --github-app-key-secret-arn, or nil
+// when no App is configured. An App and a token are exclusive: which of the
+// two the agent acts as must not depend on precedence rules.
+func readApp(ctx context.Context, cfg Config, awsCfg aws.Config, token secret.Value) (*status.App, error) {
+	if !cfg.usesApp() {
+		return nil, nil
+	}
+	if !token.IsZero() {
+		return nil, usagef("--github-app-id and CLOUDPIPE_GITHUB_TOKEN (or CLOUDPIPE_GITHUB_TOKEN_SECRET) both authenticate to GitHub: pass one")
+	}
+	var key secret.Value
+	if cfg.GitHubAppKeyFile != "" {
+		data, err := os.ReadFile(cfg.GitHubAppKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--github-app-key-file: %w", err)
+		}
+		key = secret.New(string(data))
+	} else {
+		out, err := secretsmanager.NewFromConfig(awsCfg).GetSecretValue(ctx,
+			&secretsmanager.GetSecretValueInput{SecretId: aws.String(cfg.GitHubAppKeySecretARN)})
+		if err != nil {
+			return nil, fmt.Errorf("--github-app-key-secret-arn: read from Secrets Manager: %w", err)
+		}
+		key = secret.New(aws.ToString(out.SecretString))
+	}
+	if strings.TrimSpace(key.Reveal()) == "" {
+		return nil, fmt.Errorf("%s: the key is empty", appKeyFlag(cfg))
+	}
+	return &status.App{ID: int64(cfg.GitHubAppID), InstallationID: int64(cfg.GitHubInstallationID), PrivateKey: key}, nil
+}
+
+// appKeyFlag names the flag the App's key came from, for errors.
+func appKeyFlag(cfg Config) string {
+	if cfg.GitHubAppKeyFile != "" {
+		return "--github-app-key-file"
+	}
+	return "--github-app-key-secret-arn"
 }
 
 // serve serves srv on ln while the loop runs, until ctx ends; then it
