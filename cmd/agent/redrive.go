@@ -24,7 +24,7 @@ dead-letter queue.
 Each letter is moved once: an interrupted redrive leaves the letters it did
 not finish in the dead-letter queue (visible again within a minute), and
 running it again moves them without sending twice those already sent
-(docs/design.md, "Redrive"). Run one redrive of a workflow at a time.
+(docs/design.md, "Status and redrive"). Run one redrive of a workflow at a time.
 
 Exit status: 0 done, 1 a WORKFLOW the inventory does not have, or a
 failure (the counts so far are printed), 2 usage error.`,

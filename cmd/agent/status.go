@@ -28,8 +28,8 @@ algorithm, input_bucket, output_bucket, done, failed, waiting, in_flight,
 dead_letters, error); times are RFC 3339, empty fields are left out.
 
 It reads the state bucket (s3:ListBucket, s3:GetObject) and the queues
-(sqs:GetQueueAttributes) and nothing else; docs/operations.md has a
-read-only policy for it. Queue counts are SQS's approximate ones.
+(sqs:GetQueueAttributes) and nothing else, so a role with only
+deploy/status-readonly-policy.json may run it. Queue counts are SQS's approximate ones.
 
 Exit status: 0 printed, 1 a WORKFLOW the inventory does not have, or
 something could not be read (what could be is printed).`,
