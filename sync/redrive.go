@@ -218,7 +218,7 @@ func redriveOne(ctx context.Context, opts RedriveOptions, spec provision.StageSp
 		return redriveSkipped, nil
 	}
 	outcome := redriveMoved
-	mark, err := opts.Journal.ReadRedriveMark(ctx, spec.Workflow, spec.Stage, m.ID)
+	_, err = opts.Journal.ReadRedriveMark(ctx, spec.Workflow, spec.Stage, m.ID)
 	switch {
 	case err == nil:
 		outcome = redriveResumed
@@ -236,9 +236,9 @@ func redriveOne(ctx context.Context, opts RedriveOptions, spec provision.StageSp
 		if err != nil {
 			return 0, err
 		}
-		mark = &inventory.RedriveMark{Workflow: spec.Workflow, Stage: spec.Stage, DeadLetter: m.ID, WorkMessage: id,
+		mark := inventory.RedriveMark{Workflow: spec.Workflow, Stage: spec.Stage, DeadLetter: m.ID, WorkMessage: id,
 			Object: "s3://" + dl.Bucket + "/" + dl.Key, MovedAt: opts.Now().UTC()}
-		if err := opts.Journal.WriteRedriveMark(ctx, *mark); err != nil {
+		if err := opts.Journal.WriteRedriveMark(ctx, mark); err != nil {
 			return 0, err
 		}
 	}
