@@ -33,3 +33,15 @@ func AgentPolicies() [][]byte {
 	}
 	return docs
 }
+
+// statusReaderPolicy is the policy of a principal that may run `agent
+// status` and nothing else: read the inventory and run records in the
+// state bucket, and count the stages' queue messages. It is not the
+// agent's (whose policies allow all of it too), but an operator's or a
+// dashboard's (docs/operations.md).
+//
+//go:embed status-readonly-policy.json
+var statusReaderPolicy []byte
+
+// StatusReaderPolicy returns the document of status-readonly-policy.json.
+func StatusReaderPolicy() []byte { return statusReaderPolicy }

@@ -86,7 +86,11 @@ type IndexEntry struct {
 	Holder       string    `json:"holder,omitempty"`
 	LeaseExpires time.Time `json:"lease_expires,omitzero"`
 	Error        string    `json:"error,omitempty"`
-	UpdatedAt    time.Time `json:"updated_at"`
+	// NextRetry is when the agent's loop tries a failed workflow again at
+	// the same commit (zero when none is scheduled: `agent sync --once`,
+	// or not failed), for `agent status`.
+	NextRetry time.Time `json:"next_retry,omitzero"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // HeldBy reports whether another agent holds a live lease on the entry.

@@ -40,8 +40,8 @@ func (h *Handler) startTasks(ctx context.Context, queued []job, margin time.Dura
 		h.log.Warn("running tasks not counted, starting at most one", "err", err)
 		running, limit = 0, 1
 	}
-	n := min(len(queued), limit-running)
-	if n <= 0 {
+	n := stagetask.ToStart(len(queued), running, limit)
+	if n == 0 {
 		h.log.Debug("stage at its task cap", "running", running, "max_tasks", h.cfg.MaxTasks)
 		return 0, nil
 	}

@@ -328,7 +328,7 @@ func (l *Loop) pass(ctx context.Context, now time.Time) PassResult {
 		if retrying {
 			l.log.Info("retrying failed workflows", "commit", head, "attempt", attempt)
 		}
-		rep, err := l.apply(ctx, head, drift, next)
+		rep, err := l.apply(ctx, head, drift, next, retryDue(now, next))
 		if err != nil {
 			res.Err = err
 			return res
@@ -411,14 +411,14 @@ func failedToApply(rep *Report) int {
 
 // apply loads the branch at head, reconciles and posts the statuses; next
 // is when a workflow that fails is tried again, said in its status.
-func (l *Loop) apply(ctx context.Context, head string, drift bool, next time.Duration) (*Report, error) {
+func (l *Loop) apply(ctx context.Context, head string, drift bool, next time.Duration, retryAt time.Time) (*Report, error) {
 	d, err := l.opts.Repo.Load(ctx, head)
 	if err != nil {
 		return nil, err
 	}
 	// Workflows about to change show "pending" before their apply starts.
 	pending := func(p *Plan) { l.PostPending(ctx, p) }
-	rep, err := l.opts.Reconciler.reconcile(ctx, d, drift, pending)
+	rep, err := l.opts.Reconciler.reconcile(ctx, d, drift, pending, retryAt)
 	if rep != nil {
 		l.postResults(context.WithoutCancel(ctx), rep, next)
 		l.notifyResults(rep)

@@ -137,7 +137,7 @@ const maxReplans = 8
 // returned error is for what stops the whole pass (the inventory cannot be
 // read or written, ctx cancelled).
 func (r *Reconciler) Reconcile(ctx context.Context, d *Desired) (*Report, error) {
-	return r.reconcile(ctx, d, false, nil)
+	return r.reconcile(ctx, d, false, nil, time.Time{})
 }
 
 // Repair is Reconcile plus a drift check: every workflow the plan leaves
@@ -146,12 +146,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, d *Desired) (*Report, error)
 // resources named in its Reason. It reads every record and many resources,
 // so it runs on its own, slower schedule.
 func (r *Reconciler) Repair(ctx context.Context, d *Desired) (*Report, error) {
-	return r.reconcile(ctx, d, true, nil)
+	return r.reconcile(ctx, d, true, nil, time.Time{})
 }
 
 // reconcile runs one pass; onPlan, if set, is told each plan before it is
 // applied, after Options.OnPlan (the Loop posts pending statuses with it).
-func (r *Reconciler) reconcile(ctx context.Context, d *Desired, drift bool, onPlan func(*Plan)) (*Report, error) {
+// retryAt is when the Loop tries workflows that fail now again, recorded
+// in their index entries for `agent status` (zero: no retry scheduled).
+func (r *Reconciler) reconcile(ctx context.Context, d *Desired, drift bool, onPlan func(*Plan), retryAt time.Time) (*Report, error) {
 	start := r.opts.Now()
 	for attempt := 0; ; attempt++ {
 		idx, err := r.opts.Inventory.ReadIndex(ctx)
@@ -169,7 +171,7 @@ func (r *Reconciler) reconcile(ctx context.Context, d *Desired, drift bool, onPl
 				hook(plan)
 			}
 		}
-		rep, err := r.apply(ctx, plan, idx)
+		rep, err := r.apply(ctx, plan, idx, retryAt)
 		if errors.Is(err, errReplan) && attempt < maxReplans {
 			r.log.Debug("inventory race lost, re-planning", "attempt", attempt+1)
 			continue
@@ -246,7 +248,7 @@ func (r *Reconciler) CheckDrift(ctx context.Context, plan *Plan) error { return 
 // apply carries out plan, whose index idx was read at the start of the pass:
 // build the stage specs, record the intent (or re-plan if another agent
 // wrote the index first), apply each workflow, record the outcome.
-func (r *Reconciler) apply(ctx context.Context, plan *Plan, idx *inventory.Index) (*Report, error) {
+func (r *Reconciler) apply(ctx context.Context, plan *Plan, idx *inventory.Index, retryAt time.Time) (*Report, error) {
 	rep, todo := newReport(plan)
 	if len(todo) == 0 {
 		return rep, r.recordCommit(ctx, idx, plan.Commit)
@@ -273,7 +275,7 @@ func (r *Reconciler) apply(ctx context.Context, plan *Plan, idx *inventory.Index
 	// so its next pass resumes it.
 	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if err := r.recordResults(saveCtx, idx, plan.Commit, rep.Results, ready); err != nil {
+	if err := r.recordResults(saveCtx, idx, plan.Commit, rep.Results, ready, retryAt); err != nil {
 		return rep, err
 	}
 	return rep, interrupted
@@ -423,7 +425,7 @@ func (r *Reconciler) recordCommit(ctx context.Context, idx *inventory.Index, com
 // write and now, other agents may have written entries of other workflows:
 // on conflict re-read and re-apply only our own entries, which our leases
 // protect.
-func (r *Reconciler) recordResults(ctx context.Context, idx *inventory.Index, commit string, results []Result, ours []int) error {
+func (r *Reconciler) recordResults(ctx context.Context, idx *inventory.Index, commit string, results []Result, ours []int, retryAt time.Time) error {
 	for attempt := 0; ; attempt++ {
 		now := r.opts.Now()
 		for _, i := range ours {
@@ -452,6 +454,10 @@ func (r *Reconciler) recordResults(ctx context.Context, idx *inventory.Index, co
 				e.Release = r.opts.Release
 			}
 			e.PendingHash, e.Holder, e.LeaseExpires, e.UpdatedAt = "", "", time.Time{}, now
+			e.NextRetry = time.Time{}
+			if e.State == inventory.StateFailed {
+				e.NextRetry = retryAt
+			}
 			idx.Workflows[res.Workflow] = e
 		}
 		if commit != "" {

@@ -54,6 +54,19 @@ func TestFailedWorkflowRetriedAtTheSameCommit(t *testing.T) {
 	if res := poll(); res.Skipped || res.Report.Failed() != 1 {
 		t.Fatalf("first pass: %+v, want the workflow failed", res)
 	}
+	// The index says when the next try is due, for `agent status`: a
+	// minute after the failing pass started, a tenth of it early.
+	nextRetry := func() time.Time {
+		t.Helper()
+		idx, err := m.inv.ReadIndex(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return idx.Workflows["wf"].NextRetry
+	}
+	if got, want := nextRetry(), time.Date(2026, 12, 6, 9, 0, 54, 0, time.UTC); !got.Equal(want) {
+		t.Errorf("recorded next retry %v, want %v", got, want)
+	}
 	// Tries at 1 min, then 2 min after: the polls between are skipped.
 	var applied []int
 	for i := 1; i <= 8; i++ {
@@ -69,6 +82,9 @@ func TestFailedWorkflowRetriedAtTheSameCommit(t *testing.T) {
 	}
 	if res := poll(); !res.Skipped {
 		t.Errorf("after the workflow deployed, a poll of the same commit applied again: %+v", res)
+	}
+	if got := nextRetry(); !got.IsZero() {
+		t.Errorf("a deployed workflow still records a next retry at %v", got)
 	}
 	states := posts.states(status.WorkflowContext("wf"))
 	if len(states) == 0 || !strings.HasPrefix(states[len(states)-1], "success") {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/cloudpipe/cloudpipe/inventory"
 )
@@ -62,7 +63,7 @@ func (r *Reconciler) Teardown(ctx context.Context, names []string) (*Report, err
 		if err != nil {
 			return nil, err
 		}
-		rep, err := r.apply(ctx, plan, idx)
+		rep, err := r.apply(ctx, plan, idx, time.Time{})
 		if errors.Is(err, errReplan) && attempt < maxReplans {
 			continue
 		}

@@ -56,16 +56,19 @@ func loadAWS(ctx context.Context, cfg Config) (*awsSession, error) {
 
 // provisioner returns a Provisioner for the agent, with exe, the agent's
 // own executable, as the stage functions' code (docs/design.md, "One
-// binary, three roles").
+// binary, three roles"); a zero exe for a command that starts tasks but
+// deploys no function (redrive).
 func (s *awsSession) provisioner(ctx context.Context, cfg Config, log *slog.Logger, exe agentExecutable) (*provision.Provisioner, error) {
 	opts := provision.Options{
-		LambdaCode:         provision.LambdaCodeFromFile(exe.path, exe.sha256),
 		LambdaArchitecture: exe.arch,
 		Cluster:            cfg.Cluster,
 		StateBucket:        s.stateBucket,
 		RunnerImage:        cfg.RunnerImage,
 		S3UsePathStyle:     s.pathStyle,
 		Logger:             log.With("component", "provision"),
+	}
+	if exe.path != "" { // a command that deploys no function has none
+		opts.LambdaCode = provision.LambdaCodeFromFile(exe.path, exe.sha256)
 	}
 	// Bootstrap stored its choice of network in the state bucket, so every
 	// pass and every stage function uses the same one.

@@ -55,6 +55,7 @@ type Config struct {
 	From                  string // --from: import: the original cloud_pipe's directory (~/.cloud_pipe)
 	Out                   string // --out: import: the config repository directory to write
 	Yes                   bool   // --yes: teardown: do it, rather than print the plan
+	Stage                 int    // --stage: redrive: the one stage to redrive; negative is every stage
 	Drift                 bool   // --drift: plan: also check deployed pipelines for drift (reads AWS)
 	// --notify-url: chat webhook that notifications are POSTed to; it
 	// carries a secret, so it is never printed.
@@ -77,6 +78,7 @@ func DefaultConfig() Config {
 		LogLevel:      "info",
 		RunnerImage:   "ghcr.io/cloudpipe/agent:latest",
 		DriftInterval: "10m",
+		Stage:         -1,
 	}
 }
 
@@ -274,6 +276,8 @@ var options = []option{
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.NotifyURLSecretARN) }},
 	{name: "yes", usage: "tear the pipelines down; without it only the plan is printed",
 		value: func(c *Config) flag.Value { return (*boolValue)(&c.Yes) }},
+	{name: "stage", usage: "the stage (0, 1, ...) whose dead letters to redrive", defText: "every stage",
+		value: func(c *Config) flag.Value { return (*intValue)(&c.Stage) }},
 }
 
 // envName is the environment variable of a flag: --state-bucket reads

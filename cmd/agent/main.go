@@ -76,6 +76,8 @@ var commands = []*command{
 	planCommand,
 	syncCommand,
 	teardownCommand,
+	statusCommand,
+	redriveCommand,
 	bootstrapCommand,
 	runCommand,
 	runnerCommand,

@@ -78,3 +78,13 @@ func Family(td string) string {
 	}
 	return td
 }
+
+// ToStart is how many tasks to start for files newly queued while running
+// tasks of the stage run, under its cap of maxTasks running at once: one
+// per file (every runner drains the queue, so fewer tasks than files is
+// fine), never past the cap. The stage function applies it to each event's
+// uploads and the agent to the files `agent redrive` queues again, so both
+// keep the same cap.
+func ToStart(files, running, maxTasks int) int {
+	return max(0, min(files, maxTasks-running))
+}

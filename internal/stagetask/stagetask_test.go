@@ -49,3 +49,19 @@ func TestRunTaskInput(t *testing.T) {
 		t.Errorf("ListTasksInput = %+v", l)
 	}
 }
+
+func TestToStart(t *testing.T) {
+	for _, tc := range []struct{ files, running, max, want int }{
+		{3, 0, 10, 3},   // one task per file
+		{30, 0, 10, 10}, // the cap
+		{5, 8, 10, 2},   // what the cap leaves
+		{5, 10, 10, 0},  // at the cap
+		{5, 12, 10, 0},  // past it (ListTasks lags): none, never negative
+		{0, 0, 10, 0},
+		{4, 0, 1, 1}, // running tasks not counted: callers pass a cap of one
+	} {
+		if got := stagetask.ToStart(tc.files, tc.running, tc.max); got != tc.want {
+			t.Errorf("ToStart(%d, %d, %d) = %d, want %d", tc.files, tc.running, tc.max, got, tc.want)
+		}
+	}
+}
