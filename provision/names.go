@@ -147,3 +147,19 @@ func clusterARN(region, account, cluster string) string {
 func taskFamilyARN(region, account, family string) string {
 	return ecsARN(region, account, "task-definition/"+family+":*")
 }
+
+// batchARN returns the ARN of an AWS Batch resource ("job-queue/NAME").
+func batchARN(region, account, resource string) string {
+	return fmt.Sprintf("arn:%s:batch:%s:%s:%s", partition(region), region, account, resource)
+}
+
+// jobQueueARN returns the ARN of a job queue.
+func jobQueueARN(region, account, name string) string {
+	return batchARN(region, account, "job-queue/"+name)
+}
+
+// jobDefinitionRevisionsARN returns the ARN pattern matching every revision
+// of a job definition.
+func jobDefinitionRevisionsARN(region, account, name string) string {
+	return batchARN(region, account, "job-definition/"+name+":*")
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/service/batch"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
@@ -109,6 +110,7 @@ type clients struct {
 	iam    *iam.Client
 	lambda *lambda.Client
 	ecs    *ecs.Client
+	batch  *batch.Client
 	logs   *cloudwatchlogs.Client
 	ec2    *ec2.Client
 	sts    *sts.Client
@@ -198,6 +200,7 @@ func (p *Provisioner) clients(region string) *clients {
 		iam:     iam.NewFromConfig(cfg),
 		lambda:  lambda.NewFromConfig(cfg),
 		ecs:     ecs.NewFromConfig(cfg),
+		batch:   batch.NewFromConfig(cfg),
 		logs:    cloudwatchlogs.NewFromConfig(cfg),
 		ec2:     ec2.NewFromConfig(cfg),
 		sts:     sts.NewFromConfig(cfg),

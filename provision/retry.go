@@ -160,3 +160,10 @@ func (p *Provisioner) retryPropagation(ctx context.Context, op string, retryable
 		}
 	}
 }
+
+// isJobDefinitionNotFound reports Batch's answer to a job-definition
+// revision that does not exist (ClientException, "JobDefinition NAME does
+// not exist" or "... not found").
+func isJobDefinitionNotFound(err error) bool {
+	return hasCodeAndMessage(err, "ClientException", "does not exist", "not found")
+}
