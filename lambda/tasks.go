@@ -30,6 +30,9 @@ import (
 // only logged: a retry of the event would queue every message again and run
 // the algorithm twice on each before the result's If-None-Match stopped it.
 func (h *Handler) startTasks(ctx context.Context, queued []job, margin time.Duration) (started int, err error) {
+	if h.cfg.OnBatch() {
+		return h.startJobs(ctx, queued, margin)
+	}
 	limit := h.cfg.MaxTasks
 	running, err := h.running(ctx)
 	if err != nil {
@@ -64,6 +67,14 @@ func (h *Handler) startTasks(ctx context.Context, queued []job, margin time.Dura
 		}
 		h.log.Debug("tasks started", "count", len(out.Tasks), "failures", len(out.Failures))
 	}
+	return h.settle(queued, running, started, n, failure)
+}
+
+// settle is the outcome of starting n tasks (or jobs) for queued with
+// running already running: started and failure as they came, unless some
+// run, when a failure is only logged, or the failure is permanent, when the
+// files stay queued for the agent (see startTasks).
+func (h *Handler) settle(queued []job, running, started, n int, failure error) (int, error) {
 	switch {
 	case failure == nil:
 		return started, nil
