@@ -93,6 +93,9 @@ func computeEnvironmentInput(k BatchCapacity, b BatchSpec, net Network) *batch.C
 	if b.GPU {
 		cr.Ec2Configuration[0].ImageType = aws.String(imageTypeGPU)
 	}
+	if k.KeyPair != "" {
+		cr.Ec2KeyPair = aws.String(k.KeyPair)
+	}
 	if k.Capacity == "spot" {
 		cr.Type, cr.AllocationStrategy = batchtypes.CRTypeSpot, batchtypes.CRAllocationStrategySpotPriceCapacityOptimized
 	}
