@@ -150,7 +150,9 @@ func (p *Provisioner) ensureBatchCapacity(ctx context.Context, c *clients, spec 
 	ce, err := p.settledComputeEnvironment(ctx, c, k)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		if _, err := c.batch.CreateComputeEnvironment(ctx, computeEnvironmentInput(k, *spec.Batch, net)); err != nil {
+		// Two stages on one capacity may both find it missing: the one that
+		// loses the race finds it made.
+		if _, err := c.batch.CreateComputeEnvironment(ctx, computeEnvironmentInput(k, *spec.Batch, net)); err != nil && !isBatchAlreadyExists(err) {
 			return "", fmt.Errorf("create compute environment %s: %w", name, err)
 		}
 		if ce, err = p.settledComputeEnvironment(ctx, c, k); err != nil {
@@ -179,7 +181,7 @@ func (p *Provisioner) ensureBatchCapacity(ctx context.Context, c *clients, spec 
 			JobQueueName: aws.String(name), Priority: aws.Int32(1), State: batchtypes.JQStateEnabled,
 			ComputeEnvironmentOrder: []batchtypes.ComputeEnvironmentOrder{{Order: aws.Int32(1), ComputeEnvironment: ce.ComputeEnvironmentArn}},
 			Tags:                    capacityTags(k),
-		}); err != nil {
+		}); err != nil && !isBatchAlreadyExists(err) {
 			return "", fmt.Errorf("create job queue %s: %w", name, err)
 		}
 		if q, err = p.settledJobQueue(ctx, c, k); err != nil {
