@@ -429,6 +429,8 @@ func TestDeployLifecycle(t *testing.T) {
 			"JobDefinitionsRegister":   onBatch,
 			"JobDefinitionsDeregister": onBatch,
 			"PassRolesToBatch":         onBatch,
+			"StageJobsRead":            "provision TestStrandedFilesOnBatch",
+			"StageJobsStart":           "provision TestStrandedFilesOnBatch",
 		}
 		for _, sid := range rep.Unused[testenv.AgentRole] {
 			if where, ok := elsewhere[sid]; ok {

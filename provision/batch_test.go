@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/smithy-go"
 
 	"github.com/cloudpipe/cloudpipe/internal/contract"
@@ -243,4 +244,53 @@ func apiCode(err error) string {
 		return strings.TrimSpace(err.Error())
 	}
 	return ""
+}
+
+// TestStrandedFilesOnBatch: the stranded-files check reads a stage on AWS
+// Batch from its jobs. Files waiting with no job are stranded; a job the
+// agent starts whose image cannot be pulled fails without running, and its
+// status reason is the stage's stopped reason, as a task's would be.
+func TestStrandedFilesOnBatch(t *testing.T) {
+	e := newBatchEnv(t)
+	ctx := t.Context()
+	spec := e.gpuSpec(e.name, "ec2")
+	spec.Secrets, spec.TaskCredentialsSecret = nil, ""
+	spec.Algorithm.Image = "registry.invalid/gpu:1"
+	res := e.ensure(spec, provision.StageResources{})
+	t.Cleanup(func() {
+		_, _ = e.p.DeleteStage(context.WithoutCancel(ctx), spec, res)
+		_, _, _ = e.p.DeleteBatchCapacity(context.WithoutCancel(ctx), spec.Batch.Key(spec.Region))
+	})
+	sqsc := sqs.NewFromConfig(e.cfg)
+	for _, key := range []string{"a.txt", "b.txt"} {
+		if _, err := sqsc.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &res.QueueURL, MessageBody: aws.String(`{"key":"` + key + `"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := e.p.StageActivity(ctx, spec, res)
+	if err != nil || !a.Stranded() || a.Waiting != 2 || a.StoppedReason != "" {
+		t.Fatalf("activity with two files and no job = %+v, %v; want 2 stranded, no reason", a, err)
+	}
+	arn, err := e.p.StartStageTask(ctx, spec, res)
+	if err != nil || !strings.Contains(arn, ":job/") {
+		t.Fatalf("StartStageTask = %q, %v; want a job", arn, err)
+	}
+	in := e.calls.LastInput("Batch.SubmitJob").(*batch.SubmitJobInput)
+	if aws.ToString(in.JobQueue) != res.JobQueueARN || aws.ToString(in.JobDefinition) != res.JobDefinitionARN {
+		t.Errorf("the agent submitted to %s with %s", aws.ToString(in.JobQueue), aws.ToString(in.JobDefinition))
+	}
+	// The job goes RUNNABLE, STARTING, then FAILED when the pull fails:
+	// wait for the reason (bounded by the test's deadline, not timed).
+	for a.StoppedReason == "" {
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("no stopped reason before the test's deadline: %+v", a)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if a, err = e.p.StageActivity(ctx, spec, res); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !a.Stranded() || !strings.Contains(a.StoppedReason, "CannotPullContainer") {
+		t.Errorf("activity after the failed job = %+v; want stranded, a pull failure as the reason", a)
+	}
 }
