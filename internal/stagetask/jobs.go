@@ -51,9 +51,17 @@ func JobName(jobDefinition, token string) string {
 }
 
 // IsStageJob reports whether a job named name is one of the stage whose job
-// definition is jobDefinition (JobName).
+// definition is jobDefinition (JobName): the definition's name, then a
+// token of hex digits (the agent's own starts: "cloudpipe-agent-" and hex).
+// The token must hold no hyphen, or stage 1 of workflow "w" (cp-w-1) would
+// claim the jobs of stage 1 of workflow "w-1" (cp-w-1-1-…).
 func IsStageJob(jobDefinition, name string) bool {
-	return strings.HasPrefix(name, JobDefinitionName(jobDefinition)+"-")
+	token, ok := strings.CutPrefix(name, JobDefinitionName(jobDefinition)+"-")
+	if !ok {
+		return false
+	}
+	token = strings.TrimPrefix(token, "cloudpipe-agent-")
+	return token != "" && strings.Trim(token, "0123456789abcdef") == ""
 }
 
 // SubmitJobInput is the SubmitJob request of one job of the stage env
