@@ -24,16 +24,9 @@ import (
 // message gone (or takes another file) and exits after its idle time, and
 // a result is written at most once (If-None-Match).
 func (h *Handler) startJobs(ctx context.Context, queued []job, margin time.Duration) (started int, err error) {
-	limit := h.cfg.MaxTasks
 	running, names, err := h.unfinishedJobs(ctx)
-	if err != nil {
-		// As for tasks: without a count, one job keeps the queue moving.
-		h.log.Warn("unfinished jobs not counted, submitting at most one", "err", err)
-		running, limit = 0, 1
-	}
-	n := min(len(queued), limit-running)
+	n, running := h.budget(len(queued), running, err)
 	if n <= 0 {
-		h.log.Debug("stage at its job cap", "unfinished", running, "max_tasks", h.cfg.MaxTasks)
 		return 0, nil
 	}
 	var failure error

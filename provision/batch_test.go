@@ -46,16 +46,7 @@ func newBatchEnv(t *testing.T) *batchEnv {
 	e.subnets, e.sgs = testenv.NewNetwork(t, cfg)
 	pcfg := testenv.AsRole(cfg, testenv.AgentRole)
 	e.calls.Attach(&pcfg)
-	e.opts = provision.Options{
-		Cluster:               "cloudpipe",
-		Network:               provision.Network{Subnets: e.subnets, SecurityGroups: e.sgs},
-		StateBucket:           "cloudpipe-state-" + e.name + "-env",
-		LambdaCode:            provision.NewLambdaCode(tinyZip(t)),
-		LambdaArchitecture:    "x86_64",
-		RunnerImage:           "ghcr.io/cloudpipe/agent:test",
-		S3UsePathStyle:        true,
-		IAMPropagationTimeout: 5 * time.Second,
-	}
+	e.opts = e.options()
 	e.p = provision.New(pcfg, e.opts)
 	e.s3 = s3.NewFromConfig(cfg, testenv.S3PathStyle)
 	e.iam = iam.NewFromConfig(cfg)

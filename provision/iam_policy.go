@@ -235,18 +235,25 @@ func lambdaPolicy(a stageARNs) policyDocument {
 // definition names the task roles and the agent passed them when it
 // registered it.
 func batchLambdaPolicy(a stageARNs) policyDocument {
-	return policyDocument{Version: policyVersion, Statement: []policyStatement{
-		{Sid: "Queue", Effect: "Allow", Action: stringList{"sqs:SendMessage"},
-			Resource: stringList{a.QueueARN}},
-		{Sid: "DeadLetters", Effect: "Allow", Action: stringList{"sqs:SendMessage"},
-			Resource: stringList{a.DLQARN}},
-		{Sid: "SubmitJob", Effect: "Allow", Action: stringList{"batch:SubmitJob"},
-			Resource: stringList{a.JobQueueARN, jobDefinitionRevisionsARN(a.Region, a.Account, a.Family)}},
-		{Sid: "CountJobs", Effect: "Allow", Action: stringList{"batch:ListJobs"},
-			Resource: stringList{"*"}},
-		{Sid: "Logs", Effect: "Allow", Action: stringList{"logs:CreateLogStream", "logs:PutLogEvents"},
-			Resource: stringList{logGroupARN(a.Region, a.Account, lambdaLogGroup(a.Workflow, a.Stage)) + ":*"}},
-	}}
+	fargate := lambdaPolicy(stageARNs{Region: a.Region, Account: a.Account, QueueARN: a.QueueARN, DLQARN: a.DLQARN,
+		Workflow: a.Workflow, Stage: a.Stage})
+	// Its queue, dead-letter and log statements, with the jobs' in place
+	// of the tasks'.
+	var stmts []policyStatement
+	for _, st := range fargate.Statement {
+		switch st.Sid {
+		case "RunTask":
+			stmts = append(stmts,
+				policyStatement{Sid: "SubmitJob", Effect: "Allow", Action: stringList{"batch:SubmitJob"},
+					Resource: stringList{a.JobQueueARN, jobDefinitionRevisionsARN(a.Region, a.Account, a.Family)}},
+				policyStatement{Sid: "CountJobs", Effect: "Allow", Action: stringList{"batch:ListJobs"},
+					Resource: stringList{"*"}})
+		case "CountTasks", "PassTaskRoles":
+		default:
+			stmts = append(stmts, st)
+		}
+	}
+	return policyDocument{Version: policyVersion, Statement: stmts}
 }
 
 // execPolicy is the inline policy of the ECS task execution role: write the

@@ -25,18 +25,7 @@ var UnfinishedJobStatuses = []batchtypes.JobStatus{
 // JobDefinitionName returns the name of a job definition given as an ARN
 // (arn:aws:batch:REGION:ACCOUNT:job-definition/NAME:REVISION), as
 // NAME:REVISION or as NAME; "" when def names none.
-func JobDefinitionName(def string) string {
-	if i := strings.LastIndex(def, "job-definition/"); i >= 0 {
-		def = def[i+len("job-definition/"):]
-	}
-	if i := strings.IndexByte(def, ':'); i >= 0 {
-		def = def[:i]
-	}
-	if strings.Contains(def, "/") {
-		return ""
-	}
-	return def
-}
+func JobDefinitionName(def string) string { return revisionedName(def, "job-definition/") }
 
 // JobName is the name of the stage's job started for token (a record's
 // idempotency token, 64 hex characters): the job definition's name, the
