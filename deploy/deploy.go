@@ -14,12 +14,13 @@ import "embed"
 // default.
 // https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html
 //
-//go:embed agent-iam-policy.json agent-bootstrap-policy.json
+//go:embed agent-iam-policy.json agent-bootstrap-policy.json agent-batch-policy.json
 var agentPolicies embed.FS
 
 // AgentPolicyFiles are the files of the agent task role's managed policies:
-// what it does to pipelines, and what bootstrap does once per region.
-var AgentPolicyFiles = []string{"agent-iam-policy.json", "agent-bootstrap-policy.json"}
+// what it does to pipelines, what bootstrap does once per region, and what
+// it does to AWS Batch (compute environments, job queues, job definitions).
+var AgentPolicyFiles = []string{"agent-iam-policy.json", "agent-bootstrap-policy.json", "agent-batch-policy.json"}
 
 // AgentPolicies returns the documents of AgentPolicyFiles, in that order.
 func AgentPolicies() [][]byte {

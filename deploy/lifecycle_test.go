@@ -415,9 +415,22 @@ func TestDeployLifecycle(t *testing.T) {
 		// cmd/demo TestDemoImageCannotBePulled uses StageTasksRead. Nor has
 		// it DescribeInstanceTypes, which the local ECS answers for
 		// provision TestInstanceTypeLookup, through the AWS rules.
+		// kumo keeps no Batch tags, queue states or job definitions'
+		// ecsProperties either: AWS Batch is played by the local ECS and
+		// Batch, in front of which provision TestGPUStageOnBatch builds,
+		// checks and tears down a stage on Batch as the agent's role.
+		onBatch := "provision TestGPUStageOnBatch"
 		elsewhere := map[string]string{
-			"StageTasksRead":        "cmd/demo TestDemoImageCannotBePulled",
-			"InstanceTypesDescribe": "provision TestInstanceTypeLookup",
+			"StageTasksRead":           "cmd/demo TestDemoImageCannotBePulled",
+			"InstanceTypesDescribe":    "provision TestInstanceTypeLookup",
+			"BatchRead":                onBatch,
+			"BatchCapacityCreate":      onBatch,
+			"BatchCapacityChange":      onBatch,
+			"JobDefinitionsRegister":   onBatch,
+			"JobDefinitionsDeregister": onBatch,
+			"PassRolesToBatch":         onBatch,
+			"StageJobsRead":            "provision TestStrandedFilesOnBatch",
+			"StageJobsStart":           "provision TestStrandedFilesOnBatch",
 		}
 		for _, sid := range rep.Unused[testenv.AgentRole] {
 			if where, ok := elsewhere[sid]; ok {

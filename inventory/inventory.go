@@ -64,6 +64,15 @@ type Index struct {
 	Commit    string                `json:"commit,omitempty"` // last commit a pass completed
 	UpdatedAt time.Time             `json:"updated_at"`
 	Workflows map[string]IndexEntry `json:"workflows"`
+	// BatchCapacities are the AWS Batch compute environments and job queues
+	// the agent may have made (one per region, instance type and
+	// capacity), each with the stages that use it. An entry is added, with
+	// its user, in the same write as the intent to apply a workflow that
+	// uses it, before anything is created, and removed only once the
+	// capacity is torn down after its last user went: so none is ever
+	// forgotten, and a teardown a crash interrupted is finished by a later
+	// pass.
+	BatchCapacities []BatchCapacityEntry `json:"batch_capacities,omitempty"`
 
 	// ETag is the version read; WriteIndex writes only over that version.
 	ETag string `json:"-"`
@@ -91,6 +100,13 @@ type IndexEntry struct {
 	// or not failed), for `agent status`.
 	NextRetry time.Time `json:"next_retry,omitzero"`
 	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// BatchCapacityEntry is one AWS Batch capacity and its users.
+type BatchCapacityEntry struct {
+	provision.BatchCapacity
+	// Users are the stages using it, "<workflow>/<stage>", sorted.
+	Users []string `json:"users,omitempty"`
 }
 
 // HeldBy reports whether another agent holds a live lease on the entry.

@@ -1,6 +1,7 @@
 // Package lambda is the stage function of a cloudpipe pipeline: for each
 // object created in the stage's input bucket it queues one message on the
-// stage's work queue and starts Fargate tasks whose runners drain the queue.
+// stage's work queue and starts Fargate tasks (or, for a stage placed on
+// AWS Batch, submits jobs) whose runners drain the queue.
 //
 // The agent's own binary is the function's code (docs/design.md, "One binary, three
 // roles"); cmd/agent calls Start when the Lambda runtime runs it as bootstrap.

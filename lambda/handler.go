@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/service/batch"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 )
@@ -21,6 +22,7 @@ type Handler struct {
 	cfg    Config
 	sqs    *sqs.Client
 	ecs    *ecs.Client
+	batch  *batch.Client // a stage on AWS Batch submits jobs
 	log    *slog.Logger
 	margin time.Duration // see WithDeadlineMargin; 0 means automatic
 	// noListTasks is set once ListTasks turned out not to exist (an emulator
@@ -82,6 +84,7 @@ func New(cfg aws.Config, c Config, opts ...Option) *Handler {
 		cfg:    c,
 		sqs:    sqs.NewFromConfig(cfg),
 		ecs:    ecs.NewFromConfig(cfg),
+		batch:  batch.NewFromConfig(cfg),
 		log:    o.log.With("component", "lambda", "workflow", c.Workflow, "stage", c.Stage),
 		margin: o.margin,
 	}

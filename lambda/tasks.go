@@ -30,19 +30,12 @@ import (
 // only logged: a retry of the event would queue every message again and run
 // the algorithm twice on each before the result's If-None-Match stopped it.
 func (h *Handler) startTasks(ctx context.Context, queued []job, margin time.Duration) (started int, err error) {
-	limit := h.cfg.MaxTasks
-	running, err := h.running(ctx)
-	if err != nil {
-		// Without a count the cap cannot be kept: every event would start
-		// up to MaxTasks more. One task keeps the queue moving (each runner
-		// drains it) without letting a burst of uploads exceed the cap by
-		// more than one task per event.
-		h.log.Warn("running tasks not counted, starting at most one", "err", err)
-		running, limit = 0, 1
+	if h.cfg.OnBatch() {
+		return h.startJobs(ctx, queued, margin)
 	}
-	n := stagetask.ToStart(len(queued), running, limit)
-	if n == 0 {
-		h.log.Debug("stage at its task cap", "running", running, "max_tasks", h.cfg.MaxTasks)
+	running, err := h.running(ctx)
+	n, running := h.budget(len(queued), running, err)
+	if n <= 0 {
 		return 0, nil
 	}
 	var failure error
@@ -64,6 +57,33 @@ func (h *Handler) startTasks(ctx context.Context, queued []job, margin time.Dura
 		}
 		h.log.Debug("tasks started", "count", len(out.Tasks), "failures", len(out.Failures))
 	}
+	return h.settle(queued, running, started, n, failure)
+}
+
+// budget is how many tasks (or jobs) to start for queued files with
+// running of the stage's counted, or the count failed with countErr, and
+// the running count to go on with. Without a count the cap cannot be
+// kept: every event would start up to MaxTasks more. One keeps the queue
+// moving (each runner drains it) without letting a burst of uploads exceed
+// the cap by more than one per event.
+func (h *Handler) budget(queued, running int, countErr error) (n, counted int) {
+	limit := h.cfg.MaxTasks
+	if countErr != nil {
+		h.log.Warn("running tasks not counted, starting at most one", "err", countErr)
+		running, limit = 0, 1
+	}
+	n = stagetask.ToStart(queued, running, limit)
+	if n == 0 {
+		h.log.Debug("stage at its task cap", "running", running, "max_tasks", h.cfg.MaxTasks)
+	}
+	return n, running
+}
+
+// settle is the outcome of starting n tasks (or jobs) for queued with
+// running already running: started and failure as they came, unless some
+// run, when a failure is only logged, or the failure is permanent, when the
+// files stay queued for the agent (see startTasks).
+func (h *Handler) settle(queued []job, running, started, n int, failure error) (int, error) {
 	switch {
 	case failure == nil:
 		return started, nil

@@ -50,7 +50,8 @@ func (a StageActivity) Stranded() bool { return a.Waiting > 0 && a.InFlight == 0
 // on what it sees several times, not once.
 func (p *Provisioner) StageActivity(ctx context.Context, spec StageSpec, res StageResources) (StageActivity, error) {
 	var a StageActivity
-	if res.QueueURL == "" || res.TaskDefinitionARN == "" {
+	onBatch := spec.Batch != nil
+	if res.QueueURL == "" || (!onBatch && res.TaskDefinitionARN == "") || (onBatch && (res.JobQueueARN == "" || res.JobDefinitionARN == "")) {
 		return a, fmt.Errorf("activity of %s: no queue or task definition recorded", ResourceName(spec.Workflow, spec.Stage))
 	}
 	c := p.clients(spec.Region)
@@ -68,6 +69,9 @@ func (p *Provisioner) StageActivity(ctx context.Context, spec StageSpec, res Sta
 	a.InFlight = atoiOrZero(q.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible)])
 	if a.Waiting == 0 {
 		return a, nil // nothing can be stranded: spare the ECS calls
+	}
+	if onBatch {
+		return p.stageJobActivity(ctx, c, spec, res, a)
 	}
 	running, err := p.listStageTasks(ctx, c.ecs, res.TaskDefinitionARN, ecstypes.DesiredStatusRunning, 0)
 	if err != nil {
@@ -130,6 +134,9 @@ func (p *Provisioner) lastStoppedReason(ctx context.Context, client *ecs.Client,
 // only the SDK's retries of this one call are made idempotent.
 func (p *Provisioner) StartStageTask(ctx context.Context, spec StageSpec, res StageResources) (string, error) {
 	name := ResourceName(spec.Workflow, spec.Stage)
+	if spec.Batch != nil {
+		return p.startStageJob(ctx, spec, res)
+	}
 	if res.TaskDefinitionARN == "" {
 		return "", fmt.Errorf("start task of %s: no task definition recorded", name)
 	}

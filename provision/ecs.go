@@ -42,42 +42,7 @@ func (p *Provisioner) taskDefinitionInput(spec StageSpec, ids StageResources) (*
 	if err != nil {
 		return nil, fmt.Errorf("size task of stage %s: %w", ResourceName(spec.Workflow, spec.Stage), err)
 	}
-	logs := &ecstypes.LogConfiguration{
-		LogDriver: ecstypes.LogDriverAwslogs,
-		Options: map[string]string{
-			"awslogs-group":         workflowLogGroup(spec.Workflow),
-			"awslogs-region":        spec.Region,
-			"awslogs-stream-prefix": logStreamPrefix(spec.Stage),
-		},
-	}
-	initContainer := ecstypes.ContainerDefinition{
-		Name:             aws.String(initContainerName),
-		Image:            aws.String(p.opts.RunnerImage),
-		Essential:        aws.Bool(false),
-		Command:          []string{"runner", "install", runnerMount},
-		MountPoints:      []ecstypes.MountPoint{{SourceVolume: aws.String(volumeName), ContainerPath: aws.String(runnerMount), ReadOnly: aws.Bool(false)}},
-		LogConfiguration: logs,
-	}
-	algorithm := ecstypes.ContainerDefinition{
-		Name:       aws.String(spec.Algorithm.Name),
-		Image:      aws.String(spec.Algorithm.Image),
-		Essential:  aws.Bool(true),
-		EntryPoint: []string{runnerMount + "/agent", "runner"},
-		DependsOn: []ecstypes.ContainerDependency{{
-			ContainerName: aws.String(initContainerName),
-			Condition:     ecstypes.ContainerConditionSuccess,
-		}},
-		MountPoints: []ecstypes.MountPoint{{SourceVolume: aws.String(volumeName), ContainerPath: aws.String(runnerMount), ReadOnly: aws.Bool(true)}},
-		// An init process as PID 1 reaps what the algorithm leaves behind
-		// and forwards ECS's SIGTERM to the runner, which otherwise is PID 1
-		// and gets no default signal handling.
-		// https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_LinuxParameters.html
-		LinuxParameters:  &ecstypes.LinuxParameters{InitProcessEnabled: aws.Bool(true)},
-		Environment:      containerEnvironment(spec, ids, p.opts.StateBucket, p.stateRegion()),
-		Secrets:          containerSecrets(spec),
-		PortMappings:     portMappings(spec.Algorithm.Ports),
-		LogConfiguration: logs,
-	}
+	initContainer, algorithm := p.stageContainers(spec, ids)
 	var platform *ecstypes.RuntimePlatform
 	if spec.Algorithm.Architecture == workflow.ArchARM {
 		// Fargate runs x86_64 unless told otherwise; a Graviton type asks
@@ -108,6 +73,51 @@ func (p *Provisioner) taskDefinitionInput(spec StageSpec, ids StageResources) (*
 		in.EphemeralStorage = &ecstypes.EphemeralStorage{SizeInGiB: int32(g)}
 	}
 	return in, nil
+}
+
+// stageContainers returns the two containers of a stage's task, on Fargate
+// (taskDefinitionInput) and on AWS Batch (jobDefinitionInput, which takes
+// what Batch's containers have of them): the init container that copies
+// the runner into the shared volume, and the algorithm's unmodified image
+// with the runner as its entry point.
+func (p *Provisioner) stageContainers(spec StageSpec, ids StageResources) (initContainer, algorithm ecstypes.ContainerDefinition) {
+	logs := &ecstypes.LogConfiguration{
+		LogDriver: ecstypes.LogDriverAwslogs,
+		Options: map[string]string{
+			"awslogs-group":         workflowLogGroup(spec.Workflow),
+			"awslogs-region":        spec.Region,
+			"awslogs-stream-prefix": logStreamPrefix(spec.Stage),
+		},
+	}
+	initContainer = ecstypes.ContainerDefinition{
+		Name:             aws.String(initContainerName),
+		Image:            aws.String(p.opts.RunnerImage),
+		Essential:        aws.Bool(false),
+		Command:          []string{"runner", "install", runnerMount},
+		MountPoints:      []ecstypes.MountPoint{{SourceVolume: aws.String(volumeName), ContainerPath: aws.String(runnerMount), ReadOnly: aws.Bool(false)}},
+		LogConfiguration: logs,
+	}
+	algorithm = ecstypes.ContainerDefinition{
+		Name:       aws.String(spec.Algorithm.Name),
+		Image:      aws.String(spec.Algorithm.Image),
+		Essential:  aws.Bool(true),
+		EntryPoint: []string{runnerMount + "/agent", "runner"},
+		DependsOn: []ecstypes.ContainerDependency{{
+			ContainerName: aws.String(initContainerName),
+			Condition:     ecstypes.ContainerConditionSuccess,
+		}},
+		MountPoints: []ecstypes.MountPoint{{SourceVolume: aws.String(volumeName), ContainerPath: aws.String(runnerMount), ReadOnly: aws.Bool(true)}},
+		// An init process as PID 1 reaps what the algorithm leaves behind
+		// and forwards ECS's SIGTERM to the runner, which otherwise is PID 1
+		// and gets no default signal handling.
+		// https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_LinuxParameters.html
+		LinuxParameters:  &ecstypes.LinuxParameters{InitProcessEnabled: aws.Bool(true)},
+		Environment:      containerEnvironment(spec, ids, p.opts.StateBucket, p.stateRegion()),
+		Secrets:          containerSecrets(spec),
+		PortMappings:     portMappings(spec.Algorithm.Ports),
+		LogConfiguration: logs,
+	}
+	return initContainer, algorithm
 }
 
 // containerEnvironment returns the algorithm container's environment: the

@@ -64,16 +64,7 @@ func newEnv(t *testing.T, mods ...func(*aws.Config)) *env {
 	for _, mod := range mods {
 		mod(&pcfg)
 	}
-	e.opts = provision.Options{
-		Cluster:               "cloudpipe",
-		Network:               provision.Network{Subnets: e.subnets, SecurityGroups: e.sgs},
-		StateBucket:           "cloudpipe-state-" + e.name + "-env",
-		LambdaCode:            provision.NewLambdaCode(tinyZip(t)),
-		LambdaArchitecture:    "x86_64",
-		RunnerImage:           "ghcr.io/cloudpipe/agent:test",
-		S3UsePathStyle:        true,
-		IAMPropagationTimeout: 5 * time.Second,
-	}
+	e.opts = e.options()
 	e.p = provision.New(pcfg, e.opts)
 	e.s3 = s3.NewFromConfig(cfg, testenv.S3PathStyle)
 	// The state bucket, as bootstrap makes it (the stage functions' code
@@ -87,6 +78,20 @@ func newEnv(t *testing.T, mods ...func(*aws.Config)) *env {
 	e.ecs = ecs.NewFromConfig(cfg)
 	e.logs = cloudwatchlogs.NewFromConfig(cfg)
 	return e
+}
+
+// options are the Provisioner's options in e's network.
+func (e *env) options() provision.Options {
+	return provision.Options{
+		Cluster:               "cloudpipe",
+		Network:               provision.Network{Subnets: e.subnets, SecurityGroups: e.sgs},
+		StateBucket:           "cloudpipe-state-" + e.name + "-env",
+		LambdaCode:            provision.NewLambdaCode(tinyZip(e.t)),
+		LambdaArchitecture:    "x86_64",
+		RunnerImage:           "ghcr.io/cloudpipe/agent:test",
+		S3UsePathStyle:        true,
+		IAMPropagationTimeout: 5 * time.Second,
+	}
 }
 
 // tinyZip is a Lambda package holding a shell script as bootstrap; kumo

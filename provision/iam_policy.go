@@ -174,6 +174,10 @@ type stageARNs struct {
 	// and the workflow's further keys (kms_key_arns).
 	InputKey, OutputKey      string
 	SecretKeys, WorkflowKeys []string
+	// OnBatch: the stage submits jobs to JobQueueARN with its job
+	// definition (named Family) instead of starting tasks.
+	OnBatch     bool
+	JobQueueARN string
 }
 
 // lambdaPolicy is the inline policy of the stage's Lambda role: queue a
@@ -184,6 +188,9 @@ type stageARNs struct {
 func lambdaPolicy(a stageARNs) policyDocument {
 	cluster := clusterARN(a.Region, a.Account, a.Cluster)
 	onCluster := map[string]map[string]stringList{"ArnEquals": {"ecs:cluster": {cluster}}}
+	if a.OnBatch {
+		return batchLambdaPolicy(a)
+	}
 	return policyDocument{Version: policyVersion, Statement: []policyStatement{
 		{Sid: "Queue", Effect: "Allow", Action: stringList{"sqs:SendMessage"},
 			Resource: stringList{a.QueueARN}},
@@ -214,6 +221,39 @@ func lambdaPolicy(a stageARNs) policyDocument {
 		{Sid: "Logs", Effect: "Allow", Action: stringList{"logs:CreateLogStream", "logs:PutLogEvents"},
 			Resource: stringList{logGroupARN(a.Region, a.Account, lambdaLogGroup(a.Workflow, a.Stage)) + ":*"}},
 	}}
+}
+
+// batchLambdaPolicy is lambdaPolicy for a stage on AWS Batch: queue and
+// dead-letter as on Fargate, submit jobs to the capacity's queue with the
+// stage's own job definition only (SubmitJob is authorized on the two
+// together: "When scoping resource-level access for job submission, you
+// must provide both job queue and job definition resource types",
+// https://docs.aws.amazon.com/batch/latest/userguide/iam-example-restrict-job-queue.html),
+// count the queue's unfinished jobs (ListJobs names no resource type, so
+// "*": https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsbatch.html)
+// and write its logs. No iam:PassRole: SubmitJob passes no role, the job
+// definition names the task roles and the agent passed them when it
+// registered it.
+func batchLambdaPolicy(a stageARNs) policyDocument {
+	fargate := lambdaPolicy(stageARNs{Region: a.Region, Account: a.Account, QueueARN: a.QueueARN, DLQARN: a.DLQARN,
+		Workflow: a.Workflow, Stage: a.Stage})
+	// Its queue, dead-letter and log statements, with the jobs' in place
+	// of the tasks'.
+	var stmts []policyStatement
+	for _, st := range fargate.Statement {
+		switch st.Sid {
+		case "RunTask":
+			stmts = append(stmts,
+				policyStatement{Sid: "SubmitJob", Effect: "Allow", Action: stringList{"batch:SubmitJob"},
+					Resource: stringList{a.JobQueueARN, jobDefinitionRevisionsARN(a.Region, a.Account, a.Family)}},
+				policyStatement{Sid: "CountJobs", Effect: "Allow", Action: stringList{"batch:ListJobs"},
+					Resource: stringList{"*"}})
+		case "CountTasks", "PassTaskRoles":
+		default:
+			stmts = append(stmts, st)
+		}
+	}
+	return policyDocument{Version: policyVersion, Statement: stmts}
 }
 
 // execPolicy is the inline policy of the ECS task execution role: write the

@@ -60,7 +60,7 @@ func (p *Provisioner) functionEnv(spec StageSpec, ids StageResources, net Networ
 	if maxTasks <= 0 {
 		maxTasks = DefaultMaxTasks
 	}
-	return contract.FunctionEnv{
+	env := contract.FunctionEnv{
 		QueueURL:       ids.QueueURL,
 		DLQURL:         ids.DLQURL,
 		Cluster:        p.opts.Cluster,
@@ -73,6 +73,10 @@ func (p *Provisioner) functionEnv(spec StageSpec, ids StageResources, net Networ
 		Workflow:       spec.Workflow,
 		Stage:          spec.Stage,
 	}
+	if spec.Batch != nil {
+		env.JobQueue, env.JobDefinition = ids.JobQueueARN, ids.JobDefinitionARN
+	}
+	return env
 }
 
 // configDiffers reports whether a function's configuration differs from what

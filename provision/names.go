@@ -153,13 +153,19 @@ func taskFamilyARN(region, account, family string) string {
 // for plans that show what a create or a delete touches before anything
 // exists. Buckets are left out: the workflow names its own, and an
 // intermediate bucket's name needs the account (IntermediateBucketName).
-func StageResourceNames(workflow string, stage int) []string {
+// A stage on AWS Batch (onBatch) has a job definition where a Fargate
+// stage has a task definition, of the same name.
+func StageResourceNames(workflow string, stage int, onBatch bool) []string {
 	n := namesOf(StageSpec{Workflow: workflow, Stage: stage})
+	definition := kindTaskDefinition
+	if onBatch {
+		definition = kindJobDefinition
+	}
 	out := []string{
 		kindQueue + " " + n.queue,
 		kindQueue + " " + n.dlq,
 		kindFunction + " " + n.function,
-		kindTaskDefinition + " " + n.family,
+		definition + " " + n.family,
 		kindRole + " " + n.lambdaRole,
 		kindRole + " " + n.execRole,
 		kindRole + " " + n.taskRole,
@@ -169,4 +175,20 @@ func StageResourceNames(workflow string, stage int) []string {
 		out = append(out, kindLogGroup+" "+n.workflowLogGroup)
 	}
 	return out
+}
+
+// batchARN returns the ARN of an AWS Batch resource ("job-queue/NAME").
+func batchARN(region, account, resource string) string {
+	return fmt.Sprintf("arn:%s:batch:%s:%s:%s", partition(region), region, account, resource)
+}
+
+// jobQueueARN returns the ARN of a job queue.
+func jobQueueARN(region, account, name string) string {
+	return batchARN(region, account, "job-queue/"+name)
+}
+
+// jobDefinitionRevisionsARN returns the ARN pattern matching every revision
+// of a job definition.
+func jobDefinitionRevisionsARN(region, account, name string) string {
+	return batchARN(region, account, "job-definition/"+name+":*")
 }

@@ -57,8 +57,9 @@ type BootstrapResult struct {
 // Bootstrap creates the prerequisites shared by every pipeline of a region,
 // idempotently, tagged cloudpipe:managed=true: the state bucket
 // (versioning, default encryption, public access blocked, lifecycle rules)
-// in the agent's region (the config's), ECS's service-linked role in the
-// account, and in region the ECS cluster and the network tasks run in,
+// in the agent's region (the config's), ECS's and AWS Batch's
+// service-linked roles and the instance role and profile of Batch's
+// compute environments in the account, and in region the ECS cluster and the network tasks run in,
 // which it stores in the state bucket (see NetworkKey). An
 // existing state bucket without our tags is used as it is. It fails with
 // an error matching ErrNoNetwork when no subnets are given and the region
@@ -78,7 +79,15 @@ func (p *Provisioner) Bootstrap(ctx context.Context, region string, o BootstrapO
 		return r, err
 	}
 	// Before the cluster: ECS needs the role to start any task in it.
-	if err := ensureECSServiceLinkedRole(ctx, home, &r); err != nil {
+	if err := ensureServiceLinkedRole(ctx, home, ecsServiceLinkedRole, &r); err != nil {
+		return r, err
+	}
+	// What stages on AWS Batch need of the account: Batch's service-linked
+	// role and the compute environments' instance role and profile.
+	if err := ensureServiceLinkedRole(ctx, home, batchServiceLinkedRole, &r); err != nil {
+		return r, err
+	}
+	if err := ensureBatchInstanceRole(ctx, home, &r); err != nil {
 		return r, err
 	}
 	if err := ensureCluster(ctx, c, o.Cluster, tags, &r); err != nil {

@@ -32,6 +32,7 @@ func TestBootstrapWithGivenNetwork(t *testing.T) {
 	}
 
 	deleteECSServiceLinkedRole(t, e.iam)
+	deleteBatchAccountRoles(t, e.iam)
 	if _, err := e.p.LoadNetwork(ctx, testenv.Region, o.StateBucket); !errors.Is(err, provision.ErrNotFound) {
 		t.Errorf("LoadNetwork before bootstrap: %v, want ErrNotFound", err)
 	}
@@ -44,6 +45,7 @@ func TestBootstrapWithGivenNetwork(t *testing.T) {
 		"s3 bucket " + o.StateBucket,
 		"s3 lifecycle rules of " + o.StateBucket + " (incomplete uploads aborted after 7 days, run records expired after 90, old inventory versions after 30)",
 		slrLabel,
+		batchAccountLabels[0], batchAccountLabels[1], batchAccountLabels[2],
 		"ecs cluster " + o.Cluster,
 		"s3 object s3://" + o.StateBucket + "/config/network.json",
 	}

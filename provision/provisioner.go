@@ -16,6 +16,7 @@ import (
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/service/batch"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
@@ -110,6 +111,7 @@ type clients struct {
 	iam    *iam.Client
 	lambda *lambda.Client
 	ecs    *ecs.Client
+	batch  *batch.Client
 	logs   *cloudwatchlogs.Client
 	ec2    *ec2.Client
 	sts    *sts.Client
@@ -207,6 +209,7 @@ func (p *Provisioner) clients(region string) *clients {
 		iam:     iam.NewFromConfig(cfg),
 		lambda:  lambda.NewFromConfig(cfg),
 		ecs:     ecs.NewFromConfig(cfg),
+		batch:   batch.NewFromConfig(cfg),
 		logs:    cloudwatchlogs.NewFromConfig(cfg),
 		ec2:     ec2.NewFromConfig(cfg),
 		sts:     sts.NewFromConfig(cfg),

@@ -160,3 +160,18 @@ func (p *Provisioner) retryPropagation(ctx context.Context, op string, retryable
 		}
 	}
 }
+
+// isJobDefinitionNotFound reports Batch's answer to a job-definition
+// revision that does not exist (ClientException, "JobDefinition NAME does
+// not exist" or "... not found").
+func isJobDefinitionNotFound(err error) bool {
+	return hasCodeAndMessage(err, "ClientException", "does not exist", "not found")
+}
+
+// isBatchAlreadyExists reports Batch's answer to creating a compute
+// environment or job queue whose name is taken (ClientException, "Compute
+// environment NAME already exists", "JobQueue NAME already exists"): made
+// meanwhile by another stage on the same capacity.
+func isBatchAlreadyExists(err error) bool {
+	return hasCodeAndMessage(err, "ClientException", "already exists")
+}

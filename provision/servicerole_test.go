@@ -50,9 +50,13 @@ func TestBootstrapCreatesTheECSServiceLinkedRole(t *testing.T) {
 	if !slices.Contains(first.Created, slrLabel) {
 		t.Errorf("first Bootstrap created %v, want %q", first.Created, slrLabel)
 	}
-	ins := e.calls.Inputs("IAM.CreateServiceLinkedRole")
-	if len(ins) != 1 || aws.ToString(ins[0].(*iam.CreateServiceLinkedRoleInput).AWSServiceName) != "ecs.amazonaws.com" {
-		t.Errorf("CreateServiceLinkedRole calls %v, want one for ecs.amazonaws.com", ins)
+	var services []string
+	for _, in := range e.calls.Inputs("IAM.CreateServiceLinkedRole") {
+		services = append(services, aws.ToString(in.(*iam.CreateServiceLinkedRoleInput).AWSServiceName))
+	}
+	// AWS Batch's too when an earlier test has not made it.
+	if services = slices.DeleteFunc(services, func(s string) bool { return s == "batch.amazonaws.com" }); !slices.Equal(services, []string{"ecs.amazonaws.com"}) {
+		t.Errorf("CreateServiceLinkedRole calls for %v, want one for ecs.amazonaws.com", services)
 	}
 	role, err := e.iam.GetRole(ctx, &iam.GetRoleInput{RoleName: aws.String(ecsServiceLinkedRole)})
 	if err != nil {
@@ -106,5 +110,38 @@ func TestBootstrapFindsTheServiceLinkedRoleCreatedMeanwhile(t *testing.T) {
 	}
 	if n := e.calls.Ops()["IAM.CreateServiceLinkedRole"]; n != 1 {
 		t.Errorf("%d CreateServiceLinkedRole calls, want 1 (refused: the name is taken)", n)
+	}
+}
+
+// batchAccountLabels are how Bootstrap reports what it makes once per
+// account for AWS Batch, in order.
+var batchAccountLabels = []string{
+	"iam role AWSServiceRoleForBatch (AWS Batch's service-linked role)",
+	"iam role " + provision.BatchInstanceRole,
+	"iam instance profile " + provision.BatchInstanceRole,
+}
+
+// deleteBatchAccountRoles deletes, as the operator, what an earlier
+// bootstrap of this process made for AWS Batch in the account: Batch's
+// service-linked role and the instance role and profile.
+func deleteBatchAccountRoles(t *testing.T, c *iam.Client) {
+	t.Helper()
+	ctx := t.Context()
+	name := aws.String(provision.BatchInstanceRole)
+	notFound := func(err error) bool { return err == nil || errors.As(err, new(*iamtypes.NoSuchEntityException)) }
+	if _, err := c.RemoveRoleFromInstanceProfile(ctx, &iam.RemoveRoleFromInstanceProfileInput{InstanceProfileName: name, RoleName: name}); !notFound(err) {
+		t.Fatalf("remove the instance role from its profile: %v", err)
+	}
+	if _, err := c.DetachRolePolicy(ctx, &iam.DetachRolePolicyInput{RoleName: name,
+		PolicyArn: aws.String("arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role")}); !notFound(err) {
+		t.Fatalf("detach the instance role's policy: %v", err)
+	}
+	if _, err := c.DeleteInstanceProfile(ctx, &iam.DeleteInstanceProfileInput{InstanceProfileName: name}); !notFound(err) {
+		t.Fatalf("delete the instance profile: %v", err)
+	}
+	for _, role := range []string{provision.BatchInstanceRole, "AWSServiceRoleForBatch"} {
+		if _, err := c.DeleteRole(ctx, &iam.DeleteRoleInput{RoleName: aws.String(role)}); !notFound(err) {
+			t.Fatalf("delete role %s: %v", role, err)
+		}
 	}
 }

@@ -3,7 +3,12 @@
 // What was created is recorded by the caller in package inventory.
 package provision
 
-import "time"
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+	"time"
+)
 
 // Tag keys carried by every resource cloudpipe creates.
 const (
@@ -45,6 +50,66 @@ type StageSpec struct {
 	KMSKeyARNs []string `json:",omitempty"`
 	MaxTasks   int      // most tasks running at once for this stage; 0 = DefaultMaxTasks
 	Suspend    bool     // notification removed: uploads are not processed
+	// Batch places the stage on AWS Batch (workflow.Placement's
+	// PlatformBatch); nil runs it on Fargate.
+	Batch *BatchSpec `json:",omitempty"`
+}
+
+// BatchSpec is where a stage placed on AWS Batch runs: the compute
+// environment and job queue of its region, instance type and capacity,
+// shared by every stage that uses them (BatchCapacity), and what its job
+// definition asks of an instance.
+type BatchSpec struct {
+	InstanceType string // "g5.xlarge"
+	Capacity     string // "ec2" or "spot"
+	// InstanceVCPU is the type's vCPU count, for the compute environment's
+	// maxvCpus; 0 when unknown (then the job's vCPUs).
+	InstanceVCPU int
+	GPUs         int    // the job's GPUs: every GPU of the type
+	GPU          bool   // the type is a GPU family: the GPU-enabled ECS AMI
+	Privileged   bool   // the algorithm's containers run privileged
+	KeyPair      string // EC2 key pair of the instances (SSH), "" for none; part of the capacity
+}
+
+// Key is the shared capacity the stage uses, in region.
+func (b BatchSpec) Key(region string) BatchCapacity {
+	return BatchCapacity{Region: region, InstanceType: b.InstanceType, Capacity: b.Capacity, KeyPair: b.KeyPair}
+}
+
+// BatchCapacity names one compute environment and its job queue: one per
+// region, instance type and capacity, whatever the stages using them.
+type BatchCapacity struct {
+	Region       string `json:"region"`
+	InstanceType string `json:"instance_type"`
+	Capacity     string `json:"capacity"` // "ec2" or "spot"
+	// KeyPair is the EC2 key pair the instances accept SSH with (the
+	// workflow's key_pair): a compute environment has one, so workflows
+	// with different key pairs do not share one.
+	KeyPair string `json:"key_pair,omitempty"`
+}
+
+// Name is the compute environment's and the job queue's name,
+// cp-batch-<type with dots as hyphens>-<capacity>: "cp-batch-g5-xlarge-spot",
+// then, with a key pair, "-k" and 8 hex digits of its SHA-256 (key pair
+// names may hold characters Batch names may not).
+// Batch names take letters, numbers, hyphens and underscores, up to 128:
+// https://docs.aws.amazon.com/batch/latest/APIReference/API_CreateComputeEnvironment.html
+func (k BatchCapacity) Name() string {
+	name := "cp-batch-" + strings.ReplaceAll(k.InstanceType, ".", "-") + "-" + k.Capacity
+	if k.KeyPair != "" {
+		sum := sha256.Sum256([]byte(k.KeyPair))
+		name += "-k" + hex.EncodeToString(sum[:4])
+	}
+	return name
+}
+
+// String is the capacity as reports name it: "eu-west-1/g5.xlarge/spot".
+func (k BatchCapacity) String() string {
+	s := k.Region + "/" + k.InstanceType + "/" + k.Capacity
+	if k.KeyPair != "" {
+		s += "/key " + k.KeyPair
+	}
+	return s
 }
 
 // AlgorithmSpec is the container side of a stage.

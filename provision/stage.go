@@ -44,6 +44,14 @@ type StageResources struct {
 	// with, and ECS echoes defaults we never sent).
 	TaskDefinitionHash string `json:"task_definition_hash,omitempty"`
 
+	// A stage on AWS Batch has a job definition instead of a task
+	// definition, recorded the same way (kumo cannot describe job
+	// definitions either), and submits to its capacity's job queue.
+	JobDefinitionARN  string   `json:"job_definition_arn,omitempty"`
+	JobDefinitionARNs []string `json:"job_definition_arns,omitempty"`
+	JobDefinitionHash string   `json:"job_definition_hash,omitempty"`
+	JobQueueARN       string   `json:"job_queue_arn,omitempty"`
+
 	LogGroup       string `json:"log_group,omitempty"`        // /cloudpipe/<workflow>
 	LambdaLogGroup string `json:"lambda_log_group,omitempty"` // /aws/lambda/<function>
 
@@ -151,6 +159,7 @@ func (p *Provisioner) EnsureStage(ctx context.Context, spec StageSpec, prev Stag
 		s.ensureInvokeConfig,
 		s.ensureInvokePermission,
 		s.retireTaskDefinitions,
+		s.retireJobDefinitions,
 		s.ensureNotification,
 	} {
 		if err := step(ctx, &res); err != nil {

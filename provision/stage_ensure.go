@@ -29,6 +29,7 @@ type stageBuild struct {
 func (s *stageBuild) start() StageResources {
 	res := s.prev
 	res.TaskDefinitionARNs = slices.Clone(s.prev.TaskDefinitionARNs)
+	res.JobDefinitionARNs = slices.Clone(s.prev.JobDefinitionARNs)
 	res.InputBucket, res.OutputBucket = s.spec.InputBucket, s.spec.OutputBucket
 	res.LogGroup, res.LambdaLogGroup = s.names.workflowLogGroup, s.names.lambdaLogGroup
 	return res
@@ -37,14 +38,19 @@ func (s *stageBuild) start() StageResources {
 // arns are the identifiers the stage's policies are scoped to, as far as
 // res knows them.
 func (s *stageBuild) arns(res StageResources) stageARNs {
-	return stageARNs{
+	a := stageARNs{
 		Region: s.spec.Region, Account: s.spec.AccountID, Cluster: s.p.opts.Cluster, Family: s.names.family,
 		QueueARN: res.QueueARN, DLQARN: res.DLQARN, ExecRoleARN: res.ExecutionRoleARN, TaskRoleARN: res.TaskRoleARN,
 		InputBucket: s.spec.InputBucket, OutputBucket: s.spec.OutputBucket, StateBucket: s.p.opts.StateBucket,
 		Workflow: s.spec.Workflow, Stage: s.spec.Stage, SecretARNs: secretARNs(s.spec),
 		Images:   []string{s.spec.Algorithm.Image, s.p.opts.RunnerImage},
 		InputKey: s.keys.Input, OutputKey: s.keys.Output, SecretKeys: s.keys.Secrets, WorkflowKeys: s.spec.KMSKeyARNs,
+		OnBatch: s.spec.Batch != nil,
 	}
+	if s.spec.Batch != nil {
+		a.JobQueueARN = jobQueueARN(s.spec.Region, s.spec.AccountID, s.spec.Batch.Key(s.spec.Region).Name())
+	}
+	return a
 }
 
 // ensureIndependent ensures, in parallel, what depends on nothing else: the
@@ -142,6 +148,12 @@ func (s *stageBuild) ensureTaskRoles(ctx context.Context, res *StageResources) e
 // that name the task roles: the function's role, which may pass them, and
 // the task definition, which runs as them.
 func (s *stageBuild) ensureLambdaRoleAndTaskDefinition(ctx context.Context, res *StageResources) error {
+	if s.spec.Batch != nil {
+		return s.ensureLambdaRoleAndJobDefinition(ctx, res)
+	}
+	// A stage back from AWS Batch submits no more jobs: its job-definition
+	// revisions are retired once the function starts tasks again.
+	res.JobDefinitionARN, res.JobDefinitionHash, res.JobQueueARN = "", "", ""
 	td, err := s.p.taskDefinitionInput(s.spec, *res)
 	if err != nil {
 		return err
@@ -158,6 +170,33 @@ func (s *stageBuild) ensureLambdaRoleAndTaskDefinition(ctx context.Context, res 
 	err = g.Wait()
 	setIfKnown(&res.LambdaRoleARN, role)
 	rev.record(res)
+	return err
+}
+
+// ensureLambdaRoleAndJobDefinition is ensureLambdaRoleAndTaskDefinition
+// for a stage on AWS Batch, in parallel: the function's role, which may
+// submit to the queue with the definition, the job definition, which runs
+// as the task roles, and the capacity's compute environment and job queue
+// (shared; made on first use).
+func (s *stageBuild) ensureLambdaRoleAndJobDefinition(ctx context.Context, res *StageResources) error {
+	jd := s.p.jobDefinitionInput(s.spec, *res)
+	arns := s.arns(*res)
+	var role, queue string
+	var rev revision
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		role, err = ensureRole(gctx, s.c, s.names.lambdaRole, trustPolicy("lambda.amazonaws.com"), lambdaPolicy(arns), s.tags)
+		return err
+	})
+	g.Go(func() (err error) { rev, err = s.ensureJobDefinition(gctx, jd); return err })
+	g.Go(func() (err error) { queue, err = s.p.ensureBatchCapacity(gctx, s.c, s.spec, s.net); return err })
+	err := g.Wait()
+	setIfKnown(&res.LambdaRoleARN, role)
+	setIfKnown(&res.JobQueueARN, queue)
+	rev.recordJob(res)
+	// A stage moved from Fargate starts no more tasks: its task-definition
+	// revisions are retired once the function submits jobs.
+	res.TaskDefinitionARN, res.TaskDefinitionHash = "", ""
 	return err
 }
 
@@ -233,6 +272,21 @@ func (s *stageBuild) retireTaskDefinitions(ctx context.Context, res *StageResour
 			return err
 		}
 		res.TaskDefinitionARNs = slices.DeleteFunc(res.TaskDefinitionARNs, func(a string) bool { return a == arn })
+	}
+	return nil
+}
+
+// retireJobDefinitions deregisters every recorded job-definition revision
+// but the one the function now submits (none for a stage on Fargate).
+func (s *stageBuild) retireJobDefinitions(ctx context.Context, res *StageResources) error {
+	for _, arn := range slices.Clone(res.JobDefinitionARNs) {
+		if arn == res.JobDefinitionARN {
+			continue
+		}
+		if _, err := deregisterJobDefinition(ctx, s.c, arn); err != nil {
+			return err
+		}
+		res.JobDefinitionARNs = slices.DeleteFunc(res.JobDefinitionARNs, func(a string) bool { return a == arn })
 	}
 	return nil
 }

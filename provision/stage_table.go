@@ -122,6 +122,10 @@ func (p *Provisioner) stageTable(c *clients, spec StageSpec, res StageResources,
 	for _, arn := range slices.Backward(revisions) {
 		t = append(t, taskDefinitionResource(c, arn))
 	}
+	jobRevisions := compactNonEmpty(append(slices.Clone(res.JobDefinitionARNs), res.JobDefinitionARN)...)
+	for _, arn := range slices.Backward(jobRevisions) {
+		t = append(t, jobDefinitionResource(c, arn))
+	}
 	fn := functionResource(c, wf, n.function)
 	if want != nil {
 		cfg := functionConfig{Role: res.LambdaRoleARN, Environment: p.functionEnvironment(spec, res, want.net)}
@@ -147,7 +151,7 @@ func (p *Provisioner) stageTable(c *clients, spec StageSpec, res StageResources,
 
 // reportKinds is the order in which MissingResources lists kinds. It is not
 // the table's: drift reasons kept the order they had before the table.
-var reportKinds = []string{kindBucket, kindQueue, kindRole, kindTaskDefinition, kindFunction, kindInvokeConfig, kindLogGroup, kindNotification}
+var reportKinds = []string{kindBucket, kindQueue, kindRole, kindTaskDefinition, kindJobDefinition, kindFunction, kindInvokeConfig, kindLogGroup, kindNotification}
 
 // inReportOrder returns t kind by kind in reportKinds' order, each kind's
 // resources in the order DeleteStage deletes them.

@@ -83,8 +83,9 @@ func writeCreates(b *strings.Builder, c Change) {
 	}
 	b.WriteString("\n")
 	for _, st := range w.Stages {
-		fmt.Fprintf(b, "- stage %d `%s` (%s): %s\n", st.Index, st.Algorithm.Name,
-			mdEscape(st.Placement(w).String()), codeList(provision.StageResourceNames(w.Name, st.Index)))
+		where := st.Placement(w)
+		fmt.Fprintf(b, "- stage %d `%s` (%s): %s\n", st.Index, st.Algorithm.Name, mdEscape(where.String()),
+			codeList(provision.StageResourceNames(w.Name, st.Index, where.Platform == workflow.PlatformBatch)))
 	}
 }
 
@@ -96,7 +97,7 @@ func writeDeletes(b *strings.Builder, c Change) {
 	}
 	b.WriteString("\nResources it deletes:\n")
 	for i := range c.Entry.Stages {
-		fmt.Fprintf(b, "- stage %d: %s\n", i, codeList(provision.StageResourceNames(c.Workflow, i)))
+		fmt.Fprintf(b, "- stage %d: %s\n", i, codeList(provision.StageResourceNames(c.Workflow, i, false)))
 	}
 	b.WriteString("- the buckets cloudpipe created, unless they hold data or the workflow retains them\n")
 }

@@ -49,7 +49,14 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	base := testenv.Kumo(t)
+	return newEnvOn(t, testenv.Kumo(t))
+}
+
+// newEnvOn is newEnv with base the operator's config of the AWS to use
+// (the AWS rules in front of kumo, or in front of a local ECS and Batch),
+// and more middleware on the agent's calls.
+func newEnvOn(t testing.TB, base aws.Config, more ...func(*middleware.Stack) error) *env {
+	t.Helper()
 	sum := sha256.Sum256([]byte(t.Name()))
 	e := &env{t: t, prefix: "t" + hex.EncodeToString(sum[:])[:7]}
 	// The agent's code acts as its role, so its names are the ones
@@ -61,6 +68,7 @@ func newEnv(t testing.TB) *env {
 	e.calls.Attach(&cfg)
 	e.crash = &crashAfter{}
 	cfg.APIOptions = append(cfg.APIOptions, e.crash.install)
+	cfg.APIOptions = append(cfg.APIOptions, more...)
 	e.cfg = cfg
 
 	subnets, sgs := testenv.NewNetwork(t, base)

@@ -64,6 +64,15 @@ func (p *recordingProvisioner) EnsureStage(_ context.Context, spec provision.Sta
 	return res, nil
 }
 
+// DeleteBatchCapacity records "delete-capacity <capacity>" and reports it
+// done.
+func (p *recordingProvisioner) DeleteBatchCapacity(_ context.Context, k provision.BatchCapacity) ([]string, bool, error) {
+	p.mu.Lock()
+	p.calls = append(p.calls, "delete-capacity "+k.String())
+	p.mu.Unlock()
+	return nil, true, nil
+}
+
 func (p *recordingProvisioner) DeleteStage(_ context.Context, spec provision.StageSpec, _ provision.StageResources) (provision.DeleteResult, error) {
 	return provision.DeleteResult{}, p.record("delete", spec)
 }

@@ -106,41 +106,85 @@ func TestPlanShowsWhereStagesRun(t *testing.T) {
 	}
 }
 
-// TestMachineRefusesBatchStages: a workflow with a stage that AWS Batch
-// would run fails before anything is written, naming the stage and its
-// placement, and the others are applied.
-func TestMachineRefusesBatchStages(t *testing.T) {
+// TestMachineCountsBatchCapacityUsers: the stages placed on AWS Batch are
+// recorded in the index as users of their capacity (region, instance type,
+// capacity); two workflows on g5.xlarge share one; removing one keeps it,
+// removing the last tears it down once and drops its entry. A workflow
+// whose apply fails keeps its stages as users.
+func TestMachineCountsBatchCapacityUsers(t *testing.T) {
 	m := newMachine(t)
 	files := map[string]string{
 		"gpu":   `{"input_s3_name": "m-gpu-in", "output_s3_name": "m-gpu-out", "region": "us-east-1", "process": {"type": "sequence_run", "algorithms": [{"name": "sorter"}, {"name": "gpu"}]}}`,
+		"gpu2":  oneStage("m-gpu2", "gpu", ""),
 		"plain": singleRun("m-plain-in", "m-plain-out", "x"),
-		"tiny":  oneStage("m-tiny", "small", ""),
 	}
-	d := pipesync.LoadDesired(placementRepo(files), "c1")
-	if len(d.Problems) > 0 {
-		t.Fatalf("test repository is invalid: %v", d.Problems)
-	}
-	rep, err := m.agent("a", nil).Reconcile(t.Context(), d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := resultOf(rep, "gpu")
-	want := "workflows/gpu.json: stage 1 (gpu) runs on AWS Batch, which this agent does not provision yet: AWS Batch g5.xlarge on ec2, 1 vCPU/512 MiB, 1 GPU (Fargate has no GPU); nothing was changed"
-	if !errors.Is(r.Err, pipesync.ErrBatchNotProvisioned) || r.Err.Error() != want {
-		t.Errorf("gpu: %v\nwant %s", r.Err, want)
-	}
-	for _, name := range []string{"plain", "tiny"} {
-		if r := resultOf(rep, name); r.Err != nil {
-			t.Errorf("%s: %v, want it applied", name, r.Err)
+	g5 := provision.BatchCapacity{Region: "us-east-1", InstanceType: "g5.xlarge", Capacity: "ec2"}
+	pass := func(commit string) {
+		t.Helper()
+		d := pipesync.LoadDesired(placementRepo(files), commit)
+		if len(d.Problems) > 0 {
+			t.Fatalf("test repository is invalid: %v", d.Problems)
+		}
+		rep, err := m.agent("a", nil).Reconcile(t.Context(), d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rep.Results {
+			if r.Err != nil && m.prov.fail == nil {
+				t.Errorf("%s: %v", r.Workflow, r.Err)
+			}
 		}
 	}
-	for _, c := range m.prov.took() {
-		if strings.Contains(c, "gpu/") {
-			t.Errorf("provisioner called for the refused workflow: %s", c)
+	capacities := func() []inventory.BatchCapacityEntry {
+		idx, err := m.inv.ReadIndex(t.Context())
+		if err != nil {
+			t.Fatal(err)
 		}
+		return idx.BatchCapacities
 	}
-	if e := m.entry("gpu"); e != (inventory.IndexEntry{}) {
-		t.Errorf("index entry written for the refused workflow: %+v", e)
+	deletes := func() int {
+		n := 0
+		for _, c := range m.prov.took() {
+			if strings.HasPrefix(c, "delete-capacity ") {
+				n++
+			}
+		}
+		return n
+	}
+
+	pass("c1")
+	want := []inventory.BatchCapacityEntry{{BatchCapacity: g5, Users: []string{"gpu/1", "gpu2/0"}}}
+	if got := capacities(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("after both: %+v, want %+v", got, want)
+	}
+
+	// gpu2 fails to go: it keeps its use.
+	delete(files, "gpu2")
+	m.prov.fail = func(op, wf string, _ int) error {
+		if op == "delete" && wf == "gpu2" {
+			return errors.New("boom")
+		}
+		return nil
+	}
+	pass("c2")
+	if got := capacities(); !reflect.DeepEqual(got, want) || deletes() != 0 {
+		t.Fatalf("after gpu2 failed to go: %+v, %d capacity deletes; want %+v, none", got, deletes(), want)
+	}
+	m.prov.fail = nil
+	pass("c3")
+	want[0].Users = []string{"gpu/1"}
+	if got := capacities(); !reflect.DeepEqual(got, want) || deletes() != 0 {
+		t.Fatalf("after gpu2 went: %+v, %d capacity deletes; want %+v, none", got, deletes(), want)
+	}
+
+	delete(files, "gpu")
+	pass("c4")
+	if got := capacities(); len(got) != 0 || deletes() != 1 {
+		t.Fatalf("after both went: %+v, %d capacity deletes; want none left, one delete", got, deletes())
+	}
+	pass("c5")
+	if deletes() != 1 {
+		t.Errorf("a pass with nothing to collect deleted a capacity again (%d deletes)", deletes())
 	}
 }
 

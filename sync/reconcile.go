@@ -251,14 +251,16 @@ func (r *Reconciler) CheckDrift(ctx context.Context, plan *Plan) error { return 
 func (r *Reconciler) apply(ctx context.Context, plan *Plan, idx *inventory.Index, retryAt time.Time) (*Report, error) {
 	rep, todo := newReport(plan)
 	if len(todo) == 0 {
-		return rep, r.recordCommit(ctx, idx, plan.Commit)
+		err := r.recordCommit(ctx, idx, plan.Commit)
+		r.collectBatchCapacities(ctx)
+		return rep, err
 	}
 	specs, ready, refused := r.buildSpecs(ctx, plan, todo)
 	for i, err := range refused {
 		rep.Results[i].Err = err
 	}
 	if len(ready) > 0 {
-		if err := r.recordIntent(ctx, plan, idx, ready); err != nil {
+		if err := r.recordIntent(ctx, plan, idx, ready, specs); err != nil {
 			if errors.Is(err, inventory.ErrConflict) {
 				return nil, errReplan
 			}
@@ -275,9 +277,10 @@ func (r *Reconciler) apply(ctx context.Context, plan *Plan, idx *inventory.Index
 	// so its next pass resumes it.
 	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if err := r.recordResults(saveCtx, idx, plan.Commit, rep.Results, ready, retryAt); err != nil {
+	if err := r.recordResults(saveCtx, idx, plan.Commit, rep.Results, ready, specs, retryAt); err != nil {
 		return rep, err
 	}
+	r.collectBatchCapacities(ctx)
 	return rep, interrupted
 }
 
@@ -326,7 +329,9 @@ func (r *Reconciler) buildSpecs(ctx context.Context, plan *Plan, todo []int) (ma
 // recordIntent marks every ready change as being applied by this agent and
 // takes its lease, in one conditional write of the index: inventory.ErrConflict
 // if another agent wrote the index since idx was read.
-func (r *Reconciler) recordIntent(ctx context.Context, plan *Plan, idx *inventory.Index, ready []int) error {
+// The stages of each change on AWS Batch become users of their capacities
+// in the same write, before anything is created.
+func (r *Reconciler) recordIntent(ctx context.Context, plan *Plan, idx *inventory.Index, ready []int, specs map[int][]provision.StageSpec) error {
 	now := r.opts.Now()
 	for _, i := range ready {
 		c := plan.Changes[i]
@@ -345,6 +350,7 @@ func (r *Reconciler) recordIntent(ctx context.Context, plan *Plan, idx *inventor
 		}
 		e.Holder, e.LeaseExpires, e.UpdatedAt = r.opts.AgentID, now.Add(r.opts.LeaseTTL), now
 		idx.Workflows[c.Workflow] = e
+		useBatchCapacities(idx, specs[i])
 	}
 	return r.opts.Inventory.WriteIndex(ctx, idx)
 }
@@ -380,9 +386,6 @@ func (r *Reconciler) applyReady(ctx context.Context, plan *Plan, specs map[int][
 
 // stageSpecs checks the workflow's account and builds its stage specs.
 func (r *Reconciler) stageSpecs(ctx context.Context, c Change) ([]provision.StageSpec, error) {
-	if err := refuseBatch(c.Desired); err != nil {
-		return nil, err
-	}
 	account, err := r.callerAccount(ctx, c.Desired.Region)
 	if err != nil {
 		return nil, err
@@ -425,12 +428,23 @@ func (r *Reconciler) recordCommit(ctx context.Context, idx *inventory.Index, com
 // write and now, other agents may have written entries of other workflows:
 // on conflict re-read and re-apply only our own entries, which our leases
 // protect.
-func (r *Reconciler) recordResults(ctx context.Context, idx *inventory.Index, commit string, results []Result, ours []int, retryAt time.Time) error {
+// A workflow applied or deleted uses, from now on, exactly the AWS Batch
+// capacities of its specs (none once deleted); a failed one keeps every
+// capacity it had, since what it still holds is not known.
+func (r *Reconciler) recordResults(ctx context.Context, idx *inventory.Index, commit string, results []Result, ours []int,
+	specs map[int][]provision.StageSpec, retryAt time.Time) error {
 	for attempt := 0; ; attempt++ {
 		now := r.opts.Now()
 		for _, i := range ours {
 			res := results[i]
 			e := idx.Workflows[res.Workflow]
+			switch {
+			case res.Err != nil: // interrupted or failed: it keeps its capacities
+			case res.Action == Delete:
+				releaseBatchCapacities(idx, res.Workflow, nil)
+			default:
+				releaseBatchCapacities(idx, res.Workflow, specs[i])
+			}
 			switch {
 			case errors.Is(res.Err, context.Canceled) || errors.Is(res.Err, context.DeadlineExceeded):
 				// Interrupted: keep the intent and our lease so the next pass

@@ -67,6 +67,7 @@ func StageSpecs(w *workflow.Workflow, accountID, stateBucket string) []provision
 			KMSKeyARNs:            w.KMSKeyARNs,
 			MaxTasks:              w.MaxTasks,
 			Suspend:               w.Suspend,
+			Batch:                 batchSpec(w, st),
 		}
 		in = out
 	}
@@ -79,4 +80,23 @@ func StageSpecs(w *workflow.Workflow, accountID, stateBucket string) []provision
 func sameStage(old, new provision.StageSpec) bool {
 	return old.Stage == new.Stage && old.Region == new.Region &&
 		old.InputBucket == new.InputBucket && old.OutputBucket == new.OutputBucket
+}
+
+// batchSpec is where a stage placed on AWS Batch runs; nil on Fargate.
+// The compute environment is sized from the type's vCPUs, taken from
+// workflow's table (a type only EC2 knew gives the job's vCPUs: Batch
+// still launches one instance past maxvCpus to fit a job).
+func batchSpec(w *workflow.Workflow, st workflow.Stage) *provision.BatchSpec {
+	place := st.Placement(w)
+	if place.Platform != workflow.PlatformBatch {
+		return nil
+	}
+	vcpu := int(place.VCPU)
+	if t, ok := workflow.KnownInstanceType(place.InstanceType); ok {
+		vcpu = max(vcpu, t.VCPU)
+	}
+	return &provision.BatchSpec{
+		InstanceType: place.InstanceType, Capacity: place.Capacity, InstanceVCPU: vcpu,
+		GPUs: place.GPUs, GPU: place.GPUs > 0, Privileged: st.Algorithm.Privileged, KeyPair: w.KeyPair,
+	}
 }

@@ -218,6 +218,9 @@ var (
 		"Lambda.DeleteFunctionEventInvokeConfig": deleteInvokeConfig,
 		"Lambda.ListFunctionEventInvokeConfigs":  listInvokeConfigs,
 		"Lambda.Invoke":                          invoke,
+		"IAM.AttachRolePolicy":                   attachRolePolicy,
+		"IAM.ListAttachedRolePolicies":           listAttachedRolePolicies,
+		"IAM.DetachRolePolicy":                   detachRolePolicy,
 	}
 )
 

@@ -488,6 +488,10 @@ func (a *authority) authorizations(c call, region string) ([]authz, error) {
 		// https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_iam-condition-keys.html#ck_awsservicename
 		base["iam:AWSServiceName"] = p.str("AWSServiceName")
 	}
+	if service == "IAM" && (op == "AttachRolePolicy" || op == "DetachRolePolicy") {
+		// https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_iam-condition-keys.html#ck_policyarn
+		base["iam:PolicyARN"] = p.str("PolicyArn")
+	}
 	var out []authz
 	for _, res := range resources {
 		out = append(out, authz{op: c.op, action: action, resource: res, context: a.withResourceTags(c.r.Context(), base, res)})

@@ -33,6 +33,8 @@ var rewrites = map[string]rewrite{
 var serviceLinkedRoles = map[string]string{
 	// https://docs.aws.amazon.com/AmazonECS/latest/developerguide/using-service-linked-roles.html
 	"ecs.amazonaws.com": "AWSServiceRoleForECS",
+	// https://docs.aws.amazon.com/batch/latest/userguide/using-service-linked-roles.html
+	"batch.amazonaws.com": "AWSServiceRoleForBatch",
 	// https://docs.aws.amazon.com/autoscaling/ec2/userguide/autoscaling-service-linked-role.html
 	"autoscaling.amazonaws.com": "AWSServiceRoleForAutoScaling",
 	// https://docs.aws.amazon.com/elasticloadbalancing/latest/userguide/elb-service-linked-roles.html

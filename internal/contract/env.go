@@ -30,6 +30,10 @@ const (
 	EnvAssignPublicIP = "CLOUDPIPE_ASSIGN_PUBLIC_IP"
 	EnvMaxTasks       = "CLOUDPIPE_MAX_TASKS"
 	EnvContainer      = "CLOUDPIPE_CONTAINER"
+	// A stage placed on AWS Batch submits jobs to its queue and definition
+	// instead of starting tasks (FunctionEnv.OnBatch).
+	EnvJobQueue      = "CLOUDPIPE_JOB_QUEUE"
+	EnvJobDefinition = "CLOUDPIPE_JOB_DEFINITION"
 
 	// The runner's (RunnerEnv).
 	EnvInputBucket       = "CLOUDPIPE_INPUT_BUCKET"

@@ -32,7 +32,17 @@ func TestFunctionEnvRoundTrip(t *testing.T) {
 		QueueURL: "q", DLQURL: "d", Cluster: "c", TaskDefinition: "td:1",
 		Subnets: []string{"subnet-1"}, MaxTasks: 1,
 	}
-	for _, want := range []contract.FunctionEnv{full, minimal} {
+	// A stage on AWS Batch: queue and definition, no cluster, task
+	// definition or network needed.
+	onBatch := contract.FunctionEnv{
+		QueueURL: "q", DLQURL: "d", MaxTasks: 2,
+		JobQueue:      "arn:aws:batch:us-east-1:000000000000:job-queue/cp-batch-g5-xlarge-ec2",
+		JobDefinition: "arn:aws:batch:us-east-1:000000000000:job-definition/cp-wf-0:1",
+	}
+	if _, set := minimal.Env()[contract.EnvJobQueue]; set {
+		t.Errorf("a Fargate stage's environment names %s", contract.EnvJobQueue)
+	}
+	for _, want := range []contract.FunctionEnv{full, minimal, onBatch} {
 		env := want.Env()
 		got, err := contract.ReadFunctionEnv(getenv(env))
 		if err != nil || !reflect.DeepEqual(got, want) {

@@ -25,13 +25,26 @@ type FunctionEnv struct {
 	Container      string   // EnvContainer: the algorithm container's name in the task definition
 	Workflow       string   // EnvWorkflow: for logs and dead-letter attributes
 	Stage          int      // EnvStage: for logs and dead-letter attributes
+	// JobQueue and JobDefinition are set for a stage placed on AWS Batch:
+	// the function submits jobs (the queue's ARN, the definition's ARN
+	// with its revision) instead of starting tasks, and Cluster,
+	// TaskDefinition and the network are then not needed (the compute
+	// environment holds the network).
+	JobQueue      string // EnvJobQueue
+	JobDefinition string // EnvJobDefinition
 }
+
+// OnBatch reports whether the stage runs on AWS Batch: its function
+// submits jobs rather than starting Fargate tasks.
+func (e FunctionEnv) OnBatch() bool { return e.JobQueue != "" }
 
 // Env returns e as environment variables. Every variable is written, empty
 // ones included, so that the function's configuration is the same map
-// whatever was set before.
+// whatever was set before; the two of AWS Batch only for a stage on Batch,
+// so a Fargate stage's configuration stays what older agents wrote and is
+// not updated for nothing.
 func (e FunctionEnv) Env() map[string]string {
-	return map[string]string{
+	env := map[string]string{
 		EnvQueueURL:       e.QueueURL,
 		EnvDLQURL:         e.DLQURL,
 		EnvCluster:        e.Cluster,
@@ -44,6 +57,10 @@ func (e FunctionEnv) Env() map[string]string {
 		EnvWorkflow:       e.Workflow,
 		EnvStage:          strconv.Itoa(e.Stage),
 	}
+	if e.OnBatch() {
+		env[EnvJobQueue], env[EnvJobDefinition] = e.JobQueue, e.JobDefinition
+	}
+	return env
 }
 
 // ReadFunctionEnv reads a FunctionEnv through getenv (os.Getenv in
@@ -55,14 +72,20 @@ func ReadFunctionEnv(getenv func(string) string) (FunctionEnv, error) {
 	e := FunctionEnv{
 		QueueURL:       r.required(EnvQueueURL),
 		DLQURL:         r.required(EnvDLQURL),
-		Cluster:        r.required(EnvCluster),
-		TaskDefinition: r.required(EnvTaskDefinition),
 		Subnets:        r.list(EnvSubnets),
 		SecurityGroups: r.list(EnvSecurityGroups),
 		Container:      r.optional(EnvContainer),
 		Workflow:       r.optional(EnvWorkflow),
+		JobQueue:       r.optional(EnvJobQueue),
 	}
-	if len(e.Subnets) == 0 {
+	if e.OnBatch() {
+		// Batch jobs run in the compute environment's network.
+		e.JobDefinition = r.required(EnvJobDefinition)
+		e.Cluster, e.TaskDefinition = r.optional(EnvCluster), r.optional(EnvTaskDefinition)
+	} else {
+		e.Cluster, e.TaskDefinition = r.required(EnvCluster), r.required(EnvTaskDefinition)
+	}
+	if len(e.Subnets) == 0 && !e.OnBatch() {
 		r.fail(errors.New(EnvSubnets + " is not set (Fargate tasks need at least one subnet)"))
 	}
 	e.AssignPublicIP = r.boolean(EnvAssignPublicIP)

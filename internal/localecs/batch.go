@@ -503,21 +503,52 @@ func stringList(v any) []string {
 }
 
 // describeComputeEnvironments asks kumo and answers its list with what the
-// proxy keeps: state, status and reason, tags and updates; environments
-// deleted here are left out.
+// proxy keeps: state, status and reason, tags and updates (service role,
+// compute resources); environments deleted here are left out.
 func (p *Proxy) describeComputeEnvironments(w http.ResponseWriter, c batchOpRequest) {
+	p.describeBatch(w, c, batchListing{
+		list: "computeEnvironments", name: "computeEnvironmentName", adopt: p.adoptEnvsLocked, table: p.envs,
+		overlay: func(it map[string]any, b *batchResource) {
+			setOrDelete(it, "serviceRole", b.serviceRole)
+			if len(b.resources) > 0 {
+				cr, _ := it["computeResources"].(map[string]any)
+				if cr == nil {
+					cr = map[string]any{}
+				}
+				maps.Copy(cr, b.resources)
+				it["computeResources"] = cr
+			}
+		},
+	})
+}
+
+// batchListing is what describeBatch needs of one kind of resource: the
+// answer's list and name fields, how to adopt what kumo lists that the
+// proxy does not know, the proxy's table of that kind, and what the kind
+// adds to an item (under Proxy.mu).
+type batchListing struct {
+	list, name string
+	adopt      func(items []map[string]any)
+	table      map[string]*batchResource
+	overlay    func(it map[string]any, b *batchResource)
+}
+
+// describeBatch asks kumo and answers its list with what the proxy keeps
+// of each item: state, status and reason, tags, and what l.overlay adds;
+// items deleted here are left out.
+func (p *Proxy) describeBatch(w http.ResponseWriter, c batchOpRequest, l batchListing) {
 	var out map[string]any
 	if err := p.batchCall(c.r.Context(), c.r, c.op, json.RawMessage(c.body), &out); err != nil {
 		p.answerBatchError(w, c.r, err)
 		return
 	}
-	items := mapList(out["computeEnvironments"])
+	items := mapList(out[l.list])
 	p.mu.Lock()
-	p.adoptEnvsLocked(items)
+	l.adopt(items)
 	kept := []map[string]any{}
 	for _, it := range items {
-		name, _ := it["computeEnvironmentName"].(string)
-		b := p.envs[name]
+		name, _ := it[l.name].(string)
+		b := l.table[name]
 		if b == nil {
 			kept = append(kept, it)
 			continue
@@ -527,24 +558,16 @@ func (p *Proxy) describeComputeEnvironments(w http.ResponseWriter, c batchOpRequ
 		}
 		it["state"], it["status"] = b.state, b.status(c.now, p.opts.BatchTransition)
 		setOrDelete(it, "statusReason", b.reason)
-		setOrDelete(it, "serviceRole", b.serviceRole)
 		if len(b.tags) > 0 {
 			it["tags"] = maps.Clone(b.tags)
 		} else {
 			delete(it, "tags")
 		}
-		if len(b.resources) > 0 {
-			cr, _ := it["computeResources"].(map[string]any)
-			if cr == nil {
-				cr = map[string]any{}
-			}
-			maps.Copy(cr, b.resources)
-			it["computeResources"] = cr
-		}
+		l.overlay(it, b)
 		kept = append(kept, it)
 	}
 	p.mu.Unlock()
-	out["computeEnvironments"] = kept
+	out[l.list] = kept
 	writeBatchJSON(w, out)
 }
 
@@ -897,51 +920,26 @@ func (p *Proxy) adoptQueuesLocked(items []map[string]any) {
 	}
 }
 
-// describeJobQueues asks kumo and answers with what the proxy keeps.
+// describeJobQueues asks kumo and answers with what the proxy keeps:
+// describeBatch's, the priority and the environments' order.
 func (p *Proxy) describeJobQueues(w http.ResponseWriter, c batchOpRequest) {
-	var out map[string]any
-	if err := p.batchCall(c.r.Context(), c.r, c.op, json.RawMessage(c.body), &out); err != nil {
-		p.answerBatchError(w, c.r, err)
-		return
-	}
-	items := mapList(out["jobQueues"])
-	p.mu.Lock()
-	p.adoptQueuesLocked(items)
-	kept := []map[string]any{}
-	for _, it := range items {
-		name, _ := it["jobQueueName"].(string)
-		q := p.queues[name]
-		if q == nil {
-			kept = append(kept, it)
-			continue
-		}
-		if !q.usable(c.now, p.opts.BatchTransition) {
-			continue
-		}
-		it["state"], it["status"] = q.state, q.status(c.now, p.opts.BatchTransition)
-		setOrDelete(it, "statusReason", q.reason)
-		if len(q.tags) > 0 {
-			it["tags"] = maps.Clone(q.tags)
-		} else {
-			delete(it, "tags")
-		}
-		if q.priority != nil {
-			it["priority"] = q.priority
-		}
-		order := make([]map[string]any, len(q.order))
-		for i, n := range q.order {
-			arn := n
-			if e := p.envs[n]; e != nil && e.arn != "" {
-				arn = e.arn
+	p.describeBatch(w, c, batchListing{
+		list: "jobQueues", name: "jobQueueName", adopt: p.adoptQueuesLocked, table: p.queues,
+		overlay: func(it map[string]any, q *batchResource) {
+			if q.priority != nil {
+				it["priority"] = q.priority
 			}
-			order[i] = map[string]any{"computeEnvironment": arn, "order": i + 1}
-		}
-		it["computeEnvironmentOrder"] = order
-		kept = append(kept, it)
-	}
-	p.mu.Unlock()
-	out["jobQueues"] = kept
-	writeBatchJSON(w, out)
+			order := make([]map[string]any, len(q.order))
+			for i, n := range q.order {
+				arn := n
+				if e := p.envs[n]; e != nil && e.arn != "" {
+					arn = e.arn
+				}
+				order[i] = map[string]any{"computeEnvironment": arn, "order": i + 1}
+			}
+			it["computeEnvironmentOrder"] = order
+		},
+	})
 }
 
 // updateJobQueue applies state, priority and computeEnvironmentOrder

@@ -66,17 +66,22 @@ func ListTasksInput(cluster, taskDefinition string, desired ecstypes.DesiredStat
 // Family returns the family of a task definition given as an ARN
 // (arn:aws:ecs:REGION:ACCOUNT:task-definition/FAMILY:REVISION), as
 // FAMILY:REVISION or as FAMILY; "" when td names none.
-func Family(td string) string {
-	if i := strings.LastIndex(td, "task-definition/"); i >= 0 {
-		td = td[i+len("task-definition/"):]
+func Family(td string) string { return revisionedName(td, "task-definition/") }
+
+// revisionedName is the name in ref, a revisioned resource given as an ARN
+// (...:KIND/NAME:REVISION, kind being "task-definition/" or
+// "job-definition/"), as NAME:REVISION or as NAME; "" when ref names none.
+func revisionedName(ref, kind string) string {
+	if i := strings.LastIndex(ref, kind); i >= 0 {
+		ref = ref[i+len(kind):]
 	}
-	if i := strings.IndexByte(td, ':'); i >= 0 {
-		td = td[:i]
+	if i := strings.IndexByte(ref, ':'); i >= 0 {
+		ref = ref[:i]
 	}
-	if strings.Contains(td, "/") {
+	if strings.Contains(ref, "/") {
 		return ""
 	}
-	return td
+	return ref
 }
 
 // ToStart is how many tasks to start for files newly queued while running
