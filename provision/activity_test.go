@@ -1,23 +1,18 @@
 package provision_test
 
 import (
-	"context"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/cloudpipe/cloudpipe/internal/awsrules"
 	"github.com/cloudpipe/cloudpipe/internal/contract"
 	"github.com/cloudpipe/cloudpipe/internal/localecs"
 	"github.com/cloudpipe/cloudpipe/internal/stagetask"
-	"github.com/cloudpipe/cloudpipe/internal/testenv"
 	"github.com/cloudpipe/cloudpipe/provision"
 )
 
@@ -29,34 +24,8 @@ import (
 // attributes. Then, with an image that runs, a started task counts as
 // running.
 func TestStageActivity(t *testing.T) {
-	ecsProxy, err := localecs.Listen(localecs.Options{
-		Addr:     "127.0.0.1:0",
-		Upstream: testenv.KumoURL(t),
-		Start: func(ctx context.Context, _ localecs.TaskSpec) (*exec.Cmd, error) {
-			return exec.CommandContext(ctx, "sleep", "60"), nil
-		},
-		StopTimeout: time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := ecsProxy.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	// The AWS rules in front of the local ECS, as in the demo: they serve
-	// what kumo lacks (the stage function's event invoke config).
-	rules, err := awsrules.New(ecsProxy.URL(), awsrules.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rules.Close() })
-	e := newEnv(t, func(cfg *aws.Config) { cfg.BaseEndpoint = aws.String(rules.URL()) })
+	e, ecsProxy := newLocalECSEnv(t)
 	ctx := t.Context()
-	if _, err := e.ecs.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String(e.opts.Cluster)}); err != nil {
-		t.Fatal(err)
-	}
 	spec := e.spec()
 	spec.Secrets, spec.TaskCredentialsSecret = nil, ""
 	spec.Algorithm.Image = "registry.invalid/sorter:1"

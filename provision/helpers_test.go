@@ -8,6 +8,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -22,6 +23,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/smithy-go/middleware"
 
+	"github.com/cloudpipe/cloudpipe/internal/awsrules"
+	"github.com/cloudpipe/cloudpipe/internal/localecs"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
 	"github.com/cloudpipe/cloudpipe/provision"
 )
@@ -201,4 +204,39 @@ func viaFaultProxy(t *testing.T, match func(*http.Request) bool, n int64, f faul
 	}))
 	t.Cleanup(srv.Close)
 	return func(cfg *aws.Config) { cfg.BaseEndpoint = aws.String(srv.URL) }, &seen
+}
+
+// newLocalECSEnv is newEnv behind an AWS-rules proxy (without IAM checks;
+// it serves what kumo lacks, such as the stage function's event invoke
+// config) in front of a local ECS (which serves ListTasks and reports
+// task states), whose tasks sleep for a minute unless stopped; the
+// cluster exists. It returns the local ECS too, whose Tasks the test reads.
+func newLocalECSEnv(t *testing.T) (*env, *localecs.Proxy) {
+	t.Helper()
+	ecsProxy, err := localecs.Listen(localecs.Options{
+		Addr:     "127.0.0.1:0",
+		Upstream: testenv.KumoURL(t),
+		Start: func(ctx context.Context, _ localecs.TaskSpec) (*exec.Cmd, error) {
+			return exec.CommandContext(ctx, "sleep", "60"), nil
+		},
+		StopTimeout: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := ecsProxy.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	rules, err := awsrules.New(ecsProxy.URL(), awsrules.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rules.Close() })
+	e := newEnv(t, func(cfg *aws.Config) { cfg.BaseEndpoint = aws.String(rules.URL()) })
+	if _, err := e.ecs.CreateCluster(t.Context(), &ecs.CreateClusterInput{ClusterName: aws.String(e.opts.Cluster)}); err != nil {
+		t.Fatal(err)
+	}
+	return e, ecsProxy
 }

@@ -1,18 +1,12 @@
 package provision_test
 
 import (
-	"context"
-	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/cloudpipe/cloudpipe/internal/awsrules"
-	"github.com/cloudpipe/cloudpipe/internal/localecs"
-	"github.com/cloudpipe/cloudpipe/internal/testenv"
 	"github.com/cloudpipe/cloudpipe/provision"
 )
 
@@ -21,32 +15,8 @@ import (
 // tasks started for redriven files under the stage's max_tasks, counting
 // the tasks that run (the local ECS serves ListTasks, which kumo lacks).
 func TestRedrivePrimitives(t *testing.T) {
-	ecsProxy, err := localecs.Listen(localecs.Options{
-		Addr:     "127.0.0.1:0",
-		Upstream: testenv.KumoURL(t),
-		Start: func(ctx context.Context, _ localecs.TaskSpec) (*exec.Cmd, error) {
-			return exec.CommandContext(ctx, "sleep", "60"), nil
-		},
-		StopTimeout: time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := ecsProxy.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	rules, err := awsrules.New(ecsProxy.URL(), awsrules.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rules.Close() })
-	e := newEnv(t, func(cfg *aws.Config) { cfg.BaseEndpoint = aws.String(rules.URL()) })
+	e, ecsProxy := newLocalECSEnv(t)
 	ctx := t.Context()
-	if _, err := e.ecs.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String(e.opts.Cluster)}); err != nil {
-		t.Fatal(err)
-	}
 	spec := e.spec()
 	spec.Secrets, spec.TaskCredentialsSecret = nil, ""
 	spec.Algorithm.Image = "alpine:3.20"
