@@ -47,6 +47,13 @@ func (d *demo) startTask(ctx context.Context, t localecs.TaskSpec) (*exec.Cmd, e
 	if len(argv) < 2 || argv[1] != runnerRole {
 		return nil, fmt.Errorf("the demo runs only cloudpipe's runner (entry point \"agent runner\"), not %q", argv)
 	}
+	if t.Job != nil {
+		label := t.Family
+		if st, ok := d.stages.byFunction(t.Family); ok {
+			label = st.label()
+		}
+		d.out.printf("%s\n", batchLine(label, *t.Job))
+	}
 	root := d.taskDir(t.TaskID)
 	env := contract.RunnerEnv{
 		TempDir:     filepath.Join(root, "tmp"),
@@ -90,6 +97,27 @@ func (d *demo) startTask(ctx context.Context, t localecs.TaskSpec) (*exec.Cmd, e
 	cmd.Stdout, cmd.Stderr = d.stderr, d.stderr
 	dieWithParent(cmd)
 	return cmd, nil
+}
+
+// batchLine says where AWS Batch would have run a job the local Batch runs
+// on this machine: the demo has no EC2 instance, let alone a GPU, and one
+// should not take the result for what the instance type would do.
+func batchLine(label string, j localecs.JobSpec) string {
+	where := "AWS Batch, " + j.ComputeType
+	switch j.ComputeType {
+	case "EC2":
+		where = "AWS Batch, EC2 On-Demand"
+	case "SPOT":
+		where = "AWS Batch, EC2 Spot"
+	}
+	if g := j.Resources["GPU"]; g != "" && g != "0" {
+		where += ", " + g + " GPU"
+	}
+	types := strings.Join(j.InstanceTypes, ",")
+	if types == "" {
+		types = "an instance of its compute environment"
+	}
+	return fmt.Sprintf("%s would run on %s (%s); running it on this machine", label, types, where)
 }
 
 // taskDir is the directory that stands in for a task's container file
