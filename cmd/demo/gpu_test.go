@@ -272,3 +272,54 @@ func TestBatchLine(t *testing.T) {
 		})
 	}
 }
+
+// TestJobTask: a finished Batch job reaches the tracker as the stopped task
+// it ran, or could not start.
+func TestJobTask(t *testing.T) {
+	const (
+		def  = "arn:aws:batch:us-east-1:000000000000:job-definition/cp-w-1:3"
+		task = "arn:aws:ecs:us-east-1:000000000000:task/AWSBatch-cp-batch-g5-xlarge-ec2/0123456789abcdef"
+	)
+	one := 1
+	tests := []struct {
+		name                 string
+		job                  localecs.Job
+		ok                   bool
+		id, stopCode, reason string
+		exitCode             *int
+	}{
+		{"running", localecs.Job{Status: localecs.JobRunning}, false, "", "", "", nil},
+		{"succeeded", localecs.Job{JobSpec: localecs.JobSpec{JobID: "j1", JobDefinitionARN: def}, Status: localecs.JobSucceeded,
+			StatusReason: localecs.JobReasonExited, TaskARN: task, ExitCode: new(int)},
+			true, "0123456789abcdef", localecs.StopEssentialContainerExited, localecs.JobReasonExited, new(int)},
+		{"command failed", localecs.Job{JobSpec: localecs.JobSpec{JobID: "j1", JobDefinitionARN: def}, Status: localecs.JobFailed,
+			StatusReason: localecs.JobReasonExited, TaskARN: task, ExitCode: &one},
+			true, "0123456789abcdef", localecs.StopEssentialContainerExited, localecs.JobReasonExited, &one},
+		{"not started", localecs.Job{JobSpec: localecs.JobSpec{JobID: "j1", JobDefinitionARN: def}, Status: localecs.JobFailed,
+			StatusReason: localecs.JobReasonNotStarted, ContainerReason: "CannotPullContainerError: no such image"},
+			true, "j1", localecs.StopTaskFailedToStart, "CannotPullContainerError: no such image", nil},
+		{"cancelled", localecs.Job{JobSpec: localecs.JobSpec{JobID: "j1", JobDefinitionARN: def}, Status: localecs.JobFailed,
+			StatusReason: "cancelled", IsCancelled: true},
+			true, "j1", localecs.StopUserInitiated, "cancelled", nil},
+		{"terminated while running", localecs.Job{JobSpec: localecs.JobSpec{JobID: "j1", JobDefinitionARN: def}, Status: localecs.JobFailed,
+			StatusReason: "terminated", IsTerminated: true, TaskARN: task},
+			true, "0123456789abcdef", localecs.StopUserInitiated, "terminated", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := jobTask(tt.job)
+			if ok != tt.ok {
+				t.Fatalf("jobTask ok = %v, want %v", ok, tt.ok)
+			}
+			if !ok {
+				return
+			}
+			if got.Family != "cp-w-1" || got.TaskID != tt.id || got.LastStatus != localecs.StatusStopped ||
+				got.StopCode != tt.stopCode || got.StoppedReason != tt.reason || (got.ExitCode == nil) != (tt.exitCode == nil) ||
+				(got.ExitCode != nil && *got.ExitCode != *tt.exitCode) {
+				t.Errorf("jobTask = family %q, id %q, %s, %s %q, exit %v; want cp-w-1, %q, STOPPED, %s %q, exit %v",
+					got.Family, got.TaskID, got.LastStatus, got.StopCode, got.StoppedReason, got.ExitCode, tt.id, tt.stopCode, tt.reason, tt.exitCode)
+			}
+		})
+	}
+}

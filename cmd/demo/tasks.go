@@ -137,6 +137,49 @@ func (d *demo) onTask(t localecs.Task) {
 	}
 }
 
+// onJob hands a finished Batch job to onTask as the task it ran (or could
+// not start): the tracker reports a job that failed to start, or whose
+// command failed, as it reports such a task, and the directory of its
+// process is removed. Its start was reported by startTask.
+func (d *demo) onJob(j localecs.Job) {
+	if t, ok := jobTask(j); ok {
+		d.onTask(t)
+	}
+}
+
+// jobTask is a finished job as the stopped task the tracker knows: the
+// family is the job definition's name, which is the stage function's, as a
+// task definition's family is.
+func jobTask(j localecs.Job) (localecs.Task, bool) {
+	if j.Status != localecs.JobSucceeded && j.Status != localecs.JobFailed {
+		return localecs.Task{}, false
+	}
+	def := j.JobDefinitionARN
+	if _, after, ok := strings.Cut(def, ":job-definition/"); ok {
+		def = after
+	}
+	def, _, _ = strings.Cut(def, ":") // the revision
+	t := localecs.Task{LastStatus: localecs.StatusStopped, StoppedReason: j.StatusReason}
+	t.Family, t.TaskARN, t.TaskID = def, j.TaskARN, j.JobID
+	if i := strings.LastIndexByte(j.TaskARN, '/'); i >= 0 {
+		t.TaskID = j.TaskARN[i+1:]
+	}
+	switch {
+	case j.TaskARN == "" && (j.IsCancelled || j.IsTerminated):
+		t.StopCode = localecs.StopUserInitiated
+	case j.TaskARN == "":
+		t.StopCode = localecs.StopTaskFailedToStart
+		if j.ContainerReason != "" {
+			t.StoppedReason = j.ContainerReason
+		}
+	case j.IsTerminated:
+		t.StopCode = localecs.StopUserInitiated
+	default:
+		t.StopCode, t.ExitCode = localecs.StopEssentialContainerExited, j.ExitCode
+	}
+	return t, true
+}
+
 // shortID is the first 8 characters of a task ID, as the ECS console
 // shows them.
 func shortID(id string) string {
