@@ -333,6 +333,7 @@ func resolveSteps(r *report, w *Workflow, algs map[string]*Algorithm, invalid ma
 	if len(stages) == len(w.Process.Algorithms) {
 		checkSecretsDeclared(r, w, stages)
 	}
+	noteKeyPair(r, w, stages)
 	return stages
 }
 

@@ -42,9 +42,6 @@ func validateWorkflow(r *report, w *Workflow) {
 	if w.InputBucket != "" && w.InputBucket == w.OutputBucket {
 		r.value(pOutput, "is the same bucket as input_s3_name: a result written to the input bucket would trigger the pipeline again, without end; use a separate output bucket")
 	}
-	if strings.TrimSpace(w.KeyPair) != "" {
-		r.note(pKeyPair, "key_pair is ignored: stages run on Fargate, there is no instance to log in to")
-	}
 	checkAccountID(r, w.AccountID)
 	checkRegion(r, w.Region)
 	checkProcess(r, w)
@@ -207,4 +204,20 @@ func checkKMSKeys(r *report, w *Workflow) {
 		}
 		seen[k] = true
 	}
+}
+
+// noteKeyPair notes a key_pair that nothing uses: only a stage on AWS
+// Batch has instances, whose compute environment gets the key pair (SSH to
+// the workers); a Fargate task has no instance to log in to. It needs the
+// stages' algorithms, so it runs once the steps are resolved.
+func noteKeyPair(r *report, w *Workflow, stages []Stage) {
+	if strings.TrimSpace(w.KeyPair) == "" {
+		return
+	}
+	for _, s := range stages {
+		if s.Placement(w).Platform == PlatformBatch {
+			return
+		}
+	}
+	r.note(pKeyPair, "key_pair is ignored: stages run on Fargate, there is no instance to log in to")
 }

@@ -296,6 +296,7 @@ func (d *demo) startAWS() (stop func(), err error) {
 		Upstream:    kumoURL,
 		Start:       d.startTask,
 		OnTask:      d.onTask,
+		OnJob:       d.onJob,
 		StopTimeout: 3 * time.Second,
 		Logger:      d.log,
 		Authorize: func(ctx context.Context, role, action, resource string) error {

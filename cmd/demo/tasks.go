@@ -47,6 +47,13 @@ func (d *demo) startTask(ctx context.Context, t localecs.TaskSpec) (*exec.Cmd, e
 	if len(argv) < 2 || argv[1] != runnerRole {
 		return nil, fmt.Errorf("the demo runs only cloudpipe's runner (entry point \"agent runner\"), not %q", argv)
 	}
+	if t.Job != nil {
+		label := t.Family
+		if st, ok := d.stages.byFunction(t.Family); ok {
+			label = st.label()
+		}
+		d.out.printf("%s\n", batchLine(label, *t.Job))
+	}
 	root := d.taskDir(t.TaskID)
 	env := contract.RunnerEnv{
 		TempDir:     filepath.Join(root, "tmp"),
@@ -92,6 +99,27 @@ func (d *demo) startTask(ctx context.Context, t localecs.TaskSpec) (*exec.Cmd, e
 	return cmd, nil
 }
 
+// batchLine says where AWS Batch would have run a job the local Batch runs
+// on this machine: the demo has no EC2 instance, let alone a GPU, and one
+// should not take the result for what the instance type would do.
+func batchLine(label string, j localecs.JobSpec) string {
+	where := "AWS Batch, " + j.ComputeType
+	switch j.ComputeType {
+	case "EC2":
+		where = "AWS Batch, EC2 On-Demand"
+	case "SPOT":
+		where = "AWS Batch, EC2 Spot"
+	}
+	if g := j.Resources["GPU"]; g != "" && g != "0" {
+		where += ", " + g + " GPU"
+	}
+	types := strings.Join(j.InstanceTypes, ",")
+	if types == "" {
+		types = "an instance of its compute environment"
+	}
+	return fmt.Sprintf("%s would run on %s (%s); running it on this machine", label, types, where)
+}
+
 // taskDir is the directory that stands in for a task's container file
 // system.
 func (d *demo) taskDir(id string) string {
@@ -107,6 +135,49 @@ func (d *demo) onTask(t localecs.Task) {
 			d.log.Warn("task directory not removed", "task", t.TaskARN, "err", err)
 		}
 	}
+}
+
+// onJob hands a finished Batch job to onTask as the task it ran (or could
+// not start): the tracker reports a job that failed to start, or whose
+// command failed, as it reports such a task, and the directory of its
+// process is removed. Its start was reported by startTask.
+func (d *demo) onJob(j localecs.Job) {
+	if t, ok := jobTask(j); ok {
+		d.onTask(t)
+	}
+}
+
+// jobTask is a finished job as the stopped task the tracker knows: the
+// family is the job definition's name, which is the stage function's, as a
+// task definition's family is.
+func jobTask(j localecs.Job) (localecs.Task, bool) {
+	if j.Status != localecs.JobSucceeded && j.Status != localecs.JobFailed {
+		return localecs.Task{}, false
+	}
+	def := j.JobDefinitionARN
+	if _, after, ok := strings.Cut(def, ":job-definition/"); ok {
+		def = after
+	}
+	def, _, _ = strings.Cut(def, ":") // the revision
+	t := localecs.Task{LastStatus: localecs.StatusStopped, StoppedReason: j.StatusReason}
+	t.Family, t.TaskARN, t.TaskID = def, j.TaskARN, j.JobID
+	if i := strings.LastIndexByte(j.TaskARN, '/'); i >= 0 {
+		t.TaskID = j.TaskARN[i+1:]
+	}
+	switch {
+	case j.TaskARN == "" && (j.IsCancelled || j.IsTerminated):
+		t.StopCode = localecs.StopUserInitiated
+	case j.TaskARN == "":
+		t.StopCode = localecs.StopTaskFailedToStart
+		if j.ContainerReason != "" {
+			t.StoppedReason = j.ContainerReason
+		}
+	case j.IsTerminated:
+		t.StopCode = localecs.StopUserInitiated
+	default:
+		t.StopCode, t.ExitCode = localecs.StopEssentialContainerExited, j.ExitCode
+	}
+	return t, true
 }
 
 // shortID is the first 8 characters of a task ID, as the ECS console
