@@ -281,9 +281,20 @@ var options = []option{
 }
 
 // envName is the environment variable of a flag: --state-bucket reads
-// CLOUDPIPE_STATE_BUCKET.
+// CLOUDPIPE_STATE_BUCKET, except where envExceptions says otherwise.
 func envName(flagName string) string {
+	if env, ok := envExceptions[flagName]; ok {
+		return env
+	}
 	return "CLOUDPIPE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// envExceptions are the flags whose derived variable names something else
+// already: CLOUDPIPE_STAGE is the stage number the runner and the stage
+// function read (contract.EnvStage), set in every task, so redrive's
+// --stage must not pick it up from a shell or container that has it.
+var envExceptions = map[string]string{
+	"stage": "CLOUDPIPE_REDRIVE_STAGE",
 }
 
 func findOption(name string) *option {

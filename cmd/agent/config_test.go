@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cloudpipe/cloudpipe/internal/contract"
 )
 
 // allFlags is a command that reads every option, so parsing can be tested
@@ -179,6 +181,14 @@ func TestOptionsCoverConfig(t *testing.T) {
 	}
 	if got, want := envName("state-bucket"), "CLOUDPIPE_STATE_BUCKET"; got != want {
 		t.Errorf("envName(state-bucket) = %s, want %s", got, want)
+	}
+	// No flag reads a variable of the runner's or the stage function's.
+	for _, o := range options {
+		for _, env := range []string{contract.EnvStage, contract.EnvWorkflow} {
+			if envName(o.name) == env {
+				t.Errorf("--%s reads %s, the stage's own variable", o.name, env)
+			}
+		}
 	}
 }
 
