@@ -70,12 +70,18 @@ func releaseBatchCapacities(idx *inventory.Index, workflow string, specs []provi
 }
 
 // collectBatchCapacities tears down every capacity of the index without
-// users and drops the entries of those gone. A failure is logged, not
+// users and drops the entries of those gone. seen is the index the pass
+// holds: when it has no such capacity (the common case) nothing is read;
+// otherwise the index is read again, so that a capacity another agent has
+// just taken into use is not torn down. A failure is logged, not
 // returned: the entry stays and the next pass tries again, and no
 // workflow's apply depends on it.
-func (r *Reconciler) collectBatchCapacities(ctx context.Context) {
+func (r *Reconciler) collectBatchCapacities(ctx context.Context, seen *inventory.Index) {
 	del, ok := r.opts.Provisioner.(BatchCapacities)
 	if !ok || ctx.Err() != nil {
+		return
+	}
+	if !slices.ContainsFunc(seen.BatchCapacities, func(e inventory.BatchCapacityEntry) bool { return len(e.Users) == 0 }) {
 		return
 	}
 	idx, err := r.opts.Inventory.ReadIndex(ctx)

@@ -252,7 +252,7 @@ func (r *Reconciler) apply(ctx context.Context, plan *Plan, idx *inventory.Index
 	rep, todo := newReport(plan)
 	if len(todo) == 0 {
 		err := r.recordCommit(ctx, idx, plan.Commit)
-		r.collectBatchCapacities(ctx)
+		r.collectBatchCapacities(ctx, idx)
 		return rep, err
 	}
 	specs, ready, refused := r.buildSpecs(ctx, plan, todo)
@@ -280,7 +280,7 @@ func (r *Reconciler) apply(ctx context.Context, plan *Plan, idx *inventory.Index
 	if err := r.recordResults(saveCtx, idx, plan.Commit, rep.Results, ready, specs, retryAt); err != nil {
 		return rep, err
 	}
-	r.collectBatchCapacities(ctx)
+	r.collectBatchCapacities(ctx, idx)
 	return rep, interrupted
 }
 
