@@ -1,10 +1,12 @@
 package testenv
 
 import (
+	"bufio"
 	"bytes"
 	"net"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -63,4 +65,39 @@ func FakeS3Process(tb testing.TB) string {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// NullS3Process builds and starts internal/testenv/nulls3, an S3 endpoint
+// that keeps no data, as a process of its own on a free loopback port,
+// and returns its URL; it stops with the test. Against it a client's
+// transfer measures the client alone, as against S3, whose servers do not
+// share the client's cores: it reads each body into a reused buffer and
+// serves objects from one repeated block.
+func NullS3Process(tb testing.TB) string {
+	tb.Helper()
+	bin := filepath.Join(tb.TempDir(), "nulls3")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/cloudpipe/cloudpipe/internal/testenv/nulls3").CombinedOutput(); err != nil {
+		tb.Fatalf("build nulls3: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "127.0.0.1:0")
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("start nulls3: %v", err)
+	}
+	tb.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	// Its first line is the address it listens on: it chose the port
+	// itself, so no other process can take it in between.
+	addr, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		tb.Fatalf("nulls3 printed no address: %v\n%s", err, logs.String())
+	}
+	return "http://" + strings.TrimSpace(addr)
 }
