@@ -284,6 +284,10 @@ func raceCLI(b *testing.B, s *stage, size int64) {
 		return time.Since(start)
 	}
 	var runnerDown, runnerUp, cliDown, cliUp time.Duration
+	// Each iteration's rates, logged (go test -v) to tell a side that is
+	// slower from a server whose rate jumps between levels.
+	var each strings.Builder
+	rate := func(d time.Duration) string { return fmt.Sprintf("%.0f", float64(size)/1e6/d.Seconds()) }
 	b.ResetTimer()
 	for i := range b.N {
 		key := fmt.Sprintf("bench/out-%d", i)
@@ -308,6 +312,7 @@ func raceCLI(b *testing.B, s *stage, size int64) {
 			cliDown += timed(func() { cli.cp("s3://"+s.in+"/bench/data.bin", cliFile) })
 			cliUp += timed(func() { cli.cp(cliFile, "s3://"+s.out+"/"+key+"-cli") })
 		}
+		before := [4]time.Duration{runnerDown, runnerUp, cliDown, cliUp}
 		if i%2 == 0 {
 			runnerSide()
 			cliSide()
@@ -315,6 +320,8 @@ func raceCLI(b *testing.B, s *stage, size int64) {
 			cliSide()
 			runnerSide()
 		}
+		fmt.Fprintf(&each, "\n  %d: down runner %s CLI %s, up runner %s CLI %s MB/s", i, rate(runnerDown-before[0]),
+			rate(cliDown-before[2]), rate(runnerUp-before[1]), rate(cliUp-before[3]))
 
 		b.StopTimer()
 		if fi, err := os.Stat(cliFile); err != nil || fi.Size() != size {
@@ -336,6 +343,7 @@ func raceCLI(b *testing.B, s *stage, size int64) {
 		os.Remove(cliFile)
 		b.StartTimer()
 	}
+	b.Logf("%d iterations:%s", b.N, each.String())
 	mbps := func(d time.Duration) float64 { return float64(size*int64(b.N)) / 1e6 / d.Seconds() }
 	b.ReportMetric(mbps(runnerDown), "runner_down_MB/s")
 	b.ReportMetric(mbps(runnerUp), "runner_up_MB/s")
