@@ -225,9 +225,9 @@ var transferMiB = flag.Int64("transfer-mib", 256, "object size of BenchmarkRunne
 //   - gofakes3, which reads part bodies in parallel as S3 does, with
 //     static credentials (it checks no signature). It still reads, hashes
 //     and copies every body on the same two cores, and its upload rate
-//     jumps between two levels (about 70 and 230 MB/s on an idle machine,
-//     for either client), so a run's ratio depends on which uploads fell
-//     on the slow one.
+//     jumps between levels (from about 70 to about 230 MB/s on an idle
+//     machine, for either client), so a run's ratio depends on which
+//     uploads fell on a slow one.
 //   - nulls3 (internal/testenv/nulls3), which keeps no data: it drops what
 //     it receives and serves one repeated block. The clients still sign
 //     and checksum every part; the server's share of the cores is as
