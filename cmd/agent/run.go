@@ -55,7 +55,8 @@ receiver never holds up a pass.
 A GitHub App instead of a token: --github-app-id, --github-installation-id
 and the App's private key from --github-app-key-secret-arn (or, for local
 runs, --github-app-key-file); installation tokens are renewed before they
-expire. An App and a token exclude each other.
+expire and also clone an https:// --repo, which may then be private (the
+App needs Contents: read). An App and a token exclude each other.
 
 --listen serves /healthz, /readyz, /metrics and /hooks/github. SIGTERM stops the agent
 after the workflows being applied finish and the inventory is saved.`,
