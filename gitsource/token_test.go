@@ -147,6 +147,15 @@ func TestHTTPTokenSource(t *testing.T) {
 	check("Head with a stale token", err, gitsource.ErrAuthFailed)
 	ti.stale = false
 
+	// The source's token wins over credentials in the URL, as Token does.
+	inURL, _ := r.open(t, func(o *gitsource.Options) {
+		o.URL = strings.Replace(url, "http://", "http://bot:pa55word@", 1)
+		o.TokenSource = ti.source
+	})
+	if _, err := inURL.Head(t.Context()); err != nil {
+		t.Errorf("Head with a token source and credentials in the URL: %v", err)
+	}
+
 	// Without any token the server refuses too.
 	anon, _ := r.open(t, func(o *gitsource.Options) { o.URL = url })
 	check("anonymous Fetch", anon.Fetch(t.Context()), gitsource.ErrAuthFailed)
