@@ -1,6 +1,7 @@
 package gitsource
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -38,14 +39,18 @@ var (
 	ErrInvalidAuth     = errors.New("credentials do not fit the URL scheme")
 )
 
+// TokenSource returns the token a remote operation sends as the HTTP(S)
+// basic-auth password: see Options.TokenSource.
+type TokenSource func(ctx context.Context) (secret.Value, error)
+
 // Options says which repository and branch a [Source] reads and how to reach it.
 // The zero value of every field except URL (and CacheDir for a remote) is
 // useful; [Options.Validate] fills the defaults.
 type Options struct {
 	// URL is https://..., http://..., ssh://git@host/x.git, git@host:x.git,
 	// git://..., or a local path (file://... or a directory holding a repository,
-	// bare or not). Credentials embedded in an http(s) URL are used when Token
-	// is empty and never appear in errors or logs.
+	// bare or not). Credentials embedded in an http(s) URL are used when neither
+	// Token nor TokenSource is set and never appear in errors or logs.
 	URL string
 	// Branch is the tracked branch; default "main".
 	Branch string
@@ -55,7 +60,16 @@ type Options struct {
 	CacheDir string
 	// Token is sent as the HTTP(S) basic-auth password, with Username.
 	Token secret.Value
-	// Username goes with Token; default "x-access-token" when Token is set.
+	// TokenSource, instead of Token, is asked for the password before every
+	// remote operation (each ref listing, each fetch), within that
+	// operation's Timeout, so a short-lived token, such as a GitHub App's
+	// installation token that lasts an hour, is current whenever it is sent.
+	// It is called on every poll: it should cache its token until near
+	// expiry, and be safe for concurrent use. Its error fails the
+	// operation (wrapped with ErrTokenSource) and must not quote a token.
+	TokenSource TokenSource
+	// Username goes with Token or TokenSource; default "x-access-token"
+	// when either is set.
 	Username string
 	// SSHKeyPath is a PEM private key (without passphrase) for ssh URLs; when
 	// empty, ssh uses the agent at SSH_AUTH_SOCK. Host keys are checked
@@ -88,8 +102,12 @@ func (o *Options) Validate() error {
 	case o.Timeout < 0:
 		errs = append(errs, fmt.Errorf("%w: %s", ErrInvalidTimeout, o.Timeout))
 	}
-	if !o.Token.IsZero() && o.Username == "" {
+	if (!o.Token.IsZero() || o.TokenSource != nil) && o.Username == "" {
 		o.Username = DefaultUsername
+	}
+	if !o.Token.IsZero() && o.TokenSource != nil {
+		// Which password is sent must not depend on a precedence rule.
+		errs = append(errs, fmt.Errorf("%w: Token and TokenSource both give the password: set one", ErrInvalidAuth))
 	}
 	if o.URL == "" {
 		errs = append(errs, ErrMissingURL)
@@ -104,6 +122,9 @@ func (o *Options) Validate() error {
 	}
 	if !o.Token.IsZero() && !loc.isHTTP() {
 		errs = append(errs, fmt.Errorf("%w: a token is only sent over http(s), not to %s", ErrInvalidAuth, loc.display))
+	}
+	if o.TokenSource != nil && !loc.isHTTP() {
+		errs = append(errs, fmt.Errorf("%w: a TokenSource's token is only sent over http(s), not to %s", ErrInvalidAuth, loc.display))
 	}
 	if o.SSHKeyPath != "" && loc.scheme() != "ssh" {
 		errs = append(errs, fmt.Errorf("%w: an ssh key is only used for ssh URLs, not for %s", ErrInvalidAuth, loc.display))
@@ -126,6 +147,7 @@ func (o Options) LogValue() slog.Value {
 		slog.String("branch", o.Branch),
 		slog.String("cache_dir", o.CacheDir),
 		slog.Bool("token", !o.Token.IsZero()),
+		slog.Bool("token_source", o.TokenSource != nil),
 		slog.Duration("timeout", o.Timeout),
 	)
 }

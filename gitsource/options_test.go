@@ -2,6 +2,7 @@ package gitsource_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 )
 
 func TestOptionsValidate(t *testing.T) {
+	source := func(context.Context) (secret.Value, error) { return secret.New("t"), nil }
 	tests := []struct {
 		name string
 		in   gitsource.Options
@@ -33,6 +35,17 @@ func TestOptionsValidate(t *testing.T) {
 		{"negative timeout", gitsource.Options{URL: "/r", Timeout: -time.Second}, []error{gitsource.ErrInvalidTimeout}},
 		{"token over ssh", gitsource.Options{URL: "git@h:r.git", CacheDir: "/c", Token: secret.New("t")}, []error{gitsource.ErrInvalidAuth}},
 		{"token for a local path", gitsource.Options{URL: "/r", Token: secret.New("t")}, []error{gitsource.ErrInvalidAuth}},
+		{"https with token source", gitsource.Options{URL: "https://github.com/o/r.git", CacheDir: "/c", TokenSource: source}, nil},
+		{"http with token source", gitsource.Options{URL: "http://127.0.0.1:3000/o/r.git", CacheDir: "/c", TokenSource: source}, nil},
+		{"token and token source", gitsource.Options{URL: "https://h/r.git", CacheDir: "/c", Token: secret.New("t"), TokenSource: source},
+			[]error{gitsource.ErrInvalidAuth}},
+		{"token source over ssh", gitsource.Options{URL: "ssh://git@h/r.git", CacheDir: "/c", TokenSource: source}, []error{gitsource.ErrInvalidAuth}},
+		{"token source over scp-like ssh", gitsource.Options{URL: "git@h:r.git", CacheDir: "/c", TokenSource: source}, []error{gitsource.ErrInvalidAuth}},
+		{"token source over git://", gitsource.Options{URL: "git://h/r.git", CacheDir: "/c", TokenSource: source}, []error{gitsource.ErrInvalidAuth}},
+		{"token source for a local path", gitsource.Options{URL: "/r", TokenSource: source}, []error{gitsource.ErrInvalidAuth}},
+		{"token source for a file url", gitsource.Options{URL: "file:///r", TokenSource: source}, []error{gitsource.ErrInvalidAuth}},
+		{"token, token source and ssh", gitsource.Options{URL: "git@h:r.git", CacheDir: "/c", Token: secret.New("t"), TokenSource: source},
+			[]error{gitsource.ErrInvalidAuth}},
 		{"ssh key over https", gitsource.Options{URL: "https://h/r.git", CacheDir: "/c", SSHKeyPath: "/k"}, []error{gitsource.ErrInvalidAuth}},
 		{"unsupported scheme", gitsource.Options{URL: "ftp://h/r.git", CacheDir: "/c"}, []error{gitsource.ErrInvalidURL}},
 		{"no host", gitsource.Options{URL: "https:///r.git", CacheDir: "/c"}, []error{gitsource.ErrInvalidURL}},
@@ -62,6 +75,17 @@ func TestOptionsDefaults(t *testing.T) {
 	}
 	if o.Branch != "main" || o.Timeout != 30*time.Second || o.Username != "x-access-token" {
 		t.Fatalf("defaults: branch %q, timeout %s, username %q", o.Branch, o.Timeout, o.Username)
+	}
+	o = gitsource.Options{URL: "https://h/r.git", CacheDir: "/c", TokenSource: func(context.Context) (secret.Value, error) { return secret.Value{}, nil }}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if o.Username != "x-access-token" {
+		t.Fatalf("username with a token source: %q", o.Username)
+	}
+	o = gitsource.Options{URL: "https://h/r.git", CacheDir: "/c"}
+	if err := o.Validate(); err != nil || o.Username != "" {
+		t.Fatalf("username without a token: %q, %v", o.Username, err)
 	}
 	o = gitsource.Options{URL: "https://h/r.git", CacheDir: "/c", Token: secret.New("t"), Username: "bot", Branch: "prod", Timeout: time.Second}
 	if err := o.Validate(); err != nil {
@@ -103,5 +127,24 @@ func TestSecretNeverPrints(t *testing.T) {
 	}
 	if o.Token.Reveal() != token {
 		t.Errorf("Reveal = %q", o.Token.Reveal())
+	}
+}
+
+// The errors of a token source in the wrong place say which options clash.
+func TestTokenSourceErrorsNameOptions(t *testing.T) {
+	source := func(context.Context) (secret.Value, error) { return secret.New("t"), nil }
+	for _, tc := range []struct {
+		o    gitsource.Options
+		want []string
+	}{
+		{gitsource.Options{URL: "https://h/r.git", CacheDir: "/c", Token: secret.New("t"), TokenSource: source}, []string{"Token and TokenSource"}},
+		{gitsource.Options{URL: "git@h:r.git", CacheDir: "/c", TokenSource: source}, []string{"TokenSource", "http(s)", "git@h:r.git"}},
+	} {
+		err := tc.o.Validate()
+		for _, w := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("Validate(%s) = %v; want it to say %q", tc.o.URL, err, w)
+			}
+		}
 	}
 }

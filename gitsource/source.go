@@ -45,6 +45,9 @@ var (
 	ErrCommitNotFound     = errors.New("commit not found")
 	ErrRepositoryNotFound = errors.New("repository not found")
 	ErrAuthFailed         = errors.New("authentication failed")
+	// ErrTokenSource wraps the error of Options.TokenSource, and stands for
+	// an empty token it returned: the operation sent no request.
+	ErrTokenSource = errors.New("no token for the remote")
 )
 
 // PullRequest is a pull request's head as the server advertises it in
@@ -82,6 +85,10 @@ type Source struct {
 	timeout time.Duration
 	tr      transport.Transport // nil for a local repository
 	auth    transport.AuthMethod
+	// tokens, when set, gives the password of each remote operation,
+	// sent with user; auth is then nil.
+	tokens TokenSource
+	user   string
 
 	mu   sync.Mutex // guards repo: go-git's filesystem storage is not safe for concurrent use
 	repo *git.Repository
@@ -116,6 +123,9 @@ func Open(ctx context.Context, o Options) (*Source, error) {
 	}
 	if s.tr, s.auth, err = newTransport(loc, &o); err != nil {
 		return nil, err
+	}
+	if o.TokenSource != nil {
+		s.tokens, s.user = o.TokenSource, o.Username
 	}
 	dir := filepath.Join(o.CacheDir, loc.cacheName())
 	if s.repo, err = openCache(dir); err != nil {
@@ -197,7 +207,7 @@ func newSSHTransport(loc *location, o *Options) (transport.Transport, transport.
 // remote it costs one ref advertisement (git ls-remote) and downloads no
 // objects; for a local repository it reads the refs. Errors:
 // ErrBranchNotFound (the branch is missing or was deleted),
-// ErrRepositoryNotFound, ErrAuthFailed, or the transport's error.
+// ErrRepositoryNotFound, ErrAuthFailed, ErrTokenSource, or the transport's error.
 func (s *Source) Refs(ctx context.Context) (RefState, error) {
 	refs, err := s.listRefs(ctx)
 	if err != nil {
@@ -262,7 +272,11 @@ func (s *Source) listRefs(ctx context.Context) (map[plumbing.ReferenceName]plumb
 // over HTTP, the single GET of info/refs. An empty repository advertises no
 // refs. The caller closes the session.
 func (s *Source) advertise(ctx context.Context) (transport.UploadPackSession, *packp.AdvRefs, error) {
-	sess, err := s.tr.NewUploadPackSession(s.loc.endpoint, s.auth)
+	auth, err := s.authMethod(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	sess, err := s.tr.NewUploadPackSession(s.loc.endpoint, auth)
 	if err != nil {
 		return nil, nil, translate(ctx, err)
 	}
@@ -275,6 +289,27 @@ func (s *Source) advertise(ctx context.Context) (transport.UploadPackSession, *p
 		return nil, nil, translate(ctx, err)
 	}
 	return sess, ar, nil
+}
+
+// authMethod returns the credentials of one remote operation: the fixed
+// ones, or basic auth with the token TokenSource gives now. Asking for each
+// session (a Fetch's ref listing and pack share one) is what keeps a
+// renewed token in use; the token lives only in the session's request
+// headers, never in the cache's config or in an error.
+func (s *Source) authMethod(ctx context.Context) (transport.AuthMethod, error) {
+	if s.tokens == nil {
+		return s.auth, nil
+	}
+	tok, err := s.tokens(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrTokenSource, err)
+	}
+	if tok.IsZero() {
+		// Going on without it would ask anonymously and fail as "not
+		// found" on a private repository: say what is really wrong.
+		return nil, fmt.Errorf("%w: the token source returned an empty token", ErrTokenSource)
+	}
+	return &githttp.BasicAuth{Username: s.user, Password: tok.Reveal()}, nil
 }
 
 func advertised(ar *packp.AdvRefs) map[plumbing.ReferenceName]plumbing.Hash {

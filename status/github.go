@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bradleyfalzon/ghinstallation/v2"
 	"github.com/google/go-github/v60/github"
 
 	"github.com/cloudpipe/cloudpipe/internal/secret"
@@ -125,7 +126,10 @@ type GitHub struct {
 	// appClient reads the App itself with the App's own token (JWT);
 	// nil unless Options.App is set.
 	appClient *github.Client
-	comments  comments // the plan comments
+	// installation holds the App installation's token (see
+	// InstallationToken); nil unless Options.App is set.
+	installation *ghinstallation.Transport
+	comments     comments // the plan comments
 
 	mu      sync.Mutex                 // guards commits and order
 	commits map[string]*commitStatuses // by commit ID
@@ -224,7 +228,7 @@ func New(o Options) (*GitHub, error) {
 		commits: map[string]*commitStatuses{},
 	}
 	if o.App != nil {
-		if g.client, g.appClient, err = o.App.clients(hc, base); err != nil {
+		if g.client, g.appClient, g.installation, err = o.App.clients(hc, base); err != nil {
 			return nil, fmt.Errorf("new github client: %w", err)
 		}
 	} else {

@@ -1,20 +1,29 @@
 package main
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"io/fs"
 	"log/slog"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
+	"github.com/cloudpipe/cloudpipe/gitsource"
 	"github.com/cloudpipe/cloudpipe/internal/secret"
+	"github.com/cloudpipe/cloudpipe/internal/testenv"
+	"github.com/cloudpipe/cloudpipe/workflow"
 )
 
 func appConfig(t *testing.T, keyPEM string) Config {
@@ -74,4 +83,183 @@ func TestReadApp(t *testing.T) {
 	if app, err := readApp(t.Context(), DefaultConfig(), aws.Config{}, secret.New("t")); app != nil || err != nil {
 		t.Errorf("readApp without an app = %v, %v", app, err)
 	}
+}
+
+// TestAppReadsPrivateRepo reads a private config repository on Gitea as
+// the agent does with a GitHub App: the installation token from the
+// exchange (testenv.AppExchange hands out a real Gitea token) is the
+// basic-auth password of every clone and fetch, a short-lived one is
+// renewed for each, and without it Gitea refuses. The token is in no
+// error, log line or file of the Git cache.
+func TestAppReadsPrivateRepo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Gitea")
+	}
+	g := testenv.Gitea(t)
+	name := testenv.UniqueName(t)
+	g.CreateRepo(t, name)
+	alg, err := os.ReadFile(filepath.Join("..", "..", "algorithms", "sort-lines.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	workflowFile := func(in string) string {
+		return `{"input_s3_name": "` + in + `-in", "output_s3_name": "` + in + `-out", "region": "us-east-1",
+ "process": {"type": "single_run", "algorithms": [{"name": "sort-lines", "port": [], "variables": {}}]}}`
+	}
+	g.CommitFiles(t, name, testenv.ChangeFiles{Message: "first", Write: map[string]string{
+		"algorithms/sort-lines.json": string(alg),
+		"workflows/first.json":       workflowFile("first"),
+	}})
+	g.MakePrivate(t, name)
+	gitea, err := url.Parse(g.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, pemKey := testenv.NewAppKey(t)
+	_, otherPEM := testenv.NewAppKey(t)
+
+	config := func(t *testing.T, keyPEM, apiURL string) Config {
+		cfg := appConfig(t, keyPEM)
+		cfg.GitHubAppID, cfg.GitHubInstallationID = 123, 456
+		cfg.Repo, cfg.GitHubRepo, cfg.GitHubAPI = g.CloneURL(name), g.RepoName(name), apiURL
+		cfg.CacheDir = t.TempDir()
+		return cfg
+	}
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var errs []error
+	noToken := func(t *testing.T, cfg Config) {
+		t.Helper()
+		for _, err := range errs {
+			if strings.Contains(err.Error(), g.Token) {
+				t.Errorf("an error shows the token: %v", err)
+			}
+		}
+		if strings.Contains(logs.String(), g.Token) {
+			t.Error("the token is in the log")
+		}
+		files := 0
+		err := filepath.WalkDir(cfg.CacheDir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			data, err := os.ReadFile(p)
+			files++
+			if bytes.Contains(data, []byte(g.Token)) {
+				t.Errorf("%s holds the token", p)
+			}
+			return err
+		})
+		if err != nil || files == 0 {
+			t.Fatalf("walk the cache: %d files, %v", files, err)
+		}
+	}
+
+	t.Run("anonymous", func(t *testing.T) {
+		cfg := config(t, pemKey, g.APIURL)
+		repo, err := openRepo(t.Context(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = repo.Load(t.Context(), "")
+		if !errors.Is(err, gitsource.ErrAuthFailed) {
+			t.Fatalf("Load without a token = %v; want Gitea to refuse it (ErrAuthFailed)", err)
+		}
+	})
+
+	for _, tc := range []struct {
+		name      string
+		expiresIn time.Duration
+		// exchanges after two Loads, each a Fetch and a Head
+		wantExchanges int
+	}{
+		{"hour token", time.Hour, 1},
+		// Within ghinstallation's minute of margin: every operation renews.
+		{"short-lived token", 30 * time.Second, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			as := &testenv.AppExchange{PublicKey: &key.PublicKey, AppID: 123, InstallationID: 456, Token: g.Token, ExpiresIn: tc.expiresIn}
+			srv := httptest.NewServer(as.Handler(gitea))
+			defer srv.Close()
+			cfg := config(t, pemKey, srv.URL+"/api/v1/")
+			app, err := readApp(t.Context(), cfg, aws.Config{}, secret.Value{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sink, err := newStatusSink(cfg, secret.Value{}, app, log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			repo, err := openRepoWithAuth(t.Context(), cfg, sink.git)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The clone: the cache is empty.
+			head := g.BranchCommit(t, name, "main")
+			d, err := repo.Load(t.Context(), "")
+			if err != nil {
+				errs = append(errs, err)
+				t.Fatalf("first Load: %v", err)
+			}
+			if d.Commit != head || len(d.Workflows) == 0 || len(d.Problems) != 0 {
+				t.Fatalf("first Load: commit %s, %d workflows, problems %v; want %s and valid workflows", d.Commit, len(d.Workflows), d.Problems, head)
+			}
+			// A new commit is fetched.
+			wf := testenv.UniqueName(t)
+			next := g.CommitFiles(t, name, testenv.ChangeFiles{Message: tc.name, Write: map[string]string{
+				"workflows/" + wf + ".json": workflowFile(wf),
+			}})
+			before := len(d.Workflows)
+			if d, err = repo.Load(t.Context(), ""); err != nil {
+				errs = append(errs, err)
+				t.Fatalf("second Load: %v", err)
+			}
+			if d.Commit != next || len(d.Workflows) != before+1 || !slices.ContainsFunc(d.Workflows, func(w *workflow.Workflow) bool { return w.Name == wf }) {
+				t.Fatalf("second Load: commit %s, %d workflows; want %s and %d with %s", d.Commit, len(d.Workflows), next, before+1, wf)
+			}
+			exchanges, _, problems := as.Counts()
+			if exchanges != tc.wantExchanges {
+				t.Errorf("%d token exchanges for two Loads; want %d", exchanges, tc.wantExchanges)
+			}
+			for _, p := range problems {
+				t.Error(p)
+			}
+			noToken(t, cfg)
+		})
+	}
+
+	t.Run("exchange refused", func(t *testing.T) {
+		// The key is not the App's: GitHub refuses the exchange, and the
+		// fetch fails naming the App's flags.
+		as := &testenv.AppExchange{PublicKey: &key.PublicKey, AppID: 123, InstallationID: 456, Token: g.Token, ExpiresIn: time.Hour}
+		srv := httptest.NewServer(as.Handler(gitea))
+		defer srv.Close()
+		cfg := config(t, otherPEM, srv.URL+"/api/v1/")
+		app, err := readApp(t.Context(), cfg, aws.Config{}, secret.Value{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sink, err := newStatusSink(cfg, secret.Value{}, app, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		repo, err := openRepoWithAuth(t.Context(), cfg, sink.git)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = repo.Load(t.Context(), "")
+		if !errors.Is(err, gitsource.ErrTokenSource) {
+			t.Fatalf("Load with a refused exchange = %v; want ErrTokenSource", err)
+		}
+		errs = append(errs, err)
+		for _, want := range []string{"--github-app-id 123", "--github-installation-id 456", "--github-app-key-file", "401"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("Load = %v; want it to say %q", err, want)
+			}
+		}
+		if strings.Contains(err.Error(), "PRIVATE KEY") {
+			t.Errorf("the error quotes the key: %v", err)
+		}
+		t.Logf("refused exchange: %v", err)
+	})
 }

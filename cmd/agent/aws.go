@@ -141,11 +141,21 @@ func (e agentExecutable) release(cfg Config) string {
 // openRepo opens --repo: a local directory (a Git repository or a plain
 // directory) or a remote URL cloned into the cache directory.
 func openRepo(ctx context.Context, cfg Config) (*pipesync.Repo, error) {
-	return openRepoWithToken(ctx, cfg, secret.Value{})
+	return openRepoWithAuth(ctx, cfg, gitAuth{})
 }
 
-// openRepoWithToken is openRepo with a token for HTTPS remotes.
-func openRepoWithToken(ctx context.Context, cfg Config, token secret.Value) (*pipesync.Repo, error) {
+// gitAuth is how the agent authenticates to an HTTP(S) config repository:
+// with a fixed token (CLOUDPIPE_GITHUB_TOKEN), with the tokens of a source
+// asked before every fetch (a GitHub App's installation tokens, which last
+// an hour), or, when both are zero, anonymously.
+type gitAuth struct {
+	token  secret.Value
+	tokens gitsource.TokenSource
+}
+
+// openRepoWithAuth is openRepo with credentials for HTTP(S) remotes; they
+// are dropped for any other URL (ssh has its own keys).
+func openRepoWithAuth(ctx context.Context, cfg Config, auth gitAuth) (*pipesync.Repo, error) {
 	cache := cfg.CacheDir
 	if cache == "" {
 		dir, err := os.UserCacheDir()
@@ -155,8 +165,14 @@ func openRepoWithToken(ctx context.Context, cfg Config, token secret.Value) (*pi
 		cache = filepath.Join(dir, "cloudpipe", "git")
 	}
 	o := gitsource.Options{URL: cfg.Repo, Branch: cfg.Branch, CacheDir: cache}
-	if !token.IsZero() && (strings.HasPrefix(cfg.Repo, "https://") || strings.HasPrefix(cfg.Repo, "http://")) {
-		o.Token = token
+	if isHTTPURL(cfg.Repo) {
+		o.Token, o.TokenSource = auth.token, auth.tokens
 	}
 	return pipesync.OpenRepo(ctx, o)
+}
+
+// isHTTPURL reports whether a --repo URL is fetched over HTTP(S), where a
+// token is sent.
+func isHTTPURL(repo string) bool {
+	return strings.HasPrefix(repo, "https://") || strings.HasPrefix(repo, "http://")
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/cloudpipe/cloudpipe/gitsource"
 	"github.com/cloudpipe/cloudpipe/internal/secret"
 	"github.com/cloudpipe/cloudpipe/metrics"
 	"github.com/cloudpipe/cloudpipe/notify"
@@ -54,7 +55,8 @@ receiver never holds up a pass.
 A GitHub App instead of a token: --github-app-id, --github-installation-id
 and the App's private key from --github-app-key-secret-arn (or, for local
 runs, --github-app-key-file); installation tokens are renewed before they
-expire. An App and a token exclude each other.
+expire and also clone an https:// --repo, which may then be private (the
+App needs Contents: read). An App and a token exclude each other.
 
 --listen serves /healthz, /readyz, /metrics and /hooks/github. SIGTERM stops the agent
 after the workflows being applied finish and the inventory is saved.`,
@@ -133,7 +135,11 @@ func readSecrets(ctx context.Context, awsCfg aws.Config) (runSecrets, error) {
 // provisioner with the agent's own code, its release, and the status sink.
 func newDaemon(ctx context.Context, cfg Config, sess *awsSession, exe agentExecutable, token secret.Value, app *status.App,
 	m *metrics.Metrics, log *slog.Logger, notifier *notify.Notifier) (*pipesync.Loop, error) {
-	repo, err := openRepoWithToken(ctx, cfg, token)
+	sink, err := newStatusSink(cfg, token, app, log)
+	if err != nil {
+		return nil, err
+	}
+	repo, err := openRepoWithAuth(ctx, cfg, sink.git)
 	if err != nil {
 		return nil, err
 	}
@@ -143,10 +149,6 @@ func newDaemon(ctx context.Context, cfg Config, sess *awsSession, exe agentExecu
 	}
 	// An instance type missing from cloudpipe's table is asked of EC2.
 	repo.UseInstanceTypes(prov)
-	sink, err := newStatusSink(cfg, token, app, log)
-	if err != nil {
-		return nil, err
-	}
 	drift, _ := time.ParseDuration(cfg.DriftInterval) // checked by Config.Validate
 	var notifications pipesync.Notifier               // a nil *notify.Notifier must stay a nil interface
 	if notifier != nil {
@@ -181,17 +183,20 @@ func releaseCode(prov *provision.Provisioner, res pipesync.PassResult) {
 }
 
 // statusSink is where the agent reports: commit statuses, the pull
-// requests it plans, and their plan comments.
+// requests it plans, and their plan comments; and, since the same GitHub
+// identity reads the config repository, how Git authenticates.
 type statusSink struct {
 	statuses pipesync.StatusPoster
 	prs      pipesync.PullRequestLister // nil: pull requests are not planned
 	comments pipesync.PlanCommenter
+	git      gitAuth
 }
 
 // newStatusSink returns where commit statuses and plan comments go and
 // which pull requests are planned: GitHub with a token or an App; without
 // either, statuses are logged and dropped and pull requests are not
-// planned.
+// planned. Git over HTTP(S) authenticates with the same token, or with the
+// App's installation tokens, renewed as for the API calls.
 func newStatusSink(cfg Config, token secret.Value, app *status.App, log *slog.Logger) (statusSink, error) {
 	if token.IsZero() && app == nil {
 		d := &status.Discard{Logger: log}
@@ -212,7 +217,25 @@ func newStatusSink(cfg Config, token secret.Value, app *status.App, log *slog.Lo
 	if err != nil {
 		return statusSink{}, err
 	}
-	return statusSink{statuses: gh, prs: gh, comments: gh}, nil
+	sink := statusSink{statuses: gh, prs: gh, comments: gh, git: gitAuth{token: token}}
+	if app != nil {
+		sink.git = gitAuth{tokens: appGitTokens(cfg, gh)}
+	}
+	return sink, nil
+}
+
+// appGitTokens is the source of the App installation's tokens for Git. A
+// failed exchange fails the fetch with an error naming the App's flags, as
+// a bad key does: it is the App's settings (or the key) that are wrong.
+func appGitTokens(cfg Config, gh *status.GitHub) gitsource.TokenSource {
+	return func(ctx context.Context) (secret.Value, error) {
+		tok, err := gh.InstallationToken(ctx)
+		if err != nil {
+			return secret.Value{}, fmt.Errorf("github app (--github-app-id %d, --github-installation-id %d, %s): %w",
+				cfg.GitHubAppID, cfg.GitHubInstallationID, appKeyFlag(cfg), err)
+		}
+		return tok, nil
+	}
 }
 
 // readApp returns the GitHub App the agent authenticates as, with its key

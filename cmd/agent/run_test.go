@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -522,4 +523,89 @@ func freeAddrTB(tb testing.TB) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// TestRunAppOnPrivateRepo runs `agent run` as a GitHub App on a private
+// config repository: the App's installation tokens (short-lived, so
+// renewed for each fetch) clone it and fetch the commit that adds a
+// workflow, which is deployed and gets its status, posted as the App. The
+// token is in no log line and no file of the Git cache.
+func TestRunAppOnPrivateRepo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Gitea, kumo and the agent")
+	}
+	re := newRunEnv(t)
+	g, name := re.g, re.name
+	g.MakePrivate(t, name)
+	gitea, err := url.Parse(g.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, pemKey := testenv.NewAppKey(t)
+	keyFile := filepath.Join(t.TempDir(), "app.pem")
+	if err := os.WriteFile(keyFile, []byte(pemKey), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Within ghinstallation's minute of margin: every use renews.
+	as := &testenv.AppExchange{PublicKey: &key.PublicKey, AppID: 123, InstallationID: 456, Token: g.Token, ExpiresIn: 30 * time.Second}
+	srv := httptest.NewServer(as.Handler(gitea))
+	defer srv.Close()
+	cacheDir := t.TempDir()
+	p := startAgent(t, nil, "--repo", re.cloneURL, "--cache-dir", cacheDir,
+		"--github-api", srv.URL+"/api/v1/", "--github-repo", g.RepoName(name),
+		"--github-app-id", "123", "--github-installation-id", "456", "--github-app-key-file", keyFile,
+		"--state-bucket", re.state, "--schedule", "@every 1s", "--agent-id", "app-test")
+	if !waitFor(60*time.Second, func() bool { return p.get("/readyz") == http.StatusOK }) {
+		t.Fatalf("agent never became ready on the private repository:\n%s", p.logs.text())
+	}
+	afterClone, _, _ := as.Counts()
+
+	wf := name
+	commit := g.CommitFiles(t, name, testenv.ChangeFiles{Message: "add " + wf, Write: map[string]string{
+		"workflows/" + wf + ".json": fmt.Sprintf(`{"input_s3_name": "%s-in", "output_s3_name": "%s-out", "region": "us-east-1",
+ "process": {"type": "single_run", "algorithms": [{"name": "sort-lines", "port": [], "variables": {}}]}}`, wf, wf)}})
+	if !waitFor(90*time.Second, func() bool {
+		var combined struct {
+			Statuses []struct{ Context, Status string } `json:"statuses"`
+		}
+		g.API(t, "GET", "repos/"+g.RepoName(name)+"/commits/"+commit+"/status", nil, &combined)
+		for _, s := range combined.Statuses {
+			if s.Context == "cloudpipe/"+wf && s.Status == "success" {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("no success status on the commit fetched with the App's token:\n%s", p.logs.text())
+	}
+	p.stop(t)
+
+	exchanges, _, problems := as.Counts()
+	for _, pr := range problems {
+		t.Error(pr)
+	}
+	// Each pass lists the refs once a second: a short-lived token is
+	// exchanged again for each, not only for the statuses.
+	t.Logf("%d token exchanges by the first ready pass, %d in all", afterClone, exchanges)
+	if afterClone < 1 || exchanges < afterClone+2 {
+		t.Errorf("%d token exchanges by the first ready pass, %d in all; want renewals for the fetches", afterClone, exchanges)
+	}
+	if strings.Contains(p.logs.text(), g.Token) {
+		t.Error("the installation token appears in the agent's logs")
+	}
+	files := 0
+	err = filepath.WalkDir(cacheDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		files++
+		if bytes.Contains(data, []byte(g.Token)) {
+			t.Errorf("%s in the Git cache holds the token", path)
+		}
+		return err
+	})
+	if err != nil || files == 0 {
+		t.Fatalf("walk the Git cache: %d files, %v", files, err)
+	}
 }

@@ -549,6 +549,13 @@ func (s *GiteaServer) CreateRepo(tb testing.TB, name string) (cloneURL string) {
 	return repo.CloneURL
 }
 
+// MakePrivate makes repository repo private: Git and the API then serve
+// it only to a request authenticated as User (with Token).
+func (s *GiteaServer) MakePrivate(tb testing.TB, repo string) {
+	tb.Helper()
+	s.API(tb, http.MethodPatch, "repos/"+s.User+"/"+repo, map[string]any{"private": true}, nil)
+}
+
 // BranchCommit returns the commit ID at the tip of branch of repo.
 func (s *GiteaServer) BranchCommit(tb testing.TB, repo, branch string) string {
 	tb.Helper()
