@@ -206,3 +206,43 @@ func TestAppInstallationToken(t *testing.T) {
 		t.Errorf("InstallationToken with a plain token = %v; want ErrNoApp", err)
 	}
 }
+
+// TestAppLoginForComments checks whose comments the agent takes for its
+// own when it is a GitHub App: GitHub refuses an installation token
+// GET /user, so the login is the App's bot user, "<slug>[bot]", read from
+// GET /app with the App's JWT; where /user answers (Gitea, a personal
+// token) it is that user.
+func TestAppLoginForComments(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	gitea, err := url.Parse(f.srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, pemKey := testenv.NewAppKey(t)
+	for _, tc := range []struct {
+		name, slug, want string
+	}{
+		{"as on GitHub", "cloudpipe-agent", "cloudpipe-agent[bot]"},
+		{"user readable", "", f.srv.User},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			as := &testenv.AppExchange{PublicKey: &key.PublicKey, AppID: 123, InstallationID: 456, Token: f.srv.Token,
+				ExpiresIn: time.Hour, Slug: tc.slug}
+			srv := httptest.NewServer(as.Handler(gitea))
+			defer srv.Close()
+			g, err := status.New(status.Options{APIURL: srv.URL + "/api/v1/", Repo: f.srv.RepoName(f.repo),
+				App: &status.App{ID: 123, InstallationID: 456, PrivateKey: secret.New(pemKey)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := g.Login(t.Context())
+			if err != nil || got != tc.want {
+				t.Errorf("Login = %q, %v; want %q", got, err, tc.want)
+			}
+			if _, _, problems := as.Counts(); len(problems) > 0 {
+				t.Errorf("requests the App's server refused or did not expect: %q", problems)
+			}
+		})
+	}
+}

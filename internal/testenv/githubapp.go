@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -36,6 +37,13 @@ type AppExchange struct {
 	InstallationID int64
 	Token          string        // what the exchange hands out: a Gitea token
 	ExpiresIn      time.Duration // expires_at of each token, from now
+	// Slug, when set, makes the API answer as GitHub does an App: the
+	// installation token may not read the authenticated user (GET /user:
+	// 403, "Resource not accessible by integration"), and GET /app with
+	// the App's JWT names the App by this slug, its bot user being
+	// "<slug>[bot]".
+	// https://docs.github.com/en/rest/apps/apps#get-the-authenticated-app
+	Slug string
 
 	mu        sync.Mutex
 	exchanges int
@@ -72,6 +80,24 @@ func (s *AppExchange) Handler(gitea *url.URL) http.Handler {
 				"expires_at": time.Now().Add(s.ExpiresIn).UTC().Format(time.RFC3339),
 			})
 			return
+		}
+		if s.Slug != "" && r.Method == http.MethodGet {
+			switch r.URL.Path {
+			case "/api/v1/user":
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusForbidden)
+				_, _ = io.WriteString(w, `{"message":"Resource not accessible by integration"}`)
+				return
+			case "/api/v1/app":
+				if why := s.checkJWT(r.Header.Get("Authorization")); why != "" {
+					s.fail("GET /app: %s", why)
+					http.Error(w, `{"message":"A JSON web token could not be decoded"}`, http.StatusUnauthorized)
+					return
+				}
+				w.Header().Set("Content-Type", "application/json")
+				_ = json.NewEncoder(w).Encode(map[string]any{"id": s.AppID, "slug": s.Slug, "name": s.Slug})
+				return
+			}
 		}
 		if strings.Contains(r.URL.Path, "/app/") {
 			s.fail("unexpected %s %s", r.Method, r.URL.Path)
