@@ -81,8 +81,8 @@ type Drift struct {
 
 // Plan is what a pass would do at one commit.
 type Plan struct {
-	Commit   string
-	Changes  []Change // sorted by workflow name
+	Commit  string
+	Changes []Change // sorted by workflow name
 	// Capacities are the shared Batch capacities the plan's creates,
 	// updates and deletes bring into or out of use, sorted by name.
 	Capacities []CapacityChange

@@ -88,11 +88,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 //	plan for commit 1a2b3c4: +1 create ~0 update -0 delete, 0 unchanged
 //	  + hello-sort  create  new file workflows/hello-sort.json
 //	                        stage 0 sort-lines: Fargate 0.25 vCPU/512 MiB
-//
-// then the shared Batch capacities the plan creates or tears down, one
-// line per resource:
-//
 //	  + batch compute environment cp-batch-g5-xlarge-spot (shared, us-east-1/g5.xlarge/spot)
+//
+// The last kind of line, after the table, is one of each shared Batch
+// capacity's resources the plan creates (+) or tears down (-).
 func (p *Plan) WritePlan(w io.Writer) error {
 	unchanged := 0
 	for _, c := range p.Changes {
