@@ -57,7 +57,9 @@ func TestBatchDrift(t *testing.T) {
 		{"compute environment disabled", func() error {
 			_, err := e.batch.UpdateComputeEnvironment(ctx, &batch.UpdateComputeEnvironmentInput{ComputeEnvironment: aws.String(capacity), State: batchtypes.CEStateDisabled})
 			return err
-		}, func() []string { return []string{"batch compute environment " + capacity + " state ENABLED → DISABLED"} }},
+		}, func() []string {
+			return []string{"batch compute environment " + capacity + " state ENABLED → DISABLED"}
+		}},
 		{"job queue disabled", func() error {
 			_, err := e.batch.UpdateJobQueue(ctx, &batch.UpdateJobQueueInput{JobQueue: aws.String(capacity), State: batchtypes.JQStateDisabled})
 			return err
