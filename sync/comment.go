@@ -17,7 +17,8 @@ import (
 // the resources a create or delete touches, and each validation problem
 // as file:line:col: path: message, errors and notes apart; problems of
 // files no workflow section shows (an algorithm no workflow uses) come
-// last, and unchanged workflows are named on one line.
+// next, then the shared Batch capacities the plan creates or tears down,
+// and unchanged workflows are named on one line.
 func (p *Plan) Comment() string {
 	var b strings.Builder
 	unchanged := []string{}
