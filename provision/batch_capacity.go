@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -190,8 +191,11 @@ func (p *Provisioner) ensureBatchCapacity(ctx context.Context, c *clients, spec 
 	case err != nil:
 		return "", err
 	}
-	if q.State == batchtypes.JQStateDisabled {
-		if _, err := c.batch.UpdateJobQueue(ctx, &batch.UpdateJobQueueInput{JobQueue: aws.String(name), State: batchtypes.JQStateEnabled}); err != nil {
+	// A queue disabled, or given other compute environments, by hand is
+	// put back: on the capacity's environment alone (capacityDrift).
+	if q.State == batchtypes.JQStateDisabled || !slices.Equal(queueEnvironments(q), []string{name}) {
+		if _, err := c.batch.UpdateJobQueue(ctx, &batch.UpdateJobQueueInput{JobQueue: aws.String(name), State: batchtypes.JQStateEnabled,
+			ComputeEnvironmentOrder: []batchtypes.ComputeEnvironmentOrder{{Order: aws.Int32(1), ComputeEnvironment: ce.ComputeEnvironmentArn}}}); err != nil {
 			return "", fmt.Errorf("enable job queue %s: %w", name, err)
 		}
 		if q, err = p.settledJobQueue(ctx, c, k); err != nil {

@@ -137,7 +137,8 @@ func deregisterJobDefinition(ctx context.Context, c *clients, arn string) (outco
 }
 
 // jobDefinitionResource is one recorded revision of a stage's job
-// definition. Drift checks skip it, as they skip task definitions.
+// definition. The table's drift checks skip it; batchDrift compares the
+// job definition as a whole.
 func jobDefinitionResource(c *clients, arn string) stageResource {
 	return stageResource{
 		kind: kindJobDefinition, name: arn,
@@ -148,14 +149,21 @@ func jobDefinitionResource(c *clients, arn string) stageResource {
 }
 
 // ensureJobDefinition returns the job-definition revision to submit: prev's
-// when the request is the one that made it, else a new one.
+// when the request is the one that made it and nothing drifted (prev still
+// ACTIVE, no newer revision unlike it: jobDefinitionDrift), else a new one.
 func (s *stageBuild) ensureJobDefinition(ctx context.Context, in *batch.RegisterJobDefinitionInput) (revision, error) {
 	hash, err := jobDefinitionHash(in)
 	if err != nil {
 		return revision{}, err
 	}
 	if hash == s.prev.JobDefinitionHash && s.prev.JobDefinitionARN != "" {
-		return revision{arn: s.prev.JobDefinitionARN, hash: hash}, nil
+		drift, err := jobDefinitionDrift(ctx, s.c, in, s.prev.JobDefinitionARN)
+		if err != nil {
+			return revision{}, err
+		}
+		if len(drift) == 0 {
+			return revision{arn: s.prev.JobDefinitionARN, hash: hash}, nil
+		}
 	}
 	arn, err := registerJobDefinition(ctx, s.c, in)
 	if err != nil {

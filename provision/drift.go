@@ -46,6 +46,12 @@ func (d Drift) Repair() string {
 		what = "policies restored"
 	case kindNotification:
 		what = "rule restored"
+	case kindComputeEnvironment:
+		what = "enabled"
+	case kindJobQueue:
+		what = "enabled, on its compute environment alone"
+	case kindJobDefinition:
+		what = "new revision registered"
 	}
 	return d.Kind + " " + d.Name + " " + what
 }
@@ -66,7 +72,8 @@ func ResourceKind(s string) string {
 // attributes, the function's configuration, the roles' trust and inline
 // policies and our entry in the input bucket's notification configuration
 // (the function's asynchronous invocation configuration is compared by
-// MissingResources). Each comparison is the one EnsureStage makes before it
+// MissingResources), and for a stage on AWS Batch its capacity's compute
+// environment and job queue and its job definition (batchDrift). Each comparison is the one EnsureStage makes before it
 // writes, so what is listed is what a repair rewrites. It only reads; a
 // missing resource is not listed (MissingResources does), so call it when
 // nothing is missing. The buckets must exist (their keys are read to build
@@ -101,7 +108,11 @@ func (p *Provisioner) ChangedSettings(ctx context.Context, spec StageSpec, res S
 		}
 		out = append(out, d...)
 	}
-	return out, nil
+	// The shared capacity and the job definition of a stage on Batch are
+	// not rows of the stage's table: the capacity is not the stage's own,
+	// and the table's revisions are the ones to delete.
+	d, err := s.batchDrift(ctx, res)
+	return append(out, d...), err
 }
 
 // rolePolicies are the trust and inline policies ensureRole is given for

@@ -192,3 +192,10 @@ func jobQueueARN(region, account, name string) string {
 func jobDefinitionRevisionsARN(region, account, name string) string {
 	return batchARN(region, account, "job-definition/"+name+":*")
 }
+
+// CapacityResourceNames lists, as "<kind> <name>", the shared resources of
+// a Batch capacity: its compute environment and its job queue, which
+// share the capacity's name.
+func CapacityResourceNames(k BatchCapacity) []string {
+	return []string{kindComputeEnvironment + " " + k.Name(), kindJobQueue + " " + k.Name()}
+}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -159,4 +161,71 @@ func TestSharedBatchCapacity(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestPlanShowsSharedCapacityAgainstAWS: through the agent's plan path (the
+// index a real pass wrote, Reconciler.Plan), the plan of a first Batch
+// stage creates its compute environment and job queue, and once it is
+// deployed, the plan that removes it deletes them and lists the stage's
+// job definition. The capacity has its own key pair, so that its name is
+// this test's.
+func TestPlanShowsSharedCapacityAgainstAWS(t *testing.T) {
+	base, _ := testenv.LocalECS(t, localecs.Options{
+		Start: func(ctx context.Context, _ localecs.TaskSpec) (*exec.Cmd, error) {
+			return exec.CommandContext(ctx, "true"), nil
+		},
+		BatchTransition: 20 * time.Millisecond,
+	})
+	e := newEnvOn(t, base)
+	r := e.reconciler("a")
+	ctx := t.Context()
+	w := e.name("w")
+	k := provision.BatchCapacity{Region: "us-east-1", InstanceType: "g5.xlarge", Capacity: "ec2", KeyPair: e.prefix}
+	files := placementRepo(map[string]string{w: oneStage(w, "gpu", "", `"key_pair": "`+e.prefix+`"`)})
+	planText := func(repo fstest.MapFS, commit string) string {
+		t.Helper()
+		plan, err := r.Plan(ctx, pipesync.LoadDesired(repo, commit))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		if err := plan.WritePlan(&b); err != nil {
+			t.Fatal(err)
+		}
+		return b.String() + plan.Comment()
+	}
+
+	out := planText(files, "c1")
+	for _, want := range []string{
+		"  + batch compute environment " + k.Name() + " (shared, " + k.String() + ")\n",
+		"  + batch job queue " + k.Name() + " (shared, " + k.String() + ")\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the first plan lacks %q:\n%s", want, out)
+		}
+	}
+	for _, res := range e.sync(r, files, "c1").Results {
+		if res.Err != nil {
+			t.Fatalf("%s: %v", res.Workflow, res.Err)
+		}
+	}
+	if out := planText(files, "c1"); strings.Contains(out, "(shared, ") {
+		t.Errorf("the plan of the deployed commit touches the capacity:\n%s", out)
+	}
+	out = planText(placementRepo(map[string]string{}), "c2")
+	for _, want := range []string{
+		"  - batch compute environment " + k.Name() + " (shared, " + k.String() + ")\n",
+		"  - batch job queue " + k.Name() + " (shared, " + k.String() + ")\n",
+		"batch job definition `" + provision.ResourceName(w, 0) + "`",
+		"deleted, its last users gone: stage `" + w + "/0`",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the plan removing the workflow lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "task definition") {
+		t.Errorf("the plan removing a Batch stage lists a task definition:\n%s", out)
+	}
+	// Leave nothing behind for other tests sharing the emulator.
+	e.sync(r, placementRepo(map[string]string{}), "c2")
 }

@@ -2,6 +2,7 @@ package sync
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/cloudpipe/cloudpipe/provision"
@@ -16,7 +17,8 @@ import (
 // the resources a create or delete touches, and each validation problem
 // as file:line:col: path: message, errors and notes apart; problems of
 // files no workflow section shows (an algorithm no workflow uses) come
-// last, and unchanged workflows are named on one line.
+// next, then the shared Batch capacities the plan creates or tears down,
+// and unchanged workflows are named on one line.
 func (p *Plan) Comment() string {
 	var b strings.Builder
 	unchanged := []string{}
@@ -59,6 +61,7 @@ func (p *Plan) Comment() string {
 		writeProblems(&b, "Errors", other.Errors())
 		writeProblems(&b, "Notes", other.Notes())
 	}
+	writeCapacities(&b, p.Capacities)
 	if len(unchanged) > 0 {
 		fmt.Fprintf(&b, "\nUnchanged: %s\n", strings.Join(unchanged, ", "))
 	}
@@ -97,9 +100,39 @@ func writeDeletes(b *strings.Builder, c Change) {
 	}
 	b.WriteString("\nResources it deletes:\n")
 	for i := range c.Entry.Stages {
-		fmt.Fprintf(b, "- stage %d: %s\n", i, codeList(provision.StageResourceNames(c.Workflow, i, false)))
+		fmt.Fprintf(b, "- stage %d: %s\n", i, codeList(provision.StageResourceNames(c.Workflow, i, slices.Contains(c.BatchStages, i))))
 	}
 	b.WriteString("- the buckets cloudpipe created, unless they hold data or the workflow retains them\n")
+}
+
+// writeCapacities lists the shared Batch capacities the plan creates or
+// tears down: they outlive any one workflow, so a reviewer sees them apart.
+func writeCapacities(b *strings.Builder, cs []CapacityChange) {
+	if len(cs) == 0 {
+		return
+	}
+	b.WriteString("\n#### Shared AWS Batch capacity\n\n")
+	for _, c := range cs {
+		what := "created, for " + codeList(prefixed("stage", c.Users))
+		switch {
+		case c.Action == Delete && len(c.Users) == 0:
+			// An earlier pass left it without users and did not finish
+			// its teardown.
+			what = "deleted, no stage uses it"
+		case c.Action == Delete:
+			what = "deleted, its last users gone: " + codeList(prefixed("stage", c.Users))
+		}
+		fmt.Fprintf(b, "- %s %s (%s): %s\n", actionSign(c.Action), codeList(c.Resources()), mdEscape(c.Capacity.String()), what)
+	}
+}
+
+// prefixed puts kind before each name, for codeList.
+func prefixed(kind string, names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = kind + " " + n
+	}
+	return out
 }
 
 // writeProblems lists ps, one per line, in a fenced block under title.

@@ -100,6 +100,14 @@ func TestPlanShowsWhereStagesRun(t *testing.T) {
                              stage 1 dedup: Fargate 0.25 vCPU/512 MiB
                              stage 2 copier: Fargate 0.25 vCPU/512 MiB
   = h-same        unchanged  deployed at commit c0ffee0
+  + batch compute environment cp-batch-g5-xlarge-ec2 (shared, us-east-1/g5.xlarge/ec2)
+  + batch job queue cp-batch-g5-xlarge-ec2 (shared, us-east-1/g5.xlarge/ec2)
+  + batch compute environment cp-batch-g5-xlarge-spot (shared, us-east-1/g5.xlarge/spot)
+  + batch job queue cp-batch-g5-xlarge-spot (shared, us-east-1/g5.xlarge/spot)
+  + batch compute environment cp-batch-m5-large-ec2 (shared, us-east-1/m5.large/ec2)
+  + batch job queue cp-batch-m5-large-ec2 (shared, us-east-1/m5.large/ec2)
+  + batch compute environment cp-batch-t2-micro-ec2 (shared, us-east-1/t2.micro/ec2)
+  + batch job queue cp-batch-t2-micro-ec2 (shared, us-east-1/t2.micro/ec2)
 `
 	if out.String() != want {
 		t.Errorf("plan:\n%s\nwant:\n%s", out.String(), want)

@@ -2,11 +2,15 @@ package sync
 
 import (
 	"fmt"
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cloudpipe/cloudpipe/gitsource"
 	"github.com/cloudpipe/cloudpipe/inventory"
+	"github.com/cloudpipe/cloudpipe/provision"
 	"github.com/cloudpipe/cloudpipe/workflow"
 )
 
@@ -47,7 +51,25 @@ type Change struct {
 	// Drift is what a drift check found changed or deleted outside
 	// cloudpipe; the change (an Update) repairs it.
 	Drift []Drift
+	// BatchStages are, for a Delete, the deployed stages the index lists
+	// as users of a Batch capacity: they have a job definition, not a task
+	// definition.
+	BatchStages []int
 }
+
+// CapacityChange is a shared AWS Batch capacity (compute environment and
+// job queue) a plan creates, for its first user, or deletes, its last
+// user gone.
+type CapacityChange struct {
+	Action   Action // Create or Delete
+	Capacity provision.BatchCapacity
+	// Users are the stages ("<workflow>/<stage>") using it after the plan
+	// (Create) or before it (Delete).
+	Users []string
+}
+
+// Resources lists the compute environment and job queue, "<kind> <name>".
+func (c CapacityChange) Resources() []string { return provision.CapacityResourceNames(c.Capacity) }
 
 // Drift is one resource or setting of a deployed workflow that a drift
 // check found changed or deleted outside cloudpipe.
@@ -59,9 +81,12 @@ type Drift struct {
 
 // Plan is what a pass would do at one commit.
 type Plan struct {
-	Commit   string
-	Changes  []Change // sorted by workflow name
-	Problems workflow.Problems
+	Commit  string
+	Changes []Change // sorted by workflow name
+	// Capacities are the shared Batch capacities the plan's creates,
+	// updates and deletes bring into or out of use, sorted by name.
+	Capacities []CapacityChange
+	Problems   workflow.Problems
 	// Label names what the plan is for in its header and summary, instead
 	// of the commit (e.g. "teardown").
 	Label string
@@ -168,7 +193,7 @@ func ComputePlan(d *Desired, idx *inventory.Index, agentID, release string, now 
 		if seen[name] {
 			continue
 		}
-		c := Change{Workflow: name, File: "workflows/" + name + ".json", Entry: &e}
+		c := Change{Workflow: name, File: "workflows/" + name + ".json", Entry: &e, BatchStages: batchStages(idx, name)}
 		switch holder, held := e.HeldBy(agentID, now); {
 		case held:
 			c.Action, c.Reason = Skip, leaseReason(holder, e.LeaseExpires)
@@ -182,7 +207,65 @@ func ComputePlan(d *Desired, idx *inventory.Index, agentID, release string, now 
 		plan.Changes = append(plan.Changes, c)
 	}
 	sort.Slice(plan.Changes, func(i, j int) bool { return plan.Changes[i].Workflow < plan.Changes[j].Workflow })
+	plan.Capacities = planCapacities(plan.Changes, idx)
 	return plan
+}
+
+// planCapacities is what the plan's changes do to the shared Batch
+// capacities, counted as a pass counts them (useBatchCapacities,
+// releaseBatchCapacities): a created or updated workflow's Batch stages
+// become its only uses, a deleted workflow has none. A capacity the index
+// lacks and the plan uses is created; one the index lists and the plan
+// leaves without users is torn down at the end of the pass
+// (collectBatchCapacities). Other actions (skip, invalid, unchanged) keep
+// their workflow's uses.
+func planCapacities(changes []Change, idx *inventory.Index) []CapacityChange {
+	after := &inventory.Index{}
+	for _, e := range idx.BatchCapacities {
+		after.BatchCapacities = append(after.BatchCapacities, inventory.BatchCapacityEntry{BatchCapacity: e.BatchCapacity, Users: slices.Clone(e.Users)})
+	}
+	for _, c := range changes {
+		if !c.Action.writes() {
+			continue
+		}
+		var specs []provision.StageSpec
+		if c.Action != Delete && c.Desired != nil {
+			for _, st := range c.Desired.Stages {
+				if b := batchSpec(c.Desired, st); b != nil {
+					specs = append(specs, provision.StageSpec{Workflow: c.Workflow, Stage: st.Index, Region: c.Desired.Region, Batch: b})
+				}
+			}
+		}
+		releaseBatchCapacities(after, c.Workflow, specs)
+	}
+	var out []CapacityChange
+	for _, e := range after.BatchCapacities {
+		i := slices.IndexFunc(idx.BatchCapacities, func(b inventory.BatchCapacityEntry) bool { return b.BatchCapacity == e.BatchCapacity })
+		switch {
+		case i < 0 && len(e.Users) > 0:
+			out = append(out, CapacityChange{Action: Create, Capacity: e.BatchCapacity, Users: e.Users})
+		case i >= 0 && len(e.Users) == 0:
+			out = append(out, CapacityChange{Action: Delete, Capacity: e.BatchCapacity, Users: idx.BatchCapacities[i].Users})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Capacity.String() < out[j].Capacity.String() })
+	return out
+}
+
+// batchStages are the stages of workflow the index lists as users of a
+// Batch capacity.
+func batchStages(idx *inventory.Index, workflow string) []int {
+	var out []int
+	for _, e := range idx.BatchCapacities {
+		for _, u := range e.Users {
+			i := strings.LastIndex(u, "/")
+			if n, err := strconv.Atoi(u[i+1:]); i > 0 && err == nil && u[:i] == workflow && !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func planDesired(w *workflow.Workflow, e *inventory.IndexEntry, agentID, release string, now time.Time) (Action, string) {

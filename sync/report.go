@@ -88,6 +88,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 //	plan for commit 1a2b3c4: +1 create ~0 update -0 delete, 0 unchanged
 //	  + hello-sort  create  new file workflows/hello-sort.json
 //	                        stage 0 sort-lines: Fargate 0.25 vCPU/512 MiB
+//	  + batch compute environment cp-batch-g5-xlarge-spot (shared, us-east-1/g5.xlarge/spot)
+//
+// The last kind of line, after the table, is one of each shared Batch
+// capacity's resources the plan creates (+) or tears down (-).
 func (p *Plan) WritePlan(w io.Writer) error {
 	unchanged := 0
 	for _, c := range p.Changes {
@@ -110,9 +114,17 @@ func (p *Plan) WritePlan(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	// After the table, which a line without its columns would break: what
-	// a drift check found, then the notes that change what the created and
-	// updated pipelines do.
+	// After the table, which a line without its columns would break: the
+	// shared Batch capacities created or torn down, what a drift check
+	// found, then the notes that change what the created and updated
+	// pipelines do.
+	for _, c := range p.Capacities {
+		for _, r := range c.Resources() {
+			if _, err := fmt.Fprintf(w, "  %s %s (shared, %s)\n", actionSign(c.Action), r, c.Capacity); err != nil {
+				return err
+			}
+		}
+	}
 	for _, c := range p.Changes {
 		for _, d := range c.Drift {
 			if _, err := fmt.Fprintf(w, "  ~ drift  %s: %s\n", c.Workflow, oneLine(d.What)); err != nil {

@@ -180,8 +180,17 @@ func batchSkips(action, rt string, v vars) bool {
 // batchPassedToService is the service Batch's roles are passed to: the
 // compute environment's service, instance and Spot fleet roles and a job
 // definition's job and execution roles all go to Batch, which hands them
-// on (to EC2, ECS) itself.
+// on (to EC2, ECS) itself. Batch's guide grants a job role with
+// "iam:PassedToService": "batch.amazonaws.com"; the hand-on is
+// authorized on Batch's service-linked role, whose policy
+// (BatchServiceRolePolicy) allows iam:PassRole to ec2.amazonaws.com,
+// ecs.amazonaws.com and ecs-tasks.amazonaws.com, not on the caller.
+// AWSBatchFullAccess names the roles it may pass with no
+// iam:PassedToService condition at all, so it says nothing of the value.
 // https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_passrole.html
+// https://docs.aws.amazon.com/batch/latest/userguide/iam-example-job-def.html
+// https://docs.aws.amazon.com/aws-managed-policy/latest/reference/BatchServiceRolePolicy.html
+// https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSBatchFullAccess.html
 const batchPassedToService = "batch.amazonaws.com"
 
 // batchDependent returns the further authorizations of a Batch request:

@@ -2,6 +2,7 @@ package awsrules_test
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -250,5 +251,67 @@ func TestInstanceProfilesAndPublicParameters(t *testing.T) {
 	wantRefused(t, err, http.StatusBadRequest, "AccessDeniedException", "")
 	if err != nil && !strings.Contains(err.Error(), "ssm:GetParameter on resource: arn:aws:ssm:us-east-1:"+kumoAccount+":parameter/"+name) {
 		t.Errorf("denial %v does not name the account's parameter", err)
+	}
+}
+
+// TestBatchRolesArePassedToBatch: the caller of RegisterJobDefinition and
+// CreateComputeEnvironment passes the job's roles and the instance
+// profile's role to Batch (iam:PassedToService batch.amazonaws.com), as
+// Batch's guide shows for a job role; Batch's service-linked role then
+// passes them on to ECS and EC2 with its own permissions
+// (BatchServiceRolePolicy allows iam:PassRole to ec2.amazonaws.com,
+// ecs.amazonaws.com and ecs-tasks.amazonaws.com). So a caller allowed to
+// pass the roles only to where they end up, ECS tasks or EC2, as ECS's
+// RegisterTaskDefinition or an instance profile would need, is refused.
+// https://docs.aws.amazon.com/batch/latest/userguide/iam-example-job-def.html
+// https://docs.aws.amazon.com/aws-managed-policy/latest/reference/BatchServiceRolePolicy.html
+func TestBatchRolesArePassedToBatch(t *testing.T) {
+	ctx := t.Context()
+	name := testenv.UniqueName(t)
+	task := "arn:aws:iam::" + kumoAccount + ":role/" + name + "-task"
+	admin := iam.NewFromConfig(testenv.Kumo(t))
+	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
+	if _, err := admin.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String(name + "-instance"), AssumeRolePolicyDocument: aws.String(trust)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.CreateInstanceProfile(ctx, &iam.CreateInstanceProfileInput{InstanceProfileName: aws.String(name)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.AddRoleToInstanceProfile(ctx, &iam.AddRoleToInstanceProfileInput{
+		InstanceProfileName: aws.String(name), RoleName: aws.String(name + "-instance")}); err != nil {
+		t.Fatal(err)
+	}
+	instanceRole := "arn:aws:iam::" + kumoAccount + ":role/" + name + "-instance"
+	allow := `{"Sid":"Batch","Effect":"Allow","Action":["batch:RegisterJobDefinition","batch:CreateComputeEnvironment"],"Resource":"*"}`
+	passTo := func(service string) string {
+		return `{"Sid":"Pass","Effect":"Allow","Action":"iam:PassRole","Resource":["` + task + `","` + instanceRole + `"],` +
+			`"Condition":{"StringEquals":{"iam:PassedToService":"` + service + `"}}}`
+	}
+	for i, tc := range []struct {
+		service string
+		allowed bool
+	}{
+		{"batch.amazonaws.com", true},
+		{"ecs-tasks.amazonaws.com", false},
+		{"ec2.amazonaws.com", false},
+		{"ecs.amazonaws.com", false},
+	} {
+		_, _, tester := iamProxy(t, doc(allow, passTo(tc.service)))
+		client := batch.NewFromConfig(tester)
+		errDef := registerJobDefinition(t, client, name, nil, "", task)
+		_, errCE := client.CreateComputeEnvironment(ctx, &batch.CreateComputeEnvironmentInput{
+			ComputeEnvironmentName: aws.String(name + "-" + strconv.Itoa(i)), Type: batchtypes.CETypeManaged,
+			ComputeResources: &batchtypes.ComputeResource{Type: batchtypes.CRTypeEc2, MaxvCpus: aws.Int32(4),
+				InstanceTypes: []string{"g4dn.xlarge"}, Subnets: []string{"subnet-1"},
+				InstanceRole: aws.String("arn:aws:iam::" + kumoAccount + ":instance-profile/" + name)},
+		})
+		if tc.allowed {
+			if errDef != nil || errCE != nil {
+				t.Errorf("roles passed to %s: register %v, create compute environment %v; want both allowed", tc.service, errDef, errCE)
+			}
+			continue
+		}
+		wantDenied(t, errDef, "iam:PassRole", task)
+		wantDenied(t, errCE, "iam:PassRole", instanceRole)
 	}
 }
