@@ -1,6 +1,7 @@
 package provision_test
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -72,13 +73,16 @@ func TestBatchDrift(t *testing.T) {
 				return err
 			}
 			// Batch takes a queue's environment once it is VALID.
-			for {
+			for deadline := time.Now().Add(30 * time.Second); ; {
 				out, err := e.batch.DescribeComputeEnvironments(ctx, &batch.DescribeComputeEnvironmentsInput{ComputeEnvironments: []string{other}})
 				if err != nil {
 					return err
 				}
 				if len(out.ComputeEnvironments) == 1 && out.ComputeEnvironments[0].Status == batchtypes.CEStatusValid {
 					break
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("compute environment %s not VALID within 30 s: %+v", other, out.ComputeEnvironments)
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
