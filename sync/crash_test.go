@@ -151,6 +151,7 @@ type crashFigures struct {
 // functions' code, later runs find it there, and two lanes keep the test
 // near 2 minutes on two cores.
 func TestCrashKillResume(t *testing.T) {
+	t.Parallel() // one of the long tests run side by side (see TestDeploy100)
 	if testing.Short() {
 		t.Skip("builds the agent and kills it 50 times")
 	}

@@ -1,12 +1,15 @@
 package sync_test
 
 import (
+	"flag"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -31,6 +34,19 @@ import (
 
 func TestMain(m *testing.M) {
 	defer testenv.StopServers()
+	// The long tests (t.Parallel) wait on round trips through the AWS
+	// rules and on agent processes more than they compute: two at a time,
+	// go test's default -parallel on two cores, left about half of the CPU
+	// idle. Twice GOMAXPROCS keeps both cores busy; -parallel on the
+	// command line still decides.
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		if err := flag.Set("test.parallel", strconv.Itoa(2*runtime.GOMAXPROCS(0))); err != nil {
+			panic(err)
+		}
+	}
 	m.Run()
 }
 

@@ -224,8 +224,10 @@ func checkAllCreated(tb testing.TB, rep *pipesync.Report, s deployMix) {
 // that every one is created, recorded ready and complete, that each resource
 // was created exactly once, and that a second pass writes nothing.
 func TestDeploy100(t *testing.T) {
-	// The package's longest tests run side by side: under the race
-	// detector each one keeps one core busy for minutes, and CI has two.
+	// The package's longest tests run side by side, up to twice
+	// GOMAXPROCS at a time (TestMain): under the race detector each one
+	// runs for minutes, mostly waiting on AWS round trips, and CI has two
+	// cores.
 	t.Parallel()
 	if testing.Short() {
 		t.Skip("deploys 100 workflows against kumo; skipped with -short")

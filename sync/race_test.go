@@ -63,6 +63,7 @@ func (l *raceLedger) options(e *env, agentID string) pipesync.Options {
 // inventory write may be lost: after each round the index and every record
 // show each desired workflow ready at its new spec hash.
 func TestRaceTwoAgentsManyCommits(t *testing.T) {
+	t.Parallel() // one of the long tests run side by side (see TestDeploy100)
 	if testing.Short() {
 		t.Skip("20 rounds of two agents against kumo")
 	}

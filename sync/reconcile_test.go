@@ -316,7 +316,10 @@ func TestReconcileForeignResourceIsRefused(t *testing.T) {
 // The crash points are shared by lanes run side by side, each with its own
 // state bucket and crash switch: the test waits on AWS round trips far more
 // than it computes, and alone it was the sync package's longest by minutes.
+// Lanes of a few dozen crash points each let the other long tests fill the
+// two cores as the last lanes end.
 func TestReconcileCrashResume(t *testing.T) {
+	t.Parallel() // one of the long tests run side by side (see TestDeploy100)
 	e := newEnv(t)
 	probe := e.reconciler("agent-a")
 	// Count the calls of a full create and delete of one sequence workflow.
@@ -334,7 +337,7 @@ func TestReconcileCrashResume(t *testing.T) {
 	if testing.Short() {
 		step = 7
 	}
-	const lanes = 3
+	const lanes = 4
 	for lane := range lanes {
 		t.Run(fmt.Sprintf("lane%d", lane), func(t *testing.T) {
 			t.Parallel()

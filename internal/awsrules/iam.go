@@ -116,6 +116,11 @@ type authority struct {
 	jobDefs  map[string]map[int]bool             // Batch job definition name -> its ACTIVE revisions
 	stats    map[string]*PrincipalReport         // by role name
 	used     map[string]map[string]*statementUse // role -> statement label -> what it allowed
+	// noted is, by role, the policies (policiesKey) whose statements used
+	// already holds: note merges a role's statements only when they change.
+	// Parsing them again on every request was the largest single cost of
+	// the sync package's tests under the race detector.
+	noted map[string]string
 	// uploadKeys: multipart upload ID -> the customer managed key its
 	// CreateMultipartUpload chose ("" for none), for its parts.
 	uploadKeys map[string]string
@@ -151,6 +156,7 @@ func newAuthority(cfg IAM, target *url.URL, transport http.RoundTripper) *author
 		jobDefs:       map[string]map[int]bool{},
 		stats:         map[string]*PrincipalReport{},
 		used:          map[string]map[string]*statementUse{},
+		noted:         map[string]string{},
 	}
 }
 
@@ -383,6 +389,35 @@ func (a *authority) note(role string, policies []json.RawMessage, q authz, res i
 		used = map[string]*statementUse{}
 		a.used[role] = used
 	}
+	if key := policiesKey(policies); a.noted[role] != key {
+		noteStatements(used, policies)
+		a.noted[role] = key
+	}
+	for _, g := range res.Grants {
+		if u := used[statementLabel(g.Sid, g.Index)]; g.Policy < len(policies) && u != nil {
+			u.granted[strings.ToLower(q.action)] = true
+		}
+	}
+}
+
+// policiesKey is the text of policies, to tell whether a role's policies
+// changed since note last saw them.
+func policiesKey(policies []json.RawMessage) string {
+	n := 0
+	for _, p := range policies {
+		n += len(p) + 1
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, p := range policies {
+		b.Write(p)
+		b.WriteByte(0) // no JSON text holds a NUL byte
+	}
+	return b.String()
+}
+
+// noteStatements adds the Allow statements of policies to used.
+func noteStatements(used map[string]*statementUse, policies []json.RawMessage) {
 	for _, st := range allowStatements(policies) {
 		if u := used[st.label]; u == nil {
 			used[st.label] = &statementUse{actions: st.actions, granted: map[string]bool{}}
@@ -393,11 +428,6 @@ func (a *authority) note(role string, policies []json.RawMessage, q authz, res i
 					u.actions = append(u.actions, act)
 				}
 			}
-		}
-	}
-	for _, g := range res.Grants {
-		if u := used[statementLabel(g.Sid, g.Index)]; g.Policy < len(policies) && u != nil {
-			u.granted[strings.ToLower(q.action)] = true
 		}
 	}
 }

@@ -220,7 +220,7 @@ func TestIAMLambdaCodeFromS3NeedsGetObject(t *testing.T) {
 func TestIAMReadsACreatedRolesPolicies(t *testing.T) {
 	ctx := t.Context()
 	name := testenv.UniqueName(t)
-	_, operator, _ := iamProxy(t, doc(`{"Effect":"Allow","Action":"sqs:ListQueues","Resource":"*"}`))
+	p, operator, _ := iamProxy(t, doc(`{"Effect":"Allow","Action":"sqs:ListQueues","Resource":"*"}`))
 	admin := iam.NewFromConfig(operator)
 	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
 	if _, err := admin.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String(name), AssumeRolePolicyDocument: aws.String(trust)}); err != nil {
@@ -232,12 +232,25 @@ func TestIAMReadsACreatedRolesPolicies(t *testing.T) {
 	_, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
 	wantRefused(t, err, http.StatusForbidden, "AccessDenied", "")
 
-	policy := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sqs:CreateQueue","Resource":"arn:aws:sqs:*:*:` + name + `"}]}`
+	policy := `{"Version":"2012-10-17","Statement":[{"Sid":"Create","Effect":"Allow","Action":"sqs:CreateQueue","Resource":"arn:aws:sqs:*:*:` + name + `"}]}`
 	if _, err := admin.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String(name), PolicyName: aws.String("p"), PolicyDocument: aws.String(policy)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)}); err != nil {
 		t.Fatalf("after PutRolePolicy: %v", err)
+	}
+
+	// A policy rewritten: the report covers the statements of both forms.
+	policy = `{"Version":"2012-10-17","Statement":[{"Sid":"Create","Effect":"Allow","Action":["sqs:CreateQueue","sqs:GetQueueUrl"],"Resource":"arn:aws:sqs:*:*:` + name + `"},
+		{"Sid":"Later","Effect":"Allow","Action":"sqs:PurgeQueue","Resource":"*"}]}`
+	if _, err := admin.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String(name), PolicyName: aws.String("p"), PolicyDocument: aws.String(policy)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)}); err != nil {
+		t.Fatalf("after the second PutRolePolicy: %v", err)
+	}
+	if u := p.Report().Unused[name]; !slices.Equal(u, []string{"Create: sqs:GetQueueUrl", "Later"}) {
+		t.Errorf("unused statements %v, want [Create: sqs:GetQueueUrl, Later]", u)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/sha256"
 	_ "embed"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -22,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 )
@@ -105,6 +107,16 @@ type Evaluator struct {
 
 	actionsMu sync.Mutex
 	actions   map[string]Action // Describe's answers, by action as asked
+
+	// decisions holds Evaluate's answers by request (requestKey). IAM's
+	// decision is a function of the request alone, and a test asks the
+	// same question many times (each pass reads the same state bucket as
+	// the same role): one process answers every request of a test binary,
+	// one at a time, and the sync package's tests spent more CPU time in
+	// it than in anything else but the test binary itself.
+	decisionsMu sync.Mutex
+	decisions   map[[sha256.Size]byte]Result
+	evaluations int // requests the process evaluated
 }
 
 // Start installs the evaluator under cacheDir if it is not there yet (npm ci
@@ -128,7 +140,8 @@ func Start(ctx context.Context, cacheDir string) (*Evaluator, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("iamsim: start node (Node.js must be installed): %w", err)
 	}
-	e := &Evaluator{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout), actions: map[string]Action{}}
+	e := &Evaluator{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout), actions: map[string]Action{},
+		decisions: map[[sha256.Size]byte]Result{}}
 	e.out.Buffer(make([]byte, 0, 64<<10), 16<<20)
 	if a, err := e.read(); err != nil || a.Decision != "Ready" {
 		_ = e.Close()
@@ -140,7 +153,21 @@ func Start(ctx context.Context, cacheDir string) (*Evaluator, error) {
 // Evaluate asks the evaluator about one request. A request the evaluator
 // cannot evaluate (an unknown action, a resource that fits none of the
 // action's resource types, a malformed policy) is an error, not a denial.
+//
+// An answer is kept for the evaluator's life: the same request again is
+// answered from memory.
 func (e *Evaluator) Evaluate(req Request) (Result, error) {
+	key, err := requestKey(req)
+	if err != nil {
+		return Result{}, err
+	}
+	e.decisionsMu.Lock()
+	res, ok := e.decisions[key]
+	e.decisionsMu.Unlock()
+	if ok {
+		res.Grants = slices.Clone(res.Grants)
+		return res, nil
+	}
 	line, err := json.Marshal(req)
 	if err != nil {
 		return Result{}, fmt.Errorf("iamsim: encode request: %w", err)
@@ -151,9 +178,48 @@ func (e *Evaluator) Evaluate(req Request) (Result, error) {
 	}
 	switch a.Decision {
 	case Allowed, ImplicitlyDenied, ExplicitlyDenied:
-		return Result{Decision: a.Decision, Reason: a.Reason, Grants: a.Grants}, nil
+		res := Result{Decision: a.Decision, Reason: a.Reason, Grants: a.Grants}
+		e.decisionsMu.Lock()
+		e.decisions[key] = res
+		e.evaluations++
+		e.decisionsMu.Unlock()
+		return Result{Decision: res.Decision, Reason: res.Reason, Grants: slices.Clone(res.Grants)}, nil
 	}
 	return Result{}, fmt.Errorf("iamsim: %s on %s: %s", req.Action, req.Resource, a.Reason)
+}
+
+// Evaluations returns how many requests the evaluator process has decided:
+// the requests Evaluate did not answer from memory.
+func (e *Evaluator) Evaluations() int {
+	e.decisionsMu.Lock()
+	defer e.decisionsMu.Unlock()
+	return e.evaluations
+}
+
+// requestKey identifies a request by everything the evaluator reads of it:
+// a hash of each field, length first, so no two requests share a key.
+// Policies are taken as written: the same policy spelled differently is
+// another key, and only costs one more evaluation.
+func requestKey(req Request) ([sha256.Size]byte, error) {
+	ctx, err := json.Marshal(req.Context) // map keys in sorted order
+	if err != nil {
+		return [sha256.Size]byte{}, fmt.Errorf("iamsim: encode request context: %w", err)
+	}
+	h := sha256.New()
+	field := func(b []byte) {
+		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(b))))
+		h.Write(b)
+	}
+	field([]byte(req.Principal))
+	h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(req.Policies))))
+	for _, p := range req.Policies {
+		field(p)
+	}
+	field(req.ResourcePolicy)
+	field([]byte(req.Action))
+	field([]byte(req.Resource))
+	field(ctx)
+	return [sha256.Size]byte(h.Sum(nil)), nil
 }
 
 // Describe returns the Service Authorization Reference's entry for action

@@ -87,16 +87,24 @@ func TestEvaluate(t *testing.T) {
 			Context: map[string]any{"iam:PassedToService": "lambda.amazonaws.com"}}, iamsim.ImplicitlyDenied},
 		{"no policy, no access", iamsim.Request{Principal: role, Action: "sqs:SendMessage", Resource: queue}, iamsim.ImplicitlyDenied},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := e.Evaluate(tt.req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got.Decision != tt.want {
-				t.Errorf("%s on %s: %s (%s), want %s", tt.req.Action, tt.req.Resource, got.Decision, got.Reason, tt.want)
-			}
-		})
+	// Twice: the second round is answered from memory, and must still tell
+	// apart requests that differ in one field only (resource, action,
+	// policies, context).
+	for _, round := range []string{"asked", "remembered"} {
+		for _, tt := range tests {
+			t.Run(round+"/"+tt.name, func(t *testing.T) {
+				got, err := e.Evaluate(tt.req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.Decision != tt.want {
+					t.Errorf("%s on %s: %s (%s), want %s", tt.req.Action, tt.req.Resource, got.Decision, got.Reason, tt.want)
+				}
+			})
+		}
+		if n := e.Evaluations(); n != len(tests) {
+			t.Errorf("after the %s round the evaluator decided %d requests, want %d (one per distinct request)", round, n, len(tests))
+		}
 	}
 }
 
