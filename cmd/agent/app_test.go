@@ -23,6 +23,7 @@ import (
 	"github.com/cloudpipe/cloudpipe/gitsource"
 	"github.com/cloudpipe/cloudpipe/internal/secret"
 	"github.com/cloudpipe/cloudpipe/internal/testenv"
+	pipesync "github.com/cloudpipe/cloudpipe/sync"
 	"github.com/cloudpipe/cloudpipe/workflow"
 )
 
@@ -127,6 +128,27 @@ func TestAppReadsPrivateRepo(t *testing.T) {
 	}
 	var logs bytes.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// openAsApp opens the private repository as the agent does with an
+	// App whose exchange is as, signing with pemKey.
+	openAsApp := func(t *testing.T, as *testenv.AppExchange, pemKey string) (Config, *pipesync.Repo) {
+		t.Helper()
+		srv := httptest.NewServer(as.Handler(gitea))
+		t.Cleanup(srv.Close)
+		cfg := config(t, pemKey, srv.URL+"/api/v1/")
+		app, err := readApp(t.Context(), cfg, aws.Config{}, secret.Value{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sink, err := newStatusSink(cfg, secret.Value{}, app, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		repo, err := openRepoWithAuth(t.Context(), cfg, sink.git)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg, repo
+	}
 	var errs []error
 	noToken := func(t *testing.T, cfg Config) {
 		t.Helper()
@@ -179,21 +201,7 @@ func TestAppReadsPrivateRepo(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			as := &testenv.AppExchange{PublicKey: &key.PublicKey, AppID: 123, InstallationID: 456, Token: g.Token, ExpiresIn: tc.expiresIn}
-			srv := httptest.NewServer(as.Handler(gitea))
-			defer srv.Close()
-			cfg := config(t, pemKey, srv.URL+"/api/v1/")
-			app, err := readApp(t.Context(), cfg, aws.Config{}, secret.Value{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			sink, err := newStatusSink(cfg, secret.Value{}, app, log)
-			if err != nil {
-				t.Fatal(err)
-			}
-			repo, err := openRepoWithAuth(t.Context(), cfg, sink.git)
-			if err != nil {
-				t.Fatal(err)
-			}
+			cfg, repo := openAsApp(t, as, pemKey)
 			// The clone: the cache is empty.
 			head := g.BranchCommit(t, name, "main")
 			d, err := repo.Load(t.Context(), "")
@@ -232,22 +240,8 @@ func TestAppReadsPrivateRepo(t *testing.T) {
 		// The key is not the App's: GitHub refuses the exchange, and the
 		// fetch fails naming the App's flags.
 		as := &testenv.AppExchange{PublicKey: &key.PublicKey, AppID: 123, InstallationID: 456, Token: g.Token, ExpiresIn: time.Hour}
-		srv := httptest.NewServer(as.Handler(gitea))
-		defer srv.Close()
-		cfg := config(t, otherPEM, srv.URL+"/api/v1/")
-		app, err := readApp(t.Context(), cfg, aws.Config{}, secret.Value{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sink, err := newStatusSink(cfg, secret.Value{}, app, log)
-		if err != nil {
-			t.Fatal(err)
-		}
-		repo, err := openRepoWithAuth(t.Context(), cfg, sink.git)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = repo.Load(t.Context(), "")
+		_, repo := openAsApp(t, as, otherPEM)
+		_, err := repo.Load(t.Context(), "")
 		if !errors.Is(err, gitsource.ErrTokenSource) {
 			t.Fatalf("Load with a refused exchange = %v; want ErrTokenSource", err)
 		}
