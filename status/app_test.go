@@ -21,10 +21,6 @@ import (
 func TestAppAuthOnGitea(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	gitea, err := url.Parse(f.srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
 	key, pemKey := testenv.NewAppKey(t)
 	_, otherPEM := testenv.NewAppKey(t)
 	pr := f.pullRequest(t, "app")
@@ -43,14 +39,7 @@ func TestAppAuthOnGitea(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			as := &testenv.AppExchange{PublicKey: &key.PublicKey, AppID: 123, InstallationID: 456, Token: f.srv.Token, ExpiresIn: tc.expiresIn}
-			srv := httptest.NewServer(as.Handler(gitea))
-			defer srv.Close()
-			g, err := status.New(status.Options{
-				APIURL: srv.URL + "/api/v1/",
-				Repo:   f.srv.RepoName(f.repo),
-				App:    &status.App{ID: 123, InstallationID: 456, PrivateKey: secret.New(tc.pem)},
-				Logger: slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-			})
+			g, err := f.asApp(t, as, tc.pem, slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -141,10 +130,6 @@ func TestAppOptionsChecked(t *testing.T) {
 func TestAppInstallationToken(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	gitea, err := url.Parse(f.srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
 	key, pemKey := testenv.NewAppKey(t)
 	_, otherPEM := testenv.NewAppKey(t)
 	for _, tc := range []struct {
@@ -159,10 +144,7 @@ func TestAppInstallationToken(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			as := &testenv.AppExchange{PublicKey: &key.PublicKey, AppID: 123, InstallationID: 456, Token: f.srv.Token, ExpiresIn: tc.expiresIn}
-			srv := httptest.NewServer(as.Handler(gitea))
-			defer srv.Close()
-			g, err := status.New(status.Options{APIURL: srv.URL + "/api/v1/", Repo: f.srv.RepoName(f.repo),
-				App: &status.App{ID: 123, InstallationID: 456, PrivateKey: secret.New(tc.pem)}})
+			g, err := f.asApp(t, as, tc.pem, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -215,10 +197,6 @@ func TestAppInstallationToken(t *testing.T) {
 func TestAppLoginForComments(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	gitea, err := url.Parse(f.srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
 	key, pemKey := testenv.NewAppKey(t)
 	for _, tc := range []struct {
 		name, slug, want string
@@ -229,10 +207,7 @@ func TestAppLoginForComments(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			as := &testenv.AppExchange{PublicKey: &key.PublicKey, AppID: 123, InstallationID: 456, Token: f.srv.Token,
 				ExpiresIn: time.Hour, Slug: tc.slug}
-			srv := httptest.NewServer(as.Handler(gitea))
-			defer srv.Close()
-			g, err := status.New(status.Options{APIURL: srv.URL + "/api/v1/", Repo: f.srv.RepoName(f.repo),
-				App: &status.App{ID: 123, InstallationID: 456, PrivateKey: secret.New(pemKey)}})
+			g, err := f.asApp(t, as, pemKey, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -245,4 +220,19 @@ func TestAppLoginForComments(t *testing.T) {
 			}
 		})
 	}
+}
+
+// asApp returns a client of f's repository acting as App 123
+// (installation 456), signing with pemKey, through the exchange as in front
+// of f's Gitea; the exchange's server stops with the test.
+func (f *fixture) asApp(t *testing.T, as *testenv.AppExchange, pemKey string, logger *slog.Logger) (*status.GitHub, error) {
+	t.Helper()
+	gitea, err := url.Parse(f.srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(as.Handler(gitea))
+	t.Cleanup(srv.Close)
+	return status.New(status.Options{APIURL: srv.URL + "/api/v1/", Repo: f.srv.RepoName(f.repo),
+		App: &status.App{ID: 123, InstallationID: 456, PrivateKey: secret.New(pemKey)}, Logger: logger})
 }
