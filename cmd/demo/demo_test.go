@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net"
@@ -174,22 +175,9 @@ func TestDemoOddKey(t *testing.T) {
 	}
 	dl := t.TempDir()
 	var stdout, stderr syncBuffer
-	err := run(t.Context(), options{
-		port:        defaultPort,
-		repo:        checkoutRoot(t),
-		upload:      upload,
-		download:    dl,
-		once:        true,
-		timeout:     2 * time.Minute,
-		logLevel:    slog.LevelWarn,
-		executable:  bin,
-		stateBucket: fmt.Sprintf("cloudpipe-state-demo-test-%d", seq),
-		kumoURL:     testenv.KumoURL(t),
-		iam:         true,
-		iamReport:   iamFigures(t),
-		codeFile:    smallFile(t),
-		stderr:      &stderr,
-	}, &stdout)
+	o := demoOptions(t, checkoutRoot(t), bin, seq, &stderr)
+	o.upload, o.download, o.once = upload, dl, true
+	err := run(t.Context(), o, &stdout)
 	t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	if err != nil {
 		t.Fatalf("run: %v", err)
@@ -271,24 +259,11 @@ func TestDemoImageCannotBePulled(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stdout, stderr syncBuffer
-	err := run(t.Context(), options{
-		port:           defaultPort,
-		repo:           checkoutRoot(t),
-		workflow:       "hello-sort",
-		upload:         upload,
-		once:           true,
-		timeout:        2 * time.Minute,
-		logLevel:       slog.LevelWarn,
-		algorithmImage: "registry.invalid/cloudpipe/sort:1",
-		runStatusEvery: 200 * time.Millisecond,
-		executable:     bin,
-		stateBucket:    fmt.Sprintf("cloudpipe-state-demo-test-%d", seq),
-		kumoURL:        testenv.KumoURL(t),
-		iam:            true,
-		iamReport:      iamFigures(t),
-		codeFile:       smallFile(t),
-		stderr:         &stderr,
-	}, &stdout)
+	o := demoOptions(t, checkoutRoot(t), bin, seq, &stderr)
+	o.workflow, o.upload, o.once = "hello-sort", upload, true
+	o.algorithmImage = "registry.invalid/cloudpipe/sort:1"
+	o.runStatusEvery = 200 * time.Millisecond
+	err := run(t.Context(), o, &stdout)
 	out := stdout.String()
 	t.Logf("stdout:\n%s\nstderr:\n%s", out, stderr.String())
 	if !errors.Is(err, errReported) {
@@ -382,23 +357,11 @@ func TestDemoStageFunctionFails(t *testing.T) {
 	fn := provision.ResourceName("hello-sort", 0)
 	var report awsrules.Report
 	var stdout, stderr syncBuffer
-	err := run(t.Context(), options{
-		port:         defaultPort,
-		repo:         checkoutRoot(t),
-		workflow:     "hello-sort",
-		upload:       upload,
-		once:         true,
-		timeout:      2 * time.Minute,
-		logLevel:     slog.LevelWarn,
-		executable:   bin,
-		stateBucket:  fmt.Sprintf("cloudpipe-state-demo-test-%d", seq),
-		kumoURL:      testenv.KumoURL(t),
-		iam:          true,
-		iamReport:    func(r awsrules.Report) { report = r },
-		beforeUpload: func(ctx context.Context, cfg aws.Config) error { return dropStatement(ctx, cfg, fn+"-lambda", "Queue") },
-		codeFile:     smallFile(t),
-		stderr:       &stderr,
-	}, &stdout)
+	o := demoOptions(t, checkoutRoot(t), bin, seq, &stderr)
+	o.workflow, o.upload, o.once = "hello-sort", upload, true
+	o.iamReport = func(r awsrules.Report) { report = r }
+	o.beforeUpload = func(ctx context.Context, cfg aws.Config) error { return dropStatement(ctx, cfg, fn+"-lambda", "Queue") }
+	err := run(t.Context(), o, &stdout)
 	out := stdout.String()
 	t.Logf("stdout:\n%s\nstderr:\n%s", out, stderr.String())
 	if !errors.Is(err, errReported) {
@@ -501,4 +464,26 @@ func dropStatement(ctx context.Context, cfg aws.Config, role, sid string) error 
 	}
 	_, err = c.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String(role), PolicyName: aws.String("cloudpipe"), PolicyDocument: aws.String(string(b))})
 	return err
+}
+
+// demoOptions are what every test of a whole demo runs with: repo as the
+// config repository, the agent binary bin, a state bucket of the test's
+// own (seq), the test binary's kumo, IAM enforced with its figures logged,
+// a small file as the stage functions' code, and a 2-minute timeout; the
+// test sets what it is about on top.
+func demoOptions(t *testing.T, repo, bin string, seq int64, stderr io.Writer) options {
+	t.Helper()
+	return options{
+		port:        defaultPort,
+		repo:        repo,
+		timeout:     2 * time.Minute,
+		logLevel:    slog.LevelWarn,
+		executable:  bin,
+		stateBucket: fmt.Sprintf("cloudpipe-state-demo-test-%d", seq),
+		kumoURL:     testenv.KumoURL(t),
+		iam:         true,
+		iamReport:   iamFigures(t),
+		codeFile:    smallFile(t),
+		stderr:      stderr,
+	}
 }

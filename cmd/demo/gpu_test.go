@@ -3,20 +3,17 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/batch"
 	batchtypes "github.com/aws/aws-sdk-go-v2/service/batch/types"
 
 	"github.com/cloudpipe/cloudpipe/internal/localecs"
-	"github.com/cloudpipe/cloudpipe/internal/testenv"
 	"github.com/cloudpipe/cloudpipe/provision"
 )
 
@@ -90,40 +87,27 @@ func TestDemoGPUAndSpot(t *testing.T) {
 	var envs []batchtypes.ComputeEnvironmentDetail
 	var defs []batchtypes.JobDefinition
 	var stdout, stderr syncBuffer
-	err := run(t.Context(), options{
-		port:        defaultPort,
-		repo:        gpuMixRepo(t),
-		upload:      upload,
-		download:    dl,
-		once:        true,
-		timeout:     2 * time.Minute,
-		logLevel:    slog.LevelWarn,
-		executable:  bin,
-		stateBucket: fmt.Sprintf("cloudpipe-state-demo-test-%d", seq),
-		kumoURL:     testenv.KumoURL(t),
-		iam:         true,
-		iamReport:   iamFigures(t),
-		codeFile:    smallFile(t),
-		stderr:      &stderr,
-		beforeUpload: func(ctx context.Context, cfg aws.Config) error {
-			// Read back while the local Batch, which keeps what kumo
-			// drops (ecsProperties), is up.
-			client := batch.NewFromConfig(cfg)
-			ce, err := client.DescribeComputeEnvironments(ctx, &batch.DescribeComputeEnvironmentsInput{
-				ComputeEnvironments: []string{"cp-batch-g5-xlarge-ec2", "cp-batch-m7i-large-spot"}})
-			if err != nil {
-				return err
-			}
-			envs = ce.ComputeEnvironments
-			jd, err := client.DescribeJobDefinitions(ctx, &batch.DescribeJobDefinitionsInput{
-				JobDefinitions: []string{provision.ResourceName("gpu-mix", 1), provision.ResourceName("gpu-mix", 2)}, Status: aws.String("ACTIVE")})
-			if err != nil {
-				return err
-			}
-			defs = jd.JobDefinitions
-			return nil
-		},
-	}, &stdout)
+	o := demoOptions(t, gpuMixRepo(t), bin, seq, &stderr)
+	o.upload, o.download, o.once = upload, dl, true
+	o.beforeUpload = func(ctx context.Context, cfg aws.Config) error {
+		// Read back while the local Batch, which keeps what kumo
+		// drops (ecsProperties), is up.
+		client := batch.NewFromConfig(cfg)
+		ce, err := client.DescribeComputeEnvironments(ctx, &batch.DescribeComputeEnvironmentsInput{
+			ComputeEnvironments: []string{"cp-batch-g5-xlarge-ec2", "cp-batch-m7i-large-spot"}})
+		if err != nil {
+			return err
+		}
+		envs = ce.ComputeEnvironments
+		jd, err := client.DescribeJobDefinitions(ctx, &batch.DescribeJobDefinitionsInput{
+			JobDefinitions: []string{provision.ResourceName("gpu-mix", 1), provision.ResourceName("gpu-mix", 2)}, Status: aws.String("ACTIVE")})
+		if err != nil {
+			return err
+		}
+		defs = jd.JobDefinitions
+		return nil
+	}
+	err := run(t.Context(), o, &stdout)
 	t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	if err != nil {
 		t.Fatalf("run: %v", err)

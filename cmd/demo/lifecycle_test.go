@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -98,18 +97,14 @@ func TestLifecycleUnderIAM(t *testing.T) {
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		runErr = run(runCtx, options{
-			port: defaultPort, repo: src, upload: upload, download: dl,
-			timeout: 2 * time.Minute, logLevel: slog.LevelWarn, executable: bin,
-			stateBucket: fmt.Sprintf("cloudpipe-state-demo-test-%d", seq),
-			kumoURL:     testenv.KumoURL(t), codeFile: smallFile(t), stderr: &stderr,
-			iam: true,
-			iamReport: func(r awsrules.Report) {
-				mu.Lock()
-				report, got = r, true
-				mu.Unlock()
-			},
-		}, &stdout)
+		o := demoOptions(t, src, bin, seq, &stderr)
+		o.upload, o.download = upload, dl
+		o.iamReport = func(r awsrules.Report) {
+			mu.Lock()
+			report, got = r, true
+			mu.Unlock()
+		}
+		runErr = run(runCtx, o, &stdout)
 	}()
 	stopDemo := func() {
 		cancel()

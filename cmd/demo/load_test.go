@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -134,19 +133,9 @@ func runLoad(t *testing.T, n, maxTasks int) {
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		runErr = run(ctx, options{
-			port:        defaultPort,
-			repo:        repo,
-			timeout:     time.Minute, // for the demo's own sample
-			logLevel:    slog.LevelWarn,
-			executable:  bin,
-			stateBucket: stateBucket,
-			kumoURL:     testenv.KumoURL(t),
-			iam:         true,
-			iamReport:   iamFigures(t),
-			codeFile:    smallFile(t),
-			stderr:      &stderr,
-		}, &stdout)
+		o := demoOptions(t, repo, bin, seq, &stderr)
+		o.timeout = time.Minute // for the demo's own sample
+		runErr = run(ctx, o, &stdout)
 	}()
 	defer func() {
 		cancel()

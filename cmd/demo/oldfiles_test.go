@@ -3,13 +3,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
-	"github.com/cloudpipe/cloudpipe/internal/testenv"
 	"github.com/cloudpipe/cloudpipe/workflow"
 )
 
@@ -61,12 +58,9 @@ func TestDemoOldRuntimeVariables(t *testing.T) {
 	}
 	dl := t.TempDir()
 	var stdout, stderr syncBuffer
-	err := run(t.Context(), options{
-		port: defaultPort, repo: repo, workflow: wf, upload: upload, download: dl, once: true,
-		timeout: 2 * time.Minute, logLevel: slog.LevelWarn, executable: bin,
-		stateBucket: fmt.Sprintf("cloudpipe-state-demo-test-%d", seq), kumoURL: testenv.KumoURL(t),
-		iam: true, iamReport: iamFigures(t), codeFile: smallFile(t), stderr: &stderr,
-	}, &stdout)
+	o := demoOptions(t, repo, bin, seq, &stderr)
+	o.workflow, o.upload, o.download, o.once = wf, upload, dl, true
+	err := run(t.Context(), o, &stdout)
 	t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), tail(stderr.String(), 60))
 	if err != nil {
 		t.Fatalf("run: %v", err)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -62,20 +61,9 @@ func TestDemoSecondRegion(t *testing.T) {
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		runErr = run(ctx, options{
-			port:        defaultPort,
-			repo:        repo,
-			download:    dl,
-			timeout:     2 * time.Minute,
-			logLevel:    slog.LevelWarn,
-			executable:  bin,
-			stateBucket: fmt.Sprintf("cloudpipe-state-demo-test-%d", seq),
-			kumoURL:     testenv.KumoURL(t),
-			iam:         true,
-			iamReport:   iamFigures(t),
-			codeFile:    smallFile(t),
-			stderr:      &stderr,
-		}, &stdout)
+		o := demoOptions(t, repo, bin, seq, &stderr)
+		o.download = dl
+		runErr = run(ctx, o, &stdout)
 	}()
 	defer func() {
 		cancel()
