@@ -138,13 +138,14 @@ func TestBatchJobDefinitionPassesItsRoles(t *testing.T) {
 func TestBatchComputeEnvironmentPassesItsInstanceRole(t *testing.T) {
 	ctx := t.Context()
 	name := testenv.UniqueName(t)
-	instanceRole := newInstanceProfile(t, name)
+	profile := testenv.InstanceProfile(t, name)
+	instanceRole := "arn:aws:iam::" + kumoAccount + ":role/" + profile
 	create := func(cfg aws.Config) error {
 		_, err := batch.NewFromConfig(cfg).CreateComputeEnvironment(ctx, &batch.CreateComputeEnvironmentInput{
 			ComputeEnvironmentName: aws.String(name), Type: batchtypes.CETypeManaged,
 			ComputeResources: &batchtypes.ComputeResource{Type: batchtypes.CRTypeEc2, MaxvCpus: aws.Int32(4),
 				InstanceTypes: []string{"g4dn.xlarge"}, Subnets: []string{"subnet-1"},
-				InstanceRole: aws.String("arn:aws:iam::" + kumoAccount + ":instance-profile/" + name)},
+				InstanceRole: aws.String("arn:aws:iam::" + kumoAccount + ":instance-profile/" + profile)},
 		})
 		return err
 	}
@@ -257,7 +258,8 @@ func TestBatchRolesArePassedToBatch(t *testing.T) {
 	ctx := t.Context()
 	name := testenv.UniqueName(t)
 	task := "arn:aws:iam::" + kumoAccount + ":role/" + name + "-task"
-	instanceRole := newInstanceProfile(t, name)
+	profile := testenv.InstanceProfile(t, name)
+	instanceRole := "arn:aws:iam::" + kumoAccount + ":role/" + profile
 	allow := `{"Sid":"Batch","Effect":"Allow","Action":["batch:RegisterJobDefinition","batch:CreateComputeEnvironment"],"Resource":"*"}`
 	passTo := func(service string) string {
 		return `{"Sid":"Pass","Effect":"Allow","Action":"iam:PassRole","Resource":["` + task + `","` + instanceRole + `"],` +
@@ -279,7 +281,7 @@ func TestBatchRolesArePassedToBatch(t *testing.T) {
 			ComputeEnvironmentName: aws.String(name + "-" + strconv.Itoa(i)), Type: batchtypes.CETypeManaged,
 			ComputeResources: &batchtypes.ComputeResource{Type: batchtypes.CRTypeEc2, MaxvCpus: aws.Int32(4),
 				InstanceTypes: []string{"g4dn.xlarge"}, Subnets: []string{"subnet-1"},
-				InstanceRole: aws.String("arn:aws:iam::" + kumoAccount + ":instance-profile/" + name)},
+				InstanceRole: aws.String("arn:aws:iam::" + kumoAccount + ":instance-profile/" + profile)},
 		})
 		if tc.allowed {
 			if errDef != nil || errCE != nil {
@@ -290,25 +292,4 @@ func TestBatchRolesArePassedToBatch(t *testing.T) {
 		wantDenied(t, errDef, "iam:PassRole", task)
 		wantDenied(t, errCE, "iam:PassRole", instanceRole)
 	}
-}
-
-// newInstanceProfile makes, as the operator, the instance profile name
-// holding the role name+"-instance" (trusting EC2), as bootstrap makes
-// cp-batch-instance, and returns the role's ARN.
-func newInstanceProfile(t *testing.T, name string) string {
-	t.Helper()
-	ctx := t.Context()
-	admin := iam.NewFromConfig(testenv.Kumo(t))
-	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
-	if _, err := admin.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String(name + "-instance"), AssumeRolePolicyDocument: aws.String(trust)}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.CreateInstanceProfile(ctx, &iam.CreateInstanceProfileInput{InstanceProfileName: aws.String(name)}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.AddRoleToInstanceProfile(ctx, &iam.AddRoleToInstanceProfileInput{
-		InstanceProfileName: aws.String(name), RoleName: aws.String(name + "-instance")}); err != nil {
-		t.Fatal(err)
-	}
-	return "arn:aws:iam::" + kumoAccount + ":role/" + name + "-instance"
 }

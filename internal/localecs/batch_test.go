@@ -136,32 +136,11 @@ func (f *batchFixture) setUp(t *testing.T) {
 	t.Helper()
 	f.batch = batch.NewFromConfig(f.cfg)
 	f.name = testenv.UniqueName(t)
-	f.profile = instanceProfile(t, f.name)
+	f.profile = testenv.InstanceProfile(t, f.name)
 	f.env, f.queue = f.name+"-ce", f.name+"-jq"
 	f.envARN = f.createEnv(t, f.env, batchtypes.CEStateEnabled)
 	f.qARN = f.createQueue(t, f.queue, f.env)
 	f.defARN = f.register(t, f.name, "", nil)
-}
-
-// instanceProfile makes a role and an instance profile holding it in kumo,
-// as bootstrap does for the compute environments, and returns the
-// profile's name.
-func instanceProfile(t *testing.T, name string) string {
-	t.Helper()
-	ctx := t.Context()
-	admin := iam.NewFromConfig(testenv.Kumo(t))
-	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
-	if _, err := admin.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String(name + "-instance"), AssumeRolePolicyDocument: aws.String(trust)}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.CreateInstanceProfile(ctx, &iam.CreateInstanceProfileInput{InstanceProfileName: aws.String(name + "-instance")}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.AddRoleToInstanceProfile(ctx, &iam.AddRoleToInstanceProfileInput{
-		InstanceProfileName: aws.String(name + "-instance"), RoleName: aws.String(name + "-instance")}); err != nil {
-		t.Fatal(err)
-	}
-	return name + "-instance"
 }
 
 // createEnv creates a managed EC2 compute environment and waits until it
